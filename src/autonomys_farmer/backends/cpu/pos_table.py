@@ -97,22 +97,20 @@ def f1_all(keystream, k):
 
 
 @njit(cache=True)
-def find_matches(y, bucket_starts, nbuckets, capacity):
-    """All (left, right) position pairs between adjacent buckets, in (left, right) order."""
+def _match_buckets(y, bucket_starts, b_first, b_last, left, right, out_start, out_end):
+    """Matches of left buckets b_first..b_last-1 written from out_start; returns the end or -1."""
     B = 119
     C = 127
     BC = B * C
-    left = np.empty(capacity, np.int32)
-    right = np.empty(capacity, np.int32)
-    first = np.zeros(BC, np.int64)
-    count = np.zeros(BC, np.int64)
+    first = np.zeros(BC, np.int32)
+    count = np.zeros(BC, np.uint8)
     sq = np.empty((2, 64), np.int64)
     for parity in range(2):
         for m in range(64):
             sq[parity, m] = ((2 * m + parity) ** 2) % C
     found = np.empty(64 * 8, np.int64)
-    n = 0
-    for b in range(nbuckets - 1):
+    n = out_start
+    for b in range(b_first, b_last):
         ls, le = bucket_starts[b], bucket_starts[b + 1]
         rs, re = bucket_starts[b + 1], bucket_starts[b + 2]
         if ls == le or rs == re:
@@ -131,7 +129,13 @@ def find_matches(y, bucket_starts, nbuckets, capacity):
             rl_c = rl % C
             nf = 0
             for m in range(64):
-                t = ((rl_b + m) % B) * C + (sq[parity, m] + rl_c) % C
+                hi_part = rl_b + m
+                if hi_part >= B:
+                    hi_part -= B
+                lo_part = sq[parity, m] + rl_c
+                if lo_part >= C:
+                    lo_part -= C
+                t = hi_part * C + lo_part
                 c = count[t]
                 if c:
                     f = first[t]
@@ -152,15 +156,49 @@ def find_matches(y, bucket_starts, nbuckets, capacity):
                     found[p + 1] = found[p]
                     p -= 1
                 found[p + 1] = v
-            if n + nf > capacity:
-                return left, right, -1
+            if n + nf > out_end:
+                return -1
             for a in range(nf):
                 left[n] = i
                 right[n] = found[a]
                 n += 1
         for j in range(rs, re):
             count[y[j] - base_r] = 0
-    return left, right, n
+    return n
+
+
+@njit(parallel=True, cache=True)
+def find_matches(y, bucket_starts, nbuckets):
+    """All (left, right) position pairs between adjacent buckets, in (left, right) order.
+
+    Bucket ranges are matched in parallel into slack regions of one buffer, then compacted.
+    Returns (left, right, n) with n = -1 if a region overflowed (never seen: ~1 match/entry).
+    """
+    nchunks = 32
+    entries = y.shape[0]
+    region = 2 * entries // nchunks + 8192
+    left = np.empty(region * nchunks, np.int32)
+    right = np.empty(region * nchunks, np.int32)
+    ends = np.empty(nchunks, np.int64)
+    for c in prange(nchunks):
+        ends[c] = _match_buckets(
+            y, bucket_starts, c * (nbuckets - 1) // nchunks, (c + 1) * (nbuckets - 1) // nchunks,
+            left, right, c * region, (c + 1) * region,
+        )  # fmt: skip
+    n = 0
+    for c in range(nchunks):
+        if ends[c] < 0:
+            return left, right, -1
+        n += ends[c] - c * region
+    left_out = np.empty(n, np.int32)
+    right_out = np.empty(n, np.int32)
+    n = 0
+    for c in range(nchunks):
+        size = ends[c] - c * region
+        left_out[n : n + size] = left[c * region : ends[c]]
+        right_out[n : n + size] = right[c * region : ends[c]]
+        n += size
+    return left_out, right_out, n
 
 
 @njit(cache=True)
@@ -334,16 +372,15 @@ class PosTable:
         rights: list[np.ndarray] = []
         for table in range(2, pos.NUM_TABLES + 1):
             starts = np.searchsorted(y, bucket_bounds)
-            capacity = 2 * len(y) + 4096
-            left, right, n = find_matches(y, starts, nb, capacity)
+            left, right, n = find_matches(y, starts, nb)
             if n < 0:
-                raise RuntimeError(f"PoS table {table} exceeds {capacity} entries for seed {seed.hex()}")
+                raise RuntimeError(f"PoS table {table} overflowed its match buffer for seed {seed.hex()}")
             y_new, hi_new, lo_new = compute_fn(table, k, y, meta_hi, meta_lo, left, right, n)
             shift = np.int64(int(n).bit_length())
             order = np.argsort((y_new << shift) | np.arange(n, dtype=np.int64))
             y = y_new[order]
-            lefts.append(left[:n][order])
-            rights.append(right[:n][order])
+            lefts.append(left[order])
+            rights.append(right[order])
             if table < pos.NUM_TABLES:
                 meta_hi = hi_new[order]
                 meta_lo = lo_new[order]
