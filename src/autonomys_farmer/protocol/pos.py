@@ -8,8 +8,6 @@ vectorised table construction in `backends.cpu.pos_table`. Bit strings are MSB-f
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
-
 import blake3
 
 K = 20
@@ -92,15 +90,6 @@ def f1(seed: bytes, x: int, k: int = K) -> int:
     return (partial << PARAM_EXT) | (x >> (k - PARAM_EXT))
 
 
-@lru_cache(maxsize=2)
-def _targets_table() -> tuple[tuple[frozenset[int], ...], ...]:
-    """For parity 0/1 and every r in [0, BC): the 64 matching right r values."""
-    return tuple(
-        tuple(frozenset(target(parity, r, m) for m in range(PARAM_M)) for r in range(PARAM_BC))
-        for parity in (0, 1)
-    )
-
-
 def target(parity: int, r: int, m: int) -> int:
     """The m-th right-entry r value a left entry (bucket parity, r) matches (Chia's M function)."""
     return ((r // PARAM_C + m) % PARAM_B) * PARAM_C + (((2 * m + parity) ** 2 + r) % PARAM_C)
@@ -109,7 +98,10 @@ def target(parity: int, r: int, m: int) -> int:
 def has_match(y_left: int, y_right: int) -> bool:
     """Verifier's match test: no bucket-adjacency check, exactly as the Subspace verifier."""
     parity = (y_left // PARAM_BC) % 2
-    return (y_right % PARAM_BC) in _targets_table()[parity][y_left % PARAM_BC]
+    r_left, r_right = y_left % PARAM_BC, y_right % PARAM_BC
+    # The B-part of a target fixes m uniquely (64 < B), so only one candidate m needs checking.
+    m = (r_right // PARAM_C - r_left // PARAM_C) % PARAM_B
+    return m < PARAM_M and target(parity, r_left, m) == r_right
 
 
 def fn(table: int, y_left: int, meta_left: int, meta_right: int, k: int = K) -> tuple[int, int]:

@@ -1,0 +1,85 @@
+"""Auditing (protocol.md §7): which stored chunks of a sector are close enough to the challenge.
+
+Only one s-bucket per sector is read per slot: s = u16le(sector_id XOR global_challenge). Each of
+its stored chunks is keyed-hashed with the sector slot challenge; its first 8 bytes (u64 LE) are
+compared with the challenge's by bidirectional distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autonomys_farmer.backends.cpu.blake3_kernel import keyed_hash_rows
+from autonomys_farmer.protocol.hashes import keyed_hash
+from autonomys_farmer.protocol.sector import (
+    SectorBytes,
+    SectorLayout,
+    SectorMetadata,
+    derive_sector_slot_challenge,
+    s_bucket_audit_index,
+    sector_id,
+)
+
+
+@dataclass(frozen=True)
+class ChunkCandidate:
+    chunk_index: int  # position within the audited s-bucket
+    distance: int
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    sector_index: int
+    s_bucket: int
+    candidates: tuple[ChunkCandidate, ...]  # ascending distance, ties in chunk order
+
+    @property
+    def best_distance(self) -> int | None:
+        return self.candidates[0].distance if self.candidates else None
+
+
+def bidirectional_distance(a: int, b: int) -> int:
+    diff = (a - b) % 2**64
+    return min(diff, 2**64 - diff if diff else 0)
+
+
+def chunk_distance(global_challenge: bytes, sector_slot_challenge: bytes, chunk: bytes) -> int:
+    """Distance of one stored chunk from the challenge (the reference form of the vector code)."""
+    audit = int.from_bytes(keyed_hash(sector_slot_challenge, chunk)[:8], "little")
+    return bidirectional_distance(int.from_bytes(global_challenge[:8], "little"), audit)
+
+
+def chunk_distances(global_challenge: bytes, sector_slot_challenge: bytes, chunks: np.ndarray) -> np.ndarray:
+    """Vectorised chunk_distance over (n, 32) chunks, as uint64."""
+    key = np.frombuffer(sector_slot_challenge, np.uint8)
+    audit = keyed_hash_rows(key, np.ascontiguousarray(chunks, np.uint8))[:, :8].copy().view("<u8").ravel()
+    target = np.uint64(int.from_bytes(global_challenge[:8], "little"))
+    forward = target - audit  # uint64 arithmetic wraps mod 2^64
+    backward = audit - target
+    return np.minimum(forward, backward)
+
+
+def audit_sector(
+    public_key: bytes,
+    global_challenge: bytes,
+    solution_range: int,
+    sector: SectorBytes,
+    metadata: SectorMetadata,
+) -> AuditResult:
+    """Audit one plotted sector; `sector` is its bytes (an mmap slice is enough: one s-bucket is read)."""
+    sid = sector_id(public_key, metadata.sector_index, metadata.history_size)
+    ssc = derive_sector_slot_challenge(sid, global_challenge)
+    s = s_bucket_audit_index(ssc)
+    size = int(metadata.s_bucket_sizes[s])
+    if size == 0:
+        return AuditResult(metadata.sector_index, s, ())
+    start = SectorLayout(metadata.pieces_in_sector).chunks_offset + 32 * int(metadata.s_bucket_offsets()[s])
+    chunks = np.frombuffer(memoryview(sector)[start : start + 32 * size], np.uint8).reshape(size, 32)
+    distances = chunk_distances(global_challenge, ssc, chunks)
+    winners = np.flatnonzero(distances <= np.uint64(solution_range // 2))
+    order = winners[np.argsort(distances[winners], kind="stable")]
+    return AuditResult(
+        metadata.sector_index, s, tuple(ChunkCandidate(int(k), int(distances[k])) for k in order)
+    )

@@ -1,0 +1,115 @@
+"""Reading a record back out of a sector (protocol.md §6): unmask, recover, check the piece."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autonomys_farmer.backends import ComputeBackend, PosTableLike, get_backend
+from autonomys_farmer.backends.cpu import fr_kernel as fr
+from autonomys_farmer.backends.cpu.blake3_kernel import hash_rows
+from autonomys_farmer.protocol import erasure
+from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.field import FieldError
+from autonomys_farmer.protocol.hashes import blake3_hash
+from autonomys_farmer.protocol.pieces import Piece
+from autonomys_farmer.protocol.sector import (
+    RecordMetadata,
+    SectorContentsMap,
+    SectorError,
+    SectorLayout,
+    SectorBytes,
+    SectorMetadata,
+    contents_map_size,
+    derive_evaluation_seed,
+    sector_id,
+)
+
+
+class ReadingError(SectorError):
+    """A record that cannot be read back: missing proof, invalid chunk, checksum mismatch."""
+
+
+@dataclass(frozen=True)
+class PlottedSectorView:
+    """A sector's bytes (bytes, memoryview or mmap) with its metadata and decoded contents map."""
+
+    data: SectorBytes
+    metadata: SectorMetadata
+    contents: SectorContentsMap
+
+    @classmethod
+    def open(cls, data: SectorBytes, metadata: SectorMetadata) -> PlottedSectorView:
+        view = memoryview(data)
+        size = SectorLayout(metadata.pieces_in_sector).size
+        if len(view) < size:
+            raise SectorError(f"sector data is {len(view)} bytes, expected {size}")
+        cm = SectorContentsMap.from_bytes(bytes(view[: contents_map_size(metadata.pieces_in_sector)]),
+                                          metadata.pieces_in_sector)
+        return cls(view, metadata, cm)
+
+    @property
+    def layout(self) -> SectorLayout:
+        return SectorLayout(self.metadata.pieces_in_sector)
+
+    def record_metadata(self, piece_offset: int) -> RecordMetadata:
+        start = self.layout.record_metadata_offset(piece_offset)
+        return RecordMetadata.from_bytes(bytes(memoryview(self.data)[start : start + 128]))
+
+    def record_chunk_positions(self, piece_offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """(s-buckets the record has, chunk index of each in the chunks region)."""
+        has = self.contents.record_has_row(piece_offset)
+        before = np.zeros(RECORD_NUM_S_BUCKETS, np.int64)
+        for earlier in range(piece_offset):
+            before += self.contents.record_has_row(earlier)
+        s_buckets = np.flatnonzero(has)
+        return s_buckets, self.metadata.s_bucket_offsets()[s_buckets] + before[s_buckets]
+
+    def read_chunks(self, chunk_indices: np.ndarray) -> np.ndarray:
+        region = np.frombuffer(self.data, np.uint8, count=self.layout.metadata_offset - self.layout.chunks_offset,
+                               offset=self.layout.chunks_offset).reshape(-1, 32)
+        return region[chunk_indices]
+
+
+def decode_record_chunks(
+    sector: PlottedSectorView, piece_offset: int, table: PosTableLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """§6 step 2: (present bool[65536], Montgomery rows[65536]) of the record's erasure-coded chunks."""
+    s_buckets, positions = sector.record_chunk_positions(piece_offset)
+    chunks = sector.read_chunks(positions).copy()
+    encoded = sector.contents.encoded[piece_offset, s_buckets]
+    if encoded.any():
+        has, proofs = table.find_proofs(s_buckets[encoded].astype(np.uint32))
+        if not has.all():
+            missing = int(s_buckets[encoded][~has][0])
+            raise ReadingError(f"record {piece_offset}: no PoS proof for encoded s-bucket {missing}")
+        chunks[encoded] ^= hash_rows(proofs)
+    try:
+        rows = fr.scalars_to_mont(chunks)
+    except FieldError as e:
+        raise ReadingError(f"record {piece_offset}: {e}") from e
+    shards = np.zeros((RECORD_NUM_S_BUCKETS, 8), np.uint32)
+    shards[s_buckets] = rows
+    present = np.zeros(RECORD_NUM_S_BUCKETS, bool)
+    present[s_buckets] = True
+    if len(s_buckets) != RECORD_NUM_CHUNKS:
+        raise ReadingError(f"record {piece_offset} holds {len(s_buckets)} chunks, expected {RECORD_NUM_CHUNKS}")
+    return present, shards
+
+
+def read_piece(
+    sector: PlottedSectorView, public_key: bytes, piece_offset: int, backend: ComputeBackend | None = None
+) -> Piece:
+    """Recover the original piece stored at piece_offset and check it against its checksum."""
+    backend = backend or get_backend()
+    meta = sector.metadata
+    sid = sector_id(public_key, meta.sector_index, meta.history_size)
+    table = backend.pos_table(derive_evaluation_seed(sid, piece_offset))
+    present, shards = decode_record_chunks(sector, piece_offset, table)
+    source = erasure.recover(shards, present)[0::2]
+    record_meta = sector.record_metadata(piece_offset)
+    piece = Piece.assemble(fr.mont_to_scalars(source).tobytes(), record_meta.commitment, record_meta.witness)
+    if blake3_hash(piece.data) != record_meta.piece_checksum:
+        raise ReadingError(f"piece at offset {piece_offset} of sector {meta.sector_index}: checksum mismatch")
+    return piece

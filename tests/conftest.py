@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from autonomys_farmer.protocol.kzg import Kzg  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+KZG_PARAMETERS = SHARED / "kzg" / "eth-public-parameters.bin"
+
+
+@pytest.fixture(scope="session")
+def kzg() -> Kzg:
+    if not KZG_PARAMETERS.exists():
+        pytest.fail(f"KZG parameters not found at {KZG_PARAMETERS} (the shared/ folder beside the checkout)")
+    return Kzg.load(KZG_PARAMETERS)
+
+
+@pytest.fixture(scope="session")
+def s35_table():
+    from vectors import S35
+
+    from autonomys_farmer.backends.cpu.pos_table import PosTable
+
+    return PosTable(S35)
