@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from autonomys_farmer.protocol.kzg import Kzg  # noqa: E402
+from autonomys_farmer.protocol.kzg import Kzg
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KZG_PARAMETERS = SHARED / "kzg" / "eth-public-parameters.bin"

@@ -119,8 +119,44 @@ def test_verifier_has_no_bucket_adjacency_check():
 
 
 def test_matches_satisfy_chia_check_at_k12():
-    seed = to_chia_seed(bytes([20, 2, 5, 4, 51, 52, 23, 84, 91, 10, 111, 12, 13, 24, 151, 16, 228, 211, 254, 45,
-                               92, 198, 204, 10, 9, 10, 11, 129, 139, 171, 15, 18]))
+    seed = to_chia_seed(
+        bytes(
+            [
+                20,
+                2,
+                5,
+                4,
+                51,
+                52,
+                23,
+                84,
+                91,
+                10,
+                111,
+                12,
+                13,
+                24,
+                151,
+                16,
+                228,
+                211,
+                254,
+                45,
+                92,
+                198,
+                204,
+                10,
+                9,
+                10,
+                11,
+                129,
+                139,
+                171,
+                15,
+                18,
+            ]
+        )
+    )
     k = 12
     ks = pos_table.chacha8_keystream(np.array(pos.chacha8_key_words(seed), np.uint64), -(-(k << k) // 512))
     y = np.sort(pos_table.f1_all(ks, k))
@@ -152,8 +188,9 @@ def test_chiapos_validates_our_proofs_and_its_proofs_are_ours(tmp_path):
             assert verifier.validate_proof(plot_id, 20, challenge, proof.tobytes()) is not None
 
     plotter = chiapos.DiskPlotter()
-    plotter.create_plot_disk(str(tmp_path), str(tmp_path), str(tmp_path), "k20.plot", 20, b"", plot_id,
-                             300, 32, 8192, 2, False)
+    plotter.create_plot_disk(
+        str(tmp_path), str(tmp_path), str(tmp_path), "k20.plot", 20, b"", plot_id, 300, 32, 8192, 2, False
+    )
     prover = chiapos.DiskProver(str(tmp_path / "k20.plot"))
     checked = 0
     for ci in challenges[:150]:

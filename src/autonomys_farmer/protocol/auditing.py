@@ -80,6 +80,4 @@ def audit_sector(
     distances = chunk_distances(global_challenge, ssc, chunks)
     winners = np.flatnonzero(distances <= np.uint64(solution_range // 2))
     order = winners[np.argsort(distances[winners], kind="stable")]
-    return AuditResult(
-        metadata.sector_index, s, tuple(ChunkCandidate(int(k), int(distances[k])) for k in order)
-    )
+    return AuditResult(metadata.sector_index, s, tuple(ChunkCandidate(int(k), int(distances[k])) for k in order))

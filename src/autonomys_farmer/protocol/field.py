@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 BLS_MODULUS = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 FIELD_ELEMENT_BYTES = 32  # ScalarBytes::FULL_BYTES
@@ -16,7 +16,7 @@ class FieldError(ValueError):
     """A 32-byte value that is not a canonical scalar (big-endian value >= r)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def root_of_unity(n: int) -> int:
     """ω_n = 7^((r-1)/n): natural-order domains, no bit reversal anywhere in Subspace."""
     if n < 1 or n & (n - 1) or n > 1 << 32:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import blake3
 import numpy as np
-from py_arkworks_bls12381 import G1Point, G2Point, GT, Scalar
+from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
 
 from autonomys_farmer.backends.cpu import fr_kernel as fr
 from autonomys_farmer.protocol.field import BLS_MODULUS, next_power_of_two, root_of_unity
@@ -80,8 +80,7 @@ class Kzg:
         if len(data) != PARAMETERS_SIZE:
             raise KzgError(f"KZG parameters must be {PARAMETERS_SIZE} bytes, got {len(data)}")
         g1 = tuple(
-            G1Point.from_compressed_bytes_unchecked(data[i * G1_SIZE : (i + 1) * G1_SIZE])
-            for i in range(NUM_G1_POWERS)
+            G1Point.from_compressed_bytes_unchecked(data[i * G1_SIZE : (i + 1) * G1_SIZE]) for i in range(NUM_G1_POWERS)
         )
         base = NUM_G1_POWERS * G1_SIZE
         g2 = G2Point.from_compressed_bytes_unchecked(data[base : base + G2_SIZE])

@@ -81,11 +81,7 @@ def write_sector(
         chunks_region[offsets[rec.s_buckets] + seen[rec.s_buckets]] = rec.chunks
         seen[rec.s_buckets] += 1
     contents = SectorContentsMap(np.stack([rec.encoded for rec in encoded]))
-    body = (
-        contents.to_bytes()
-        + chunks_region.tobytes()
-        + b"".join(m.to_bytes() for m in record_metadata)
-    )
+    body = contents.to_bytes() + chunks_region.tobytes() + b"".join(m.to_bytes() for m in record_metadata)
     data = body + blake3_hash(body)
     if len(data) != layout.size:
         raise SectorError(f"sector is {len(data)} bytes, layout says {layout.size}")

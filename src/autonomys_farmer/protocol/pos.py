@@ -8,6 +8,7 @@ vectorised table construction in `backends.cpu.pos_table`. Bit strings are MSB-f
 from __future__ import annotations
 
 import struct
+
 import blake3
 
 K = 20

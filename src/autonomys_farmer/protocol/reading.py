@@ -16,10 +16,10 @@ from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.sector import (
     RecordMetadata,
+    SectorBytes,
     SectorContentsMap,
     SectorError,
     SectorLayout,
-    SectorBytes,
     SectorMetadata,
     contents_map_size,
     derive_evaluation_seed,
@@ -45,8 +45,9 @@ class PlottedSectorView:
         size = SectorLayout(metadata.pieces_in_sector).size
         if len(view) < size:
             raise SectorError(f"sector data is {len(view)} bytes, expected {size}")
-        cm = SectorContentsMap.from_bytes(bytes(view[: contents_map_size(metadata.pieces_in_sector)]),
-                                          metadata.pieces_in_sector)
+        cm = SectorContentsMap.from_bytes(
+            bytes(view[: contents_map_size(metadata.pieces_in_sector)]), metadata.pieces_in_sector
+        )
         return cls(view, metadata, cm)
 
     @property
@@ -67,8 +68,12 @@ class PlottedSectorView:
         return s_buckets, self.metadata.s_bucket_offsets()[s_buckets] + before[s_buckets]
 
     def read_chunks(self, chunk_indices: np.ndarray) -> np.ndarray:
-        region = np.frombuffer(self.data, np.uint8, count=self.layout.metadata_offset - self.layout.chunks_offset,
-                               offset=self.layout.chunks_offset).reshape(-1, 32)
+        region = np.frombuffer(
+            self.data,
+            np.uint8,
+            count=self.layout.metadata_offset - self.layout.chunks_offset,
+            offset=self.layout.chunks_offset,
+        ).reshape(-1, 32)
         return region[chunk_indices]
 
 

@@ -103,9 +103,13 @@ def sector_piece_indices(sector_id_: bytes, pieces_in_sector: int, info: FarmerP
     """Piece index for every offset of a sector; always derived with the protocol's max pieces."""
     return [
         derive_piece_index(
-            sector_id_, offset, info.history_size, info.max_pieces_in_sector,
-            info.recent_segments, info.recent_history_fraction,
-        )  # fmt: skip
+            sector_id_,
+            offset,
+            info.history_size,
+            info.max_pieces_in_sector,
+            info.recent_segments,
+            info.recent_history_fraction,
+        )
         for offset in range(pieces_in_sector)
     ]
 
@@ -243,9 +247,7 @@ class SectorMetadata:
     def to_bytes(self) -> bytes:
         sizes = np.asarray(self.s_bucket_sizes, dtype="<u2").tobytes()
         body = (
-            struct.pack("<HH", self.sector_index, self.pieces_in_sector)
-            + sizes
-            + struct.pack("<Q", self.history_size)
+            struct.pack("<HH", self.sector_index, self.pieces_in_sector) + sizes + struct.pack("<Q", self.history_size)
         )
         return body + blake3_hash(body)
 

@@ -53,12 +53,19 @@ class PieceCheckParams:
     sector_expiration_check_segment_commitment: bytes | None
 
 
-def solution_piece_index(solution: Solution, max_pieces_in_sector: int, recent_segments: int,
-                         recent_history_fraction: tuple[int, int]) -> int:
+def solution_piece_index(
+    solution: Solution, max_pieces_in_sector: int, recent_segments: int, recent_history_fraction: tuple[int, int]
+) -> int:
     """The piece a solution claims; the node fetches that segment's commitment for the piece check."""
     sid = sector_id(solution.public_key, solution.sector_index, solution.history_size)
-    return derive_piece_index(sid, solution.piece_offset, solution.history_size, max_pieces_in_sector,
-                              recent_segments, recent_history_fraction)
+    return derive_piece_index(
+        sid,
+        solution.piece_offset,
+        solution.history_size,
+        max_pieces_in_sector,
+        recent_segments,
+        recent_history_fraction,
+    )
 
 
 def verify_solution(
@@ -93,8 +100,9 @@ def verify_solution(
         raise SolutionVerificationError(VerificationErrorKind.INVALID_CHUNK_WITNESS, str(e)) from e
     if int.from_bytes(solution.chunk, "big") >= BLS_MODULUS:
         raise SolutionVerificationError(VerificationErrorKind.INVALID_CHUNK)
-    if not kzg.verify(solution.record_commitment, RECORD_NUM_S_BUCKETS, s_bucket, solution.chunk,
-                      solution.chunk_witness):
+    if not kzg.verify(
+        solution.record_commitment, RECORD_NUM_S_BUCKETS, s_bucket, solution.chunk, solution.chunk_witness
+    ):
         raise SolutionVerificationError(VerificationErrorKind.INVALID_CHUNK_WITNESS)
 
     if piece_check is not None:
@@ -132,6 +140,11 @@ def _check_piece(solution: Solution, sid: bytes, p: PieceCheckParams, kzg: Kzg) 
         decode_g1(solution.record_witness)
     except KzgError as e:
         raise SolutionVerificationError(VerificationErrorKind.INVALID_PIECE, str(e)) from e
-    if not kzg.verify(p.segment_commitment, NUM_PIECES, position,
-                      blake3_254_hash_to_scalar(solution.record_commitment), solution.record_witness):
+    if not kzg.verify(
+        p.segment_commitment,
+        NUM_PIECES,
+        position,
+        blake3_254_hash_to_scalar(solution.record_commitment),
+        solution.record_witness,
+    ):
         raise SolutionVerificationError(VerificationErrorKind.INVALID_PIECE, "record witness does not open")
