@@ -162,7 +162,7 @@ def test_matches_satisfy_chia_check_at_k12():
     y = np.sort(pos_table.f1_all(ks, k))
     nb = pos.num_buckets(k)
     starts = np.searchsorted(y, np.arange(nb + 1) * pos.PARAM_BC)
-    left, right, n = pos_table.find_matches(y, starts, nb)
+    left, right, n = pos_table.find_matches(y, starts, nb, pos_table.LEFT_TARGETS)
     assert 2**11 < n < 2**13
     for i in range(n):
         yl, yr = int(y[left[i]]), int(y[right[i]])
