@@ -1,0 +1,137 @@
+"""The node's farmer RPC (node-and-cluster.md §1): method names and message shapes as frozen
+dataclasses with their exact JSON forms (hex without 0x, numbers for u64, camelCase fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo
+
+SUBSPACE_ERROR_CODE = 9001
+
+GET_FARMER_APP_INFO = "subspace_getFarmerAppInfo"
+SUBMIT_SOLUTION_RESPONSE = "subspace_submitSolutionResponse"
+SUBMIT_REWARD_SIGNATURE = "subspace_submitRewardSignature"
+ACKNOWLEDGE_ARCHIVED_SEGMENT_HEADER = "subspace_acknowledgeArchivedSegmentHeader"
+SEGMENT_HEADERS = "subspace_segmentHeaders"
+LAST_SEGMENT_HEADERS = "subspace_lastSegmentHeaders"
+PIECE = "subspace_piece"
+MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscribe: str
+    notification: str
+    unsubscribe: str
+
+
+SLOT_INFO = Subscription("subspace_subscribeSlotInfo", "subspace_slot_info", "subspace_unsubscribeSlotInfo")
+REWARD_SIGNING = Subscription(
+    "subspace_subscribeRewardSigning", "subspace_reward_signing", "subspace_unsubscribeRewardSigning"
+)
+ARCHIVED_SEGMENT_HEADER = Subscription(
+    "subspace_subscribeArchivedSegmentHeader",
+    "subspace_archived_segment_header",
+    "subspace_unsubscribeArchivedSegmentHeader",
+)
+
+
+class RpcShapeError(ValueError):
+    """A JSON value that does not have the documented shape."""
+
+
+def hex_bytes(value: object, size: int, name: str) -> bytes:
+    if not isinstance(value, str) or value.startswith(("0x", "0X")):
+        raise RpcShapeError(f"{name} must be hex without 0x, got {value!r}")
+    try:
+        data = bytes.fromhex(value)
+    except ValueError as e:
+        raise RpcShapeError(f"{name} is not hex: {value!r}") from e
+    if len(data) != size:
+        raise RpcShapeError(f"{name} must be {size} bytes, got {len(data)}")
+    return data
+
+
+@dataclass(frozen=True)
+class FarmerAppInfo:
+    genesis_hash: bytes
+    dsn_bootstrap_nodes: tuple[str, ...]
+    syncing: bool
+    farming_timeout_secs: float
+    protocol_info: FarmerProtocolInfo
+
+    def to_json(self) -> dict[str, object]:
+        secs = int(self.farming_timeout_secs)
+        return {
+            "genesisHash": self.genesis_hash.hex(),
+            "dsnBootstrapNodes": list(self.dsn_bootstrap_nodes),
+            "syncing": self.syncing,
+            "farmingTimeout": {"secs": secs, "nanos": round((self.farming_timeout_secs - secs) * 1e9)},
+            "protocolInfo": self.protocol_info.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, object]) -> FarmerAppInfo:
+        timeout = obj["farmingTimeout"]
+        if not isinstance(timeout, dict):
+            raise RpcShapeError(f"farmingTimeout must be {{secs, nanos}}, got {timeout!r}")
+        return cls(
+            genesis_hash=hex_bytes(obj["genesisHash"], 32, "genesisHash"),
+            dsn_bootstrap_nodes=tuple(obj.get("dsnBootstrapNodes") or ()),  # type: ignore[arg-type]
+            syncing=bool(obj["syncing"]),
+            farming_timeout_secs=int(timeout["secs"]) + int(timeout["nanos"]) / 1e9,
+            protocol_info=FarmerProtocolInfo.from_json(obj["protocolInfo"]),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    slot_number: int
+    global_challenge: bytes
+    solution_range: int
+    voting_solution_range: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "slotNumber": self.slot_number,
+            "globalChallenge": self.global_challenge.hex(),
+            "solutionRange": self.solution_range,
+            "votingSolutionRange": self.voting_solution_range,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, object]) -> SlotInfo:
+        return cls(
+            slot_number=int(obj["slotNumber"]),  # type: ignore[arg-type]
+            global_challenge=hex_bytes(obj["globalChallenge"], 32, "globalChallenge"),
+            solution_range=int(obj["solutionRange"]),  # type: ignore[arg-type]
+            voting_solution_range=int(obj["votingSolutionRange"]),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class RewardSigningInfo:
+    hash: bytes
+    public_key: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {"hash": self.hash.hex(), "publicKey": self.public_key.hex()}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, object]) -> RewardSigningInfo:
+        return cls(hex_bytes(obj["hash"], 32, "hash"), hex_bytes(obj["publicKey"], 32, "publicKey"))
+
+
+@dataclass(frozen=True)
+class RewardSignatureResponse:
+    hash: bytes
+    signature: bytes | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"hash": self.hash.hex(), "signature": None if self.signature is None else self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, object]) -> RewardSignatureResponse:
+        sig = obj.get("signature")
+        return cls(hex_bytes(obj["hash"], 32, "hash"), None if sig is None else hex_bytes(sig, 64, "signature"))

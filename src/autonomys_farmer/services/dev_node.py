@@ -1,0 +1,444 @@
+"""A local development node speaking the farmer RPC (node-and-cluster.md §1, §8.2).
+
+It archives its own deterministic history with the real archiver (erasure coding and KZG), issues a
+slot every slot_duration, verifies every submitted solution as a node does (protocol.verification,
+piece checks included), asks the winner to sign the block with sr25519 (`subspace_reward`), and
+persists everything under --base-path so that a restart serves the same history.
+
+Blocks are a pure function of their number (authors are kept beside them, not inside), so after a
+restart the archiver is rebuilt from the last segment header and the blocks after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autonomys_farmer.backends.cpu.pos_table import chacha8_keystream
+from autonomys_farmer.protocol import farmer_rpc as rpc
+from autonomys_farmer.protocol import reward_signing
+from autonomys_farmer.protocol.archiving import (
+    ArchivedSegment,
+    Archiver,
+    SegmentHeader,
+    SegmentItem,
+    genesis_block_with_padding,
+)
+from autonomys_farmer.protocol.chain import ChainParams
+from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSigningInfo, SlotInfo
+from autonomys_farmer.protocol.hashes import blake3_hash
+from autonomys_farmer.protocol.kzg import Kzg, write_atomically
+from autonomys_farmer.protocol.pos import chacha8_key_words
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, global_challenge, global_randomness
+from autonomys_farmer.protocol.solution import Solution, SolutionError
+from autonomys_farmer.protocol.verification import (
+    PieceCheckParams,
+    SolutionVerificationError,
+    solution_piece_index,
+    verify_solution,
+)
+from autonomys_farmer.services.jsonrpc import JsonRpcServer, RpcError
+
+log = logging.getLogger(__name__)
+GENESIS_STATE_ROOT = blake3_hash(b"autonomys-farmer dev chain genesis state")
+SLOT_HISTORY = 16
+REWARD_SIGNATURE_TIMEOUT = 0.5
+MAX_SOLUTIONS_PER_SLOT = 10
+
+
+def block_bytes(number: int, payload_size: int) -> bytes:
+    """Block `number`: a small header and deterministic ChaCha8 payload (the "extrinsics")."""
+    header = b"DEVB" + struct.pack("<I", number) + blake3_hash(b"dev block parent", struct.pack("<I", number))
+    if payload_size == 0:
+        return header
+    key = blake3_hash(b"dev block payload", struct.pack("<I", number))
+    stream = chacha8_keystream(np.array(chacha8_key_words(key), np.uint64), -(-payload_size // 64))
+    return header + stream[:payload_size].tobytes()
+
+
+def genesis_hash() -> bytes:
+    return blake3_hash(block_bytes(0, 0))
+
+
+class Broadcast:
+    """Fan-out of items to every current subscriber (each has its own bounded queue)."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Any]] = set()
+
+    def publish(self, item: Any) -> None:
+        for queue in list(self._queues):
+            if queue.full():
+                queue.get_nowait()  # a slow subscriber skips items, like the official watch channels
+            queue.put_nowait(item)
+
+    async def subscribe(self, _params: list[Any]) -> AsyncIterator[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        self._queues.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.discard(queue)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+
+@dataclass
+class SlotState:
+    proof_of_time: bytes
+    challenge: bytes
+    solutions: list[tuple[int, Solution]] = field(default_factory=list)  # (distance, solution)
+    closed: bool = False
+
+
+@dataclass
+class DevNodeStats:
+    slots: int = 0
+    solutions_accepted: int = 0
+    solutions_rejected: int = 0
+    blocks: int = 0
+    blocks_by_farmers: int = 0
+    votes: int = 0
+    last_rejection: str = ""
+
+
+class DevNode:
+    def __init__(self, base_path: Path, params: ChainParams, kzg: Kzg) -> None:
+        self.base_path = base_path
+        self.params = params
+        self.kzg = kzg
+        self.segments_dir = base_path / "segments"
+        self.state_file = base_path / "chain.json"
+        self.headers: list[SegmentHeader] = []
+        self.best_block = 0
+        self.slot = 0
+        self.chain_start = time.time()  # slots count from here, so they keep increasing across restarts
+        self.slots: dict[int, SlotState] = {}
+        self.stats = DevNodeStats()
+        self.slot_info = Broadcast()
+        self.reward_signing = Broadcast()
+        self.archived_headers = Broadcast()
+        self._signatures: dict[bytes, asyncio.Future[bytes]] = {}
+        self._archiver: Archiver | None = None
+        self._archive_lock = asyncio.Lock()
+        self._last_block_slot = 0
+        self._next_to_archive = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def load_or_init(self) -> None:
+        self.segments_dir.mkdir(parents=True, exist_ok=True)
+        if self.state_file.exists():
+            state = json.loads(self.state_file.read_text())
+            if state["chain"] != self.params.name:
+                raise RuntimeError(f"{self.base_path} holds chain {state['chain']!r}, not {self.params.name!r}")
+            self.best_block = state["bestBlock"]
+            self.chain_start = state["chainStart"]
+            self.headers = [SegmentHeader.from_json(h) for h in state["segmentHeaders"]]
+            self.headers = [h for h in self.headers if self._segment_file(h.segment_index).exists()]
+        self._archiver = Archiver.with_kzg(self.kzg)
+        self._next_to_archive = 0
+        if self.headers:
+            last = self.headers[-1]
+            self._archiver.segment_index = last.segment_index + 1
+            self._archiver.prev_header_hash = last.hash()
+            self._archiver.last_archived_block = last.last_archived_block
+            self._archiver.buffer.append(SegmentItem("parent_segment_header", last.to_scale()))
+            block = last.last_archived_block
+            self._next_to_archive = block.number + 1
+            if block.partial is not None:
+                data = self._archived_block_bytes(block.number)
+                self._archiver.buffer.append(
+                    SegmentItem("block_continuation", data[block.partial :], block.number, block.partial, len(data))
+                )
+            log.info("resumed dev chain at block %d with %d segments", self.best_block, len(self.headers))
+        else:
+            self._save_state()
+
+    def _archived_block_bytes(self, number: int) -> bytes:
+        if number == 0:
+            return genesis_block_with_padding(block_bytes(0, 0), GENESIS_STATE_ROOT)
+        return block_bytes(number, self.params.block_payload_size)
+
+    def _segment_file(self, index: int) -> Path:
+        return self.segments_dir / f"{index:08d}.pieces"
+
+    def _save_state(self) -> None:
+        state = {
+            "chain": self.params.name,
+            "bestBlock": self.best_block,
+            "chainStart": self.chain_start,
+            "segmentHeaders": [h.to_json() for h in self.headers],
+        }
+        write_atomically(self.state_file, json.dumps(state).encode())
+
+    # --- archiving ---------------------------------------------------------------------------
+
+    async def archive_pending(self) -> None:
+        """Archive every block that is confirmation_depth_k deep (genesis at once)."""
+        async with self._archive_lock:
+            assert self._archiver is not None
+            while (
+                self._next_to_archive == 0
+                or self._next_to_archive <= self.best_block - self.params.confirmation_depth_k
+            ):
+                number = self._next_to_archive
+                data = self._archived_block_bytes(number)
+                started = time.monotonic()
+                segments = await asyncio.to_thread(self._archiver.add_block, data, number)
+                self._next_to_archive += 1
+                for segment in segments:
+                    await asyncio.to_thread(self._store_segment, segment)
+                    self.archived_headers.publish(segment.header.to_json())
+                    log.info("archived segment %d in %.1fs", segment.header.segment_index, time.monotonic() - started)
+
+    def _store_segment(self, segment: ArchivedSegment) -> None:
+        """Pieces reach the disk (atomically) before the header that announces them."""
+        data = b"".join(p.data for p in segment.pieces)
+        write_atomically(self._segment_file(segment.header.segment_index), data)
+        self.headers.append(segment.header)
+        self._save_state()
+
+    # --- slots and blocks --------------------------------------------------------------------
+
+    def farmer_app_info(self) -> FarmerAppInfo:
+        return FarmerAppInfo(
+            genesis_hash=genesis_hash(),
+            dsn_bootstrap_nodes=(),
+            syncing=False,
+            farming_timeout_secs=self.params.farming_timeout_secs,
+            protocol_info=FarmerProtocolInfo(
+                history_size=max(1, len(self.headers)),
+                max_pieces_in_sector=self.params.max_pieces_in_sector,
+                recent_segments=self.params.recent_segments,
+                recent_history_fraction=self.params.recent_history_fraction,
+                min_sector_lifetime=self.params.min_sector_lifetime,
+            ),
+        )
+
+    async def run_slots(self) -> None:
+        while True:
+            await self.new_slot()
+            elapsed = (time.time() - self.chain_start) / self.params.slot_duration_secs
+            await asyncio.sleep(max(0.01, (int(elapsed) + 1 - elapsed) * self.params.slot_duration_secs))
+
+    async def new_slot(self) -> None:
+        slot = int((time.time() - self.chain_start) / self.params.slot_duration_secs) + 1
+        if slot <= self.slot:
+            return
+        self.slot = slot
+        self.stats.slots += 1
+        # Stand-in for proof of time: a deterministic 16-byte output per slot.
+        proof_of_time = blake3_hash(b"dev proof of time", struct.pack("<Q", slot))[:16]
+        challenge = global_challenge(global_randomness(proof_of_time), slot)
+        self.slots[slot] = SlotState(proof_of_time, challenge)
+        for old in [s for s in self.slots if s < self.slot - SLOT_HISTORY]:
+            del self.slots[old]
+        if self.headers:
+            self.slot_info.publish(
+                SlotInfo(
+                    self.slot, challenge, self.params.solution_range(), self.params.voting_solution_range()
+                ).to_json()
+            )
+        # Close every slot whose authoring delay has passed (several if the loop fell behind).
+        for closing in sorted(s for s, st in self.slots.items() if s <= slot - self.params.block_authoring_delay):
+            if not self.slots[closing].closed:
+                self.slots[closing].closed = True
+                await self._claim_slot(closing)
+
+    async def _claim_slot(self, slot: int) -> None:
+        state = self.slots[slot]
+        block_solutions = [(d, s) for d, s in state.solutions if d <= self.params.solution_range() // 2]
+        self.stats.votes += len(state.solutions) - len(block_solutions)
+        author: bytes | None = None
+        for _distance, solution in sorted(block_solutions, key=lambda x: x[0]):
+            pre_seal_hash = blake3_hash(
+                b"dev pre-seal", struct.pack("<QI", slot, self.best_block + 1), solution.to_scale()
+            )
+            if await self._request_signature(pre_seal_hash, solution.public_key):
+                author = solution.public_key
+                break
+        forced = self.params.blocks_per_slot_interval and slot - self._last_block_slot >= (
+            self.params.blocks_per_slot_interval
+        )
+        if author is not None or forced:
+            self.best_block += 1
+            self._last_block_slot = slot
+            self.stats.blocks += 1
+            self.stats.blocks_by_farmers += author is not None
+            self._save_state()
+            log.info(
+                "block #%d at slot %d %s",
+                self.best_block,
+                slot,
+                f"authored by farmer {author.hex()[:16]}" if author else "(no winning solution)",
+            )
+            task = asyncio.create_task(self.archive_pending())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _request_signature(self, hash_: bytes, public_key: bytes) -> bool:
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._signatures[hash_] = fut
+        self.reward_signing.publish(RewardSigningInfo(hash_, public_key).to_json())
+        try:
+            signature = await asyncio.wait_for(fut, REWARD_SIGNATURE_TIMEOUT)
+        except TimeoutError:
+            log.info("no reward signature for %s in time: block not authored", hash_.hex()[:16])
+            return False
+        finally:
+            self._signatures.pop(hash_, None)
+        return reward_signing.verify(public_key, hash_, signature)
+
+    # --- RPC handlers ------------------------------------------------------------------------
+
+    def submit_solution(self, slot: int, solution: Solution) -> int:
+        state = self.slots.get(slot)
+        if state is None or state.closed or len(state.solutions) >= MAX_SOLUTIONS_PER_SLOT:
+            raise RpcError(rpc.SUBSPACE_ERROR_CODE, "Solution was ignored")
+        try:
+            distance = verify_solution(
+                solution,
+                slot,
+                state.proof_of_time,
+                self.params.voting_solution_range(),
+                self.kzg,
+                self._piece_check(solution),
+            )
+        except SolutionVerificationError as e:
+            self.stats.solutions_rejected += 1
+            self.stats.last_rejection = str(e)
+            raise RpcError(rpc.SUBSPACE_ERROR_CODE, f"Solution rejected: {e}") from e
+        state.solutions.append((distance, solution))
+        self.stats.solutions_accepted += 1
+        return distance
+
+    def _piece_check(self, solution: Solution) -> PieceCheckParams:
+        p = self.params
+        piece_index = solution_piece_index(
+            solution, p.max_pieces_in_sector, p.recent_segments, p.recent_history_fraction
+        )
+        segment = piece_index // NUM_PIECES
+        if segment >= len(self.headers):
+            raise RpcError(rpc.SUBSPACE_ERROR_CODE, f"Solution rejected: SegmentCommitmentNotFound: segment {segment}")
+        expiration_segment = solution.history_size + p.min_sector_lifetime - 1
+        expiration = self.headers[expiration_segment] if expiration_segment < len(self.headers) else None
+        return PieceCheckParams(
+            max_pieces_in_sector=p.max_pieces_in_sector,
+            segment_commitment=self.headers[segment].segment_commitment,
+            recent_segments=p.recent_segments,
+            recent_history_fraction=p.recent_history_fraction,
+            min_sector_lifetime=p.min_sector_lifetime,
+            current_history_size=len(self.headers),
+            sector_expiration_check_segment_commitment=None if expiration is None else expiration.segment_commitment,
+        )
+
+    def piece(self, piece_index: int) -> bytes | None:
+        segment, position = divmod(piece_index, NUM_PIECES)
+        if segment >= len(self.headers):
+            return None
+        with open(self._segment_file(segment), "rb") as f:
+            f.seek(position * PIECE_SIZE)
+            return f.read(PIECE_SIZE)
+
+    def rpc_server(self) -> JsonRpcServer:
+        server = JsonRpcServer()
+
+        async def app_info(_params: list[Any]) -> Any:
+            return self.farmer_app_info().to_json()
+
+        async def submit_solution(params: list[Any]) -> Any:
+            response = _single_object(params, "SolutionResponse")
+            try:
+                solution = Solution.from_json(response["solution"])
+                slot = int(response["slotNumber"])
+            except (KeyError, TypeError, ValueError, SolutionError) as e:
+                raise RpcError(-32602, f"invalid SolutionResponse: {e}") from e
+            self.submit_solution(slot, solution)
+            return None
+
+        async def submit_signature(params: list[Any]) -> Any:
+            response = rpc.RewardSignatureResponse.from_json(_single_object(params, "RewardSignatureResponse"))
+            fut = self._signatures.get(response.hash)
+            if fut is not None and not fut.done() and response.signature is not None:
+                fut.set_result(response.signature)
+            return None
+
+        async def acknowledge(_params: list[Any]) -> Any:
+            return None
+
+        async def segment_headers(params: list[Any]) -> Any:
+            indexes = params[0] if params else []
+            if not isinstance(indexes, list) or len(indexes) > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
+                raise RpcError(
+                    rpc.SUBSPACE_ERROR_CODE,
+                    f"segment_indexes length exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}",
+                )
+            return [self.headers[i].to_json() if 0 <= int(i) < len(self.headers) else None for i in indexes]
+
+        async def last_segment_headers(params: list[Any]) -> Any:
+            limit = int(params[0]) if params else 0
+            if limit > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
+                raise RpcError(
+                    rpc.SUBSPACE_ERROR_CODE, f"limit exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}"
+                )
+            return [h.to_json() for h in self.headers[-limit:]] if limit else []
+
+        async def piece(params: list[Any]) -> Any:
+            data = await asyncio.to_thread(self.piece, int(params[0]))
+            return None if data is None else data.hex()
+
+        server.method(rpc.GET_FARMER_APP_INFO, app_info)
+        server.method(rpc.SUBMIT_SOLUTION_RESPONSE, submit_solution)
+        server.method(rpc.SUBMIT_REWARD_SIGNATURE, submit_signature)
+        server.method(rpc.ACKNOWLEDGE_ARCHIVED_SEGMENT_HEADER, acknowledge)
+        server.method(rpc.SEGMENT_HEADERS, segment_headers)
+        server.method(rpc.LAST_SEGMENT_HEADERS, last_segment_headers)
+        server.method(rpc.PIECE, piece)
+        for sub, source in (
+            (rpc.SLOT_INFO, self.slot_info),
+            (rpc.REWARD_SIGNING, self.reward_signing),
+            (rpc.ARCHIVED_SEGMENT_HEADER, self.archived_headers),
+        ):
+            server.subscription(sub.subscribe, sub.notification, sub.unsubscribe, source.subscribe)
+        return server
+
+
+def _single_object(params: list[Any], what: str) -> dict[str, Any]:
+    if len(params) != 1 or not isinstance(params[0], dict):
+        raise RpcError(-32602, f"expected one {what} object")
+    return params[0]
+
+
+async def serve(
+    base_path: Path, params: ChainParams, kzg: Kzg, host: str, port: int, ready: asyncio.Event | None = None
+) -> None:
+    """Run the dev node until cancelled: archive genesis if needed, serve RPC, issue slots."""
+    node = DevNode(base_path, params, kzg)
+    node.load_or_init()
+    server = await node.rpc_server().serve(host, port)
+    log.info("dev node RPC listening on ws://%s:%d (chain %s, pid %d)", host, port, params.name, os.getpid())
+    if not node.headers:
+        log.info("archiving the genesis segment (one-time; about a minute on 2 cores)")
+    await node.archive_pending()
+    if ready is not None:
+        ready.set()
+    try:
+        await node.run_slots()
+    finally:
+        server.close()

@@ -1,0 +1,258 @@
+"""The dev node and the farmer-side client over a real WebSocket (a dev-node subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import KZG_PARAMETERS
+
+from autonomys_farmer.protocol import farmer_rpc as rpc
+from autonomys_farmer.protocol import reward_signing
+from autonomys_farmer.protocol import sector as sec
+from autonomys_farmer.protocol.auditing import audit_sector
+from autonomys_farmer.protocol.chain import DEV
+from autonomys_farmer.protocol.constants import PIECE_SIZE, RECORDED_HISTORY_SEGMENT_SIZE
+from autonomys_farmer.protocol.farmer_rpc import RewardSignatureResponse, RewardSigningInfo
+from autonomys_farmer.protocol.pieces import is_piece_valid
+from autonomys_farmer.protocol.plotting import plot_sector
+from autonomys_farmer.protocol.proving import prove_audit, winning_records
+from autonomys_farmer.protocol.reading import PlottedSectorView
+from autonomys_farmer.services.dev_node import DevNode
+from autonomys_farmer.services.jsonrpc import JsonRpcClient, RpcError
+from autonomys_farmer.services.node_client import NodeClient
+
+PUBLIC_KEY, SECRET_KEY = reward_signing.keypair_from_entropy(bytes(range(32)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DevNodeProcess:
+    def __init__(self, base_path: Path, port: int) -> None:
+        self.base_path = base_path
+        self.port = port
+        self.url = f"ws://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 240.0) -> float:
+        started = time.monotonic()
+        log = open(self.base_path.parent / f"dev-node-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autonomys_farmer.cli", "dev-node", "--listen", f"127.0.0.1:{self.port}",
+             "--base-path", str(self.base_path), "--kzg-parameters", str(KZG_PARAMETERS)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dev node exited with {self.proc.returncode}; see {log.name}")
+            if asyncio.run(self._has_history()):
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise TimeoutError("dev node did not archive its genesis segment in time")
+
+    async def _has_history(self) -> bool:
+        try:
+            client = await JsonRpcClient.connect(self.url, timeout=2)
+        except (OSError, TimeoutError):
+            return False
+        try:
+            return (await client.call(rpc.SEGMENT_HEADERS, [[0]]))[0] is not None
+        finally:
+            await client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def dev_node(tmp_path_factory):
+    node = DevNodeProcess(tmp_path_factory.mktemp("dev-node") / "chain", _free_port())
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_raw_json_shapes(dev_node):
+    async def run():
+        client = await JsonRpcClient.connect(dev_node.url)
+        info = await client.call(rpc.GET_FARMER_APP_INFO)
+        assert info["farmingTimeout"] == {"secs": 4, "nanos": 0}
+        assert info["protocolInfo"] == {
+            "historySize": 1, "maxPiecesInSector": DEV.max_pieces_in_sector, "recentSegments": 5,
+            "recentHistoryFraction": [1, 10], "minSectorLifetime": 4,
+        }  # fmt: skip
+        assert len(info["genesisHash"]) == 64 and info["syncing"] is False
+        headers = await client.call(rpc.SEGMENT_HEADERS, [[0, 1]])
+        assert headers[1] is None
+        genesis = headers[0]["v0"]
+        assert genesis["segmentIndex"] == 0
+        assert genesis["prevSegmentHeaderHash"] == "00" * 32
+        # Genesis fills segment 0 and spills 6 bytes: {number 0, Partial(SIZE - 6)}.
+        assert genesis["lastArchivedBlock"] == {"number": 0, "archivedProgress": {"partial": 130023418}}
+        assert RECORDED_HISTORY_SEGMENT_SIZE - 6 == 130023418
+        piece = await client.call(rpc.PIECE, [7])
+        assert isinstance(piece, str) and len(piece) == 2 * PIECE_SIZE
+        assert await client.call(rpc.PIECE, [256]) is None
+        assert await client.call(rpc.ACKNOWLEDGE_ARCHIVED_SEGMENT_HEADER, [0]) is None
+        assert len(await client.call(rpc.LAST_SEGMENT_HEADERS, [5])) == 1
+        with pytest.raises(RpcError) as err:
+            await client.call(rpc.SEGMENT_HEADERS, [list(range(1001))])
+        assert err.value.code == 9001
+        with pytest.raises(RpcError) as err:
+            await client.call("subspace_noSuchMethod")
+        assert err.value.code == -32601
+        await client.close()
+
+    asyncio.run(run())
+
+
+def test_pieces_are_valid_against_segment_commitments(dev_node, kzg):
+    async def run():
+        client = NodeClient(dev_node.url)
+        (header,) = await client.all_segment_headers()
+        for index in (0, 1, 128, 255):
+            piece = await client.piece(index)
+            assert piece is not None and is_piece_valid(kzg, piece, header.segment_commitment, index)
+        await client.close()
+
+    asyncio.run(run())
+
+
+def test_solutions_are_verified_as_a_node_does(dev_node, kzg):
+    async def run():
+        client = NodeClient(dev_node.url)
+        info = (await client.farmer_app_info()).protocol_info
+        sid = sec.sector_id(PUBLIC_KEY, 0, info.history_size)
+        indices = sec.sector_piece_indices(sid, 2, info)
+        pieces = [await client.piece(i) for i in indices]
+        plotted = plot_sector(PUBLIC_KEY, 0, info.history_size, pieces)
+        view = PlottedSectorView.open(plotted.data, plotted.metadata)
+        async for slot in client.slot_info():
+            audit = audit_sector(
+                PUBLIC_KEY, slot.global_challenge, slot.voting_solution_range, plotted.data, plotted.metadata
+            )
+            if winning_records(view, audit):
+                proofs = prove_audit(PUBLIC_KEY, PUBLIC_KEY, view, audit, kzg)
+                solution = await asyncio.to_thread(next, proofs)
+                await client.submit_solution_response(slot.slot_number, solution)
+                break
+            assert slot.slot_number < 400, "no winning slot"
+        bad_proof = bytearray(solution.proof_of_space)
+        bad_proof[3] ^= 1
+        cases = {
+            "InvalidProofOfSpace": dataclasses.replace(solution, proof_of_space=bytes(bad_proof)),
+            "InvalidChunkWitness": dataclasses.replace(solution, chunk_witness=solution.record_witness),
+            "InvalidPiece": dataclasses.replace(solution, record_witness=solution.chunk_witness),
+        }
+        for reason, tampered in cases.items():
+            with pytest.raises(RpcError, match=reason) as err:
+                await client.submit_solution_response(slot.slot_number, tampered)
+            assert err.value.code == 9001
+        with pytest.raises(RpcError, match="Solution was ignored"):
+            await client.submit_solution_response(slot.slot_number + 1000, solution)
+        await client.close()
+
+    asyncio.run(run())
+
+
+def test_restart_keeps_history_and_client_reconnects(dev_node):
+    async def before():
+        client = NodeClient(dev_node.url)
+        return await client.all_segment_headers(), await client.piece(3)
+
+    headers, piece = asyncio.run(before())
+
+    async def across_restart():
+        client = NodeClient(dev_node.url, backoff_max=0.5)
+        slots = client.slot_info()
+        first = await anext(slots)
+        dev_node.stop()
+        restarted = asyncio.create_task(asyncio.to_thread(dev_node.start, 60.0))
+        info = await client.farmer_app_info()  # blocks until the node is back
+        startup = await restarted
+        later = await anext(slots)  # the subscription was re-established
+        assert later.slot_number > first.slot_number
+        assert info.protocol_info.history_size == len(headers)
+        assert await client.all_segment_headers() == headers
+        assert await client.piece(3) == piece
+        assert client.reconnects >= 2
+        await client.close()
+        return startup
+
+    startup = asyncio.run(across_restart())
+    assert startup < 60  # no re-archiving of the genesis segment
+
+
+def test_reward_signing_round_trip(tmp_path, kzg):
+    async def run():
+        node = DevNode(tmp_path, DEV, kzg)
+        server = node.rpc_server()
+        requests = node.reward_signing.subscribe([])
+
+        async def farmer():
+            request = RewardSigningInfo.from_json(await anext(requests))
+            signature = reward_signing.sign(SECRET_KEY, PUBLIC_KEY, request.hash)
+            await server.methods[rpc.SUBMIT_REWARD_SIGNATURE](
+                [RewardSignatureResponse(request.hash, signature).to_json()]
+            )
+
+        task = asyncio.create_task(farmer())
+        await asyncio.sleep(0)
+        assert await node._request_signature(b"\x11" * 32, PUBLIC_KEY)
+        await task
+        # A signature by another key, or none in time, authors nothing.
+        other_public, other_secret = reward_signing.keypair_from_entropy(bytes(32))
+
+        async def impostor():
+            request = RewardSigningInfo.from_json(await anext(requests))
+            signature = reward_signing.sign(other_secret, other_public, request.hash)
+            await server.methods[rpc.SUBMIT_REWARD_SIGNATURE](
+                [RewardSignatureResponse(request.hash, signature).to_json()]
+            )
+
+        task = asyncio.create_task(impostor())
+        await asyncio.sleep(0)
+        assert not await node._request_signature(b"\x22" * 32, PUBLIC_KEY)
+        await task
+        assert not await node._request_signature(b"\x33" * 32, PUBLIC_KEY)
+
+    asyncio.run(run())
+
+
+def test_identity_and_signing_vectors():
+    assert PUBLIC_KEY.hex() == "4a50a9606f3b0c47e0582f9a2dce9da3ec59819c6e15468f6f03f07e7fcfed23"
+    assert reward_signing.identity_file_bytes(bytes(range(32))).hex() == "80" + bytes(range(32)).hex()
+    import sr25519
+
+    message = b"\x42" * 32
+    assert sr25519.verify(reward_signing.sign(SECRET_KEY, PUBLIC_KEY, message, b"substrate"), message, PUBLIC_KEY)
+    assert reward_signing.verify(
+        PUBLIC_KEY, message, bytes(sr25519.sign((PUBLIC_KEY, SECRET_KEY), message)), b"substrate"
+    )
+    signature = reward_signing.sign(SECRET_KEY, PUBLIC_KEY, message)
+    assert reward_signing.verify(PUBLIC_KEY, message, signature)
+    assert not reward_signing.verify(PUBLIC_KEY, message, signature, b"substrate")
+    assert not reward_signing.verify(PUBLIC_KEY, b"\x43" * 32, signature)
+    alice = bytes.fromhex("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+    assert reward_signing.ss58_encode(alice) == "sufsKsx4kZ26i7bJXc1TFguysVzjkzsDtE2VDiCEBY2WjyGAj"
+    assert reward_signing.ss58_decode("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY") == alice
+    with pytest.raises(reward_signing.SigningError, match="checksum"):
+        reward_signing.ss58_decode("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQZ")
+
+
+if os.environ.get("AUTONOMYS_FARMER_SKIP_DEV_NODE"):
+    pytestmark = pytest.mark.skip("AUTONOMYS_FARMER_SKIP_DEV_NODE is set")
