@@ -23,10 +23,10 @@ from autonomys_farmer.protocol import erasure
 from autonomys_farmer.protocol import sector as sec
 from autonomys_farmer.protocol.auditing import audit_sector
 from autonomys_farmer.protocol.constants import MAX_PIECES_IN_SECTOR, RECORD_NUM_S_BUCKETS
-from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.plotting import encode_records, plot_sector
 from autonomys_farmer.protocol.proving import prove_record
 from autonomys_farmer.protocol.reading import PlottedSectorView
+from autonomys_farmer.services.files import load_kzg
 
 DEFAULT_KZG = Path(__file__).resolve().parents[2] / "shared" / "kzg" / "eth-public-parameters.bin"
 
@@ -79,7 +79,7 @@ def main() -> None:
     audit_s = timed(lambda: audit_sector(seed, challenge, 2**60, data, meta), repeat=20)
     print(f"audit, {pieces}-piece sector:          {audit_s * 1e3:8.2f} ms/sector")
 
-    kzg = Kzg.load(args.kzg)
+    kzg = load_kzg(args.kzg)
     pk = bytes(range(32))
     info = sec.FarmerProtocolInfo(1, 1, 5, (1, 10), 4)
     indices = sec.sector_piece_indices(sec.sector_id(pk, 0, 1), 1, info)

@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.services.files import load_kzg
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KZG_PARAMETERS = SHARED / "kzg" / "eth-public-parameters.bin"
@@ -17,7 +18,7 @@ KZG_PARAMETERS = SHARED / "kzg" / "eth-public-parameters.bin"
 def kzg() -> Kzg:
     if not KZG_PARAMETERS.exists():
         pytest.fail(f"KZG parameters not found at {KZG_PARAMETERS} (the shared/ folder beside the checkout)")
-    return Kzg.load(KZG_PARAMETERS)
+    return load_kzg(KZG_PARAMETERS)
 
 
 @pytest.fixture(scope="session")

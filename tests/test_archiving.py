@@ -92,3 +92,20 @@ def test_segment_records_prepend_zero_bytes():
     assert records[0, 0, 1:].tobytes() == data[:31]
     with pytest.raises(ArchivingError, match="segment must be"):
         segment_records(data[:-1])
+
+
+def test_extend_commitments_is_erasure_coding_in_the_exponent(kzg):
+    """By linearity, extending commitments of constants v_i·G1 gives the commitments of extend(v)."""
+    from py_arkworks_bls12381 import G1Point, Scalar
+
+    from autonomys_farmer.backends.cpu import fr_kernel as fr
+    from autonomys_farmer.protocol import erasure
+    from autonomys_farmer.protocol.archiving import extend_commitments
+
+    values = list(range(1, 129))
+    source = [bytes((G1Point() * Scalar(v)).to_compressed_bytes()) for v in values]
+    extended = extend_commitments(kzg, source)
+    parity = fr.mont_to_ints(erasure.extend(fr.ints_to_mont(values)))
+    assert extended[0::2] == source
+    for i in (0, 1, 77, 127):
+        assert extended[2 * i + 1] == bytes((G1Point() * Scalar(parity[i])).to_compressed_bytes())

@@ -148,8 +148,13 @@ def test_solutions_are_verified_as_a_node_does(dev_node, kzg):
             if winning_records(view, audit):
                 proofs = prove_audit(PUBLIC_KEY, PUBLIC_KEY, view, audit, kzg)
                 solution = await asyncio.to_thread(next, proofs)
-                await client.submit_solution_response(slot.slot_number, solution)
-                break
+                try:
+                    await client.submit_solution_response(slot.slot_number, solution)
+                    break
+                except RpcError as e:
+                    # A cold numba cache (first proof on a fresh clone) can miss the slot's
+                    # authoring deadline; the node then ignores it and we try the next win.
+                    assert "Solution was ignored" in str(e)
             assert slot.slot_number < 400, "no winning slot"
         bad_proof = bytearray(solution.proof_of_space)
         bad_proof[3] ^= 1

@@ -14,6 +14,7 @@ from autonomys_farmer.protocol.kzg import (
     decode_g1,
     insecure_parameters,
 )
+from autonomys_farmer.services.files import load_kzg
 
 COMMIT_1_TO_8 = "b6f09b29bfe478edc9da34216bc53c90782ecfef0d6f738ce3e2ebe25cc0fa80788c9e04400e8b83684a1dd6321c40b4"
 WITNESS_8_3 = "b85bf7fd280c371d561b6c0f84918cfd7d4ce1b872f4f02447afeb18e73f94d178ecca3f6361c6a995bdc07dc10dedb5"
@@ -75,7 +76,7 @@ def test_load_checks_size_and_hash(tmp_path):
     data[100] ^= 1
     bad.write_bytes(bytes(data))
     with pytest.raises(KzgError, match="SHA-256"):
-        Kzg.load(bad)
+        load_kzg(bad)
     with pytest.raises(KzgError, match=f"{PARAMETERS_SIZE} bytes"):
         Kzg.from_bytes(b"\x00" * 10)
 

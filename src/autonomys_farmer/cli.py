@@ -13,19 +13,14 @@ from pathlib import Path
 
 
 def _kzg_fetch(args: argparse.Namespace) -> int:
-    from autonomys_farmer.protocol.kzg import Kzg
+    from autonomys_farmer.services.files import download_parameters, load_kzg
 
     target = Path(args.to).expanduser()
-    Kzg.load(None, download_to=target)
+    if not target.exists():
+        download_parameters(target)
+    load_kzg(target)
     print(f"KZG parameters verified at {target}")
     return 0
-
-
-def _load_kzg(path: str | None):
-    """--kzg-parameters, else $AUTONOMYS_FARMER_KZG_PARAMETERS, else the cached/downloaded file."""
-    from autonomys_farmer.protocol.kzg import Kzg
-
-    return Kzg.load(path or os.environ.get("AUTONOMYS_FARMER_KZG_PARAMETERS") or None)
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -41,7 +36,9 @@ def _dev_node(args: argparse.Namespace) -> int:
 
     base_path = Path(tempfile.mkdtemp(prefix="autonomys-dev-node-")) if args.tmp else Path(args.base_path)
     host, port = args.listen
-    kzg = _load_kzg(args.kzg_parameters)
+    from autonomys_farmer.services.files import load_kzg
+
+    kzg = load_kzg(args.kzg_parameters)
     try:
         asyncio.run(dev_node.serve(base_path, CHAINS[args.chain], kzg, host, port))
     except KeyboardInterrupt:

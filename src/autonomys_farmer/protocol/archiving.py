@@ -28,7 +28,7 @@ from autonomys_farmer.protocol.constants import (
     RECORD_NUM_CHUNKS,
     RECORDED_HISTORY_SEGMENT_SIZE,
 )
-from autonomys_farmer.protocol.field import BLS_MODULUS, SAFE_BYTES, root_of_unity
+from autonomys_farmer.protocol.field import BLS_MODULUS, SAFE_BYTES, bit_reverse_indices, root_of_unity
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
 from autonomys_farmer.protocol.pieces import Piece, record_witnesses, segment_commitment
@@ -243,16 +243,7 @@ def g1_fft(points: list[G1Point], inverse: bool = False) -> list[G1Point]:
     omega = root_of_unity(n)
     if inverse:
         omega = pow(omega, -1, BLS_MODULUS)
-    out = list(points)
-    j = 0
-    for i in range(1, n):  # bit reversal
-        bit = n >> 1
-        while j & bit:
-            j ^= bit
-            bit >>= 1
-        j |= bit
-        if i < j:
-            out[i], out[j] = out[j], out[i]
+    out = [points[i] for i in bit_reverse_indices(n)]
     length = 2
     while length <= n:
         w_len = pow(omega, n // length, BLS_MODULUS)

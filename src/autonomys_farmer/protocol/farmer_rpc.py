@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autonomys_farmer.protocol.hexjson import HexError, hex_bytes
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo
 
 SUBSPACE_ERROR_CODE = 9001
@@ -37,20 +38,7 @@ ARCHIVED_SEGMENT_HEADER = Subscription(
 )
 
 
-class RpcShapeError(ValueError):
-    """A JSON value that does not have the documented shape."""
-
-
-def hex_bytes(value: object, size: int, name: str) -> bytes:
-    if not isinstance(value, str) or value.startswith(("0x", "0X")):
-        raise RpcShapeError(f"{name} must be hex without 0x, got {value!r}")
-    try:
-        data = bytes.fromhex(value)
-    except ValueError as e:
-        raise RpcShapeError(f"{name} is not hex: {value!r}") from e
-    if len(data) != size:
-        raise RpcShapeError(f"{name} must be {size} bytes, got {len(data)}")
-    return data
+RpcShapeError = HexError  # the shape errors callers catch when decoding RPC items
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,9 @@ def scalar_from_safe_bytes(data: bytes) -> bytes:
 
 def next_power_of_two(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def bit_reverse_indices(n: int) -> list[int]:
+    """The radix-2 FFT input permutation for a power-of-two n."""
+    bits = n.bit_length() - 1
+    return [int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(n)]

@@ -8,11 +8,7 @@ reject x = 0 and non-canonical infinity), which arkworks' unchecked decoder need
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import blake3
 import numpy as np
@@ -27,9 +23,6 @@ G1_SIZE = 48
 G2_SIZE = 96
 PARAMETERS_SIZE = NUM_G1_POWERS * G1_SIZE + NUM_G2_POWERS * G2_SIZE  # 1,579,104
 PARAMETERS_SHA256 = "f3ead1a6249527aa503d6c56578325c01d19b3365cc59905be2bba64ae322925"
-PARAMETERS_URL = (
-    "https://raw.githubusercontent.com/autonomys/subspace/main/shared/subspace-kzg/src/eth-public-parameters.bin"
-)
 BLS_BASE_FIELD_MODULUS = int(
     "1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab", 16
 )
@@ -76,7 +69,10 @@ class Kzg:
     tau_g2: G2Point
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Kzg:
+    def from_bytes(cls, data: bytes, expected_sha256: str | None = None) -> Kzg:
+        """Parse a parameters file; with expected_sha256 (the pinned hash for the real setup) check it."""
+        if expected_sha256 is not None and (digest := hashlib.sha256(data).hexdigest()) != expected_sha256:
+            raise KzgError(f"KZG parameters have SHA-256 {digest}, expected {expected_sha256}")
         if len(data) != PARAMETERS_SIZE:
             raise KzgError(f"KZG parameters must be {PARAMETERS_SIZE} bytes, got {len(data)}")
         g1 = tuple(
@@ -86,20 +82,6 @@ class Kzg:
         g2 = G2Point.from_compressed_bytes_unchecked(data[base : base + G2_SIZE])
         tau_g2 = G2Point.from_compressed_bytes_unchecked(data[base + G2_SIZE : base + 2 * G2_SIZE])
         return cls(g1, g2, tau_g2)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, download_to: Path | None = None) -> Kzg:
-        """The real Ethereum-ceremony setup from `path`, or downloaded and checked by SHA-256."""
-        if path is None:
-            target = download_to or Path.home() / ".cache" / "autonomys-farmer" / "eth-public-parameters.bin"
-            if not target.exists():
-                download_parameters(target)
-            path = target
-        data = Path(path).read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != PARAMETERS_SHA256:
-            raise KzgError(f"{path}: SHA-256 {digest} is not the pinned {PARAMETERS_SHA256}")
-        return cls.from_bytes(data)
 
     def commit(self, coeffs: np.ndarray) -> bytes:
         """Σ c_j·[τ^j]G1, compressed."""
@@ -140,31 +122,6 @@ class Kzg:
         lhs = c - G1Point() * Scalar(y)
         rhs_g2 = self.tau_g2 - self.g2 * Scalar(x)
         return bool(GT.pairing_check([lhs, pi], [-self.g2, rhs_g2]))
-
-
-def download_parameters(target: Path, url: str = PARAMETERS_URL) -> None:
-    """Download the setup, check the pinned SHA-256, then write it atomically."""
-    with urllib.request.urlopen(url, timeout=60) as response:
-        data = response.read()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != PARAMETERS_SHA256:
-        raise KzgError(f"downloaded parameters from {url} have SHA-256 {digest}, expected {PARAMETERS_SHA256}")
-    write_atomically(target, data)
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename: readers never see a partial file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def insecure_parameters(seed: bytes, num_g1: int = NUM_G1_POWERS) -> bytes:

@@ -6,6 +6,7 @@ import struct
 from dataclasses import dataclass
 
 from autonomys_farmer.protocol.constants import COMMITMENT_SIZE, SOLUTION_SCALE_SIZE
+from autonomys_farmer.protocol.hexjson import HexError, hex_bytes
 from autonomys_farmer.protocol.pos import POS_PROOF_SIZE
 
 _LAYOUT = struct.Struct("<32s32sHQH48s48s32s48s160s")
@@ -17,16 +18,10 @@ class SolutionError(ValueError):
 
 
 def _hex_field(obj: dict[str, object], name: str, size: int) -> bytes:
-    value = obj.get(name)
-    if not isinstance(value, str) or value.startswith(("0x", "0X")):
-        raise SolutionError(f"{name} must be a hex string without 0x, got {value!r}")
     try:
-        data = bytes.fromhex(value)
-    except ValueError as e:
-        raise SolutionError(f"{name} is not valid hex: {value!r}") from e
-    if len(data) != size:
-        raise SolutionError(f"{name} must be {size} bytes, got {len(data)}")
-    return data
+        return hex_bytes(obj.get(name), size, name)
+    except HexError as e:
+        raise SolutionError(str(e)) from e
 
 
 def _int_field(obj: dict[str, object], name: str, bits: int) -> int:

@@ -38,7 +38,7 @@ from autonomys_farmer.protocol.chain import ChainParams
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.protocol.kzg import Kzg, write_atomically
+from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pos import chacha8_key_words
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, global_challenge, global_randomness
 from autonomys_farmer.protocol.solution import Solution, SolutionError
@@ -48,6 +48,7 @@ from autonomys_farmer.protocol.verification import (
     solution_piece_index,
     verify_solution,
 )
+from autonomys_farmer.services.files import write_atomically
 from autonomys_farmer.services.jsonrpc import JsonRpcServer, RpcError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,50 @@
+"""File helpers for services: crash-safe writes and the KZG parameters file (local or downloaded)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from autonomys_farmer.protocol.kzg import PARAMETERS_SHA256, Kzg
+
+PARAMETERS_URL = (
+    "https://raw.githubusercontent.com/autonomys/subspace/main/shared/subspace-kzg/src/eth-public-parameters.bin"
+)
+DEFAULT_PARAMETERS_PATH = Path.home() / ".cache" / "autonomys-farmer" / "eth-public-parameters.bin"
+PARAMETERS_ENV = "AUTONOMYS_FARMER_KZG_PARAMETERS"
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename: readers never see a partial file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download_parameters(target: Path, url: str = PARAMETERS_URL) -> None:
+    """Download the setup and keep it only if its SHA-256 is the pinned one."""
+    with urllib.request.urlopen(url, timeout=60) as response:
+        data = response.read()
+    Kzg.from_bytes(data, PARAMETERS_SHA256)  # raises KzgError naming both hashes on a mismatch
+    write_atomically(target, data)
+
+
+def load_kzg(path: str | os.PathLike[str] | None = None) -> Kzg:
+    """The real setup: `path`, else $AUTONOMYS_FARMER_KZG_PARAMETERS, else the cached copy, downloaded
+    on first use. The pinned SHA-256 is checked every time."""
+    chosen = path or os.environ.get(PARAMETERS_ENV)
+    if chosen is None:
+        chosen = DEFAULT_PARAMETERS_PATH
+        if not chosen.exists():
+            download_parameters(chosen)
+    return Kzg.from_bytes(Path(chosen).read_bytes(), PARAMETERS_SHA256)
