@@ -10,6 +10,10 @@ import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autonomys_farmer.services.component import Component
 
 
 def _kzg_fetch(args: argparse.Namespace) -> int:
@@ -46,6 +50,138 @@ def _dev_node(args: argparse.Namespace) -> int:
     return 0
 
 
+CLUSTER_COMPONENTS = (
+    "controller",
+    "sharded-cache",
+    "full-piece-sharded-cache",
+    "proof-server",
+    "plot-server",
+    "plot-client",
+)
+
+
+def _component_parser(name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"autonomys-farmer cluster {name}")
+    if name == "controller":
+        p.add_argument("--node-rpc-url", default="ws://127.0.0.1:9944")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--base-path")
+        where.add_argument("--tmp", action="store_true")
+    elif name == "sharded-cache":
+        p.add_argument("disks", nargs="+", metavar="path=DIR[,size=SIZE]")
+        p.add_argument("--item-type", choices=["piece", "split-parity-piece"], default="piece")
+    elif name == "full-piece-sharded-cache":
+        p.add_argument("--tmp", action="store_true", help="use a fresh temporary directory")
+        p.add_argument("disks", nargs="*", metavar="path=DIR")
+    elif name == "plot-server":
+        p.add_argument("--priority-cache", action="store_true", help="prefer the sharded cache over the full cache")
+        p.add_argument("--listen-port", type=int, required=True)
+        p.add_argument("--max-buffered-sectors", type=int, default=4)
+        p.add_argument("base_path", metavar="BASE_PATH")
+    elif name == "plot-client":
+        p.add_argument("--reward-address", required=True, help="SS58 address that receives rewards")
+        p.add_argument("--max-plotting-sectors-per-farm", type=int, default=2)
+        p.add_argument("--proof-timeout", type=float, default=2.0, help="seconds to wait for a proof server")
+        p.add_argument("farms", nargs="+", metavar="path=DIR,sectors=N")
+    return p
+
+
+def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | None) -> Component:
+    """Build one cluster component from its own command line."""
+    from autonomys_farmer.services.files import load_kzg
+    from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
+
+    args = _component_parser(name).parse_args(argv)
+    if name == "controller":
+        from autonomys_farmer.services.controller import Controller
+
+        if not args.tmp and not args.base_path:
+            raise SystemExit("controller: --base-path DIR or --tmp is required")
+        base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if args.tmp else Path(args.base_path)
+        return Controller(servers, args.node_rpc_url, base)
+    kzg = load_kzg(kzg_path)
+    if name == "sharded-cache":
+        from autonomys_farmer.services.sharded_cache import ShardedCache
+
+        if len(args.disks) != 1:
+            raise SystemExit("sharded-cache: give one path=DIR[,size=SIZE] per instance")
+        options = parse_path_options(args.disks[0], ("path", "size"))
+        size = parse_size(options["size"]) if "size" in options else None
+        return ShardedCache(servers, Path(options["path"]), kzg, size, args.item_type)
+    if name == "full-piece-sharded-cache":
+        from autonomys_farmer.services.full_piece_sharded_cache import FullPieceShardedCache
+
+        if args.tmp == bool(args.disks) or len(args.disks) > 1:
+            raise SystemExit("full-piece-sharded-cache: give either --tmp or one path=DIR")
+        directory = (
+            Path(tempfile.mkdtemp(prefix="autonomys-full-cache-"))
+            if args.tmp
+            else Path(parse_path_options(args.disks[0], ("path",))["path"])
+        )
+        return FullPieceShardedCache(servers, directory, kzg)
+    if name == "proof-server":
+        from autonomys_farmer.services.proof_server import ProofServer
+
+        return ProofServer(servers, kzg)
+    if name == "plot-server":
+        from autonomys_farmer.services.plot_server import PlotServer
+
+        return PlotServer(
+            servers, Path(args.base_path), args.listen_port, kzg, args.priority_cache, args.max_buffered_sectors
+        )
+    from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
+    from autonomys_farmer.services.plot_client import PlotClient
+
+    try:
+        reward_address = ss58_decode(args.reward_address)
+    except (SigningError, ValueError) as e:
+        raise SystemExit(f"plot-client: invalid --reward-address {args.reward_address!r}: {e}") from e
+    farms = []
+    for spec in args.farms:
+        options = parse_path_options(spec, ("path", "sectors"), ("path", "sectors"))
+        if not options["sectors"].isdigit() or int(options["sectors"]) < 1:
+            raise SystemExit(f"plot-client: sectors must be a positive integer in {spec!r}")
+        farms.append((Path(options["path"]), int(options["sectors"])))
+    return PlotClient(servers, reward_address, farms, kzg, args.max_plotting_sectors_per_farm, args.proof_timeout)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    """Several components may share a process: `controller ... -- plot-server ...`."""
+    groups: list[list[str]] = [[]]
+    for word in [args.component, *args.rest]:
+        if word == "--":
+            groups.append([])
+        else:
+            groups[-1].append(word)
+    components = []
+    for group in groups:
+        if not group or group[0] not in CLUSTER_COMPONENTS:
+            raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(CLUSTER_COMPONENTS)}")
+        try:
+            components.append(_component(group[0], group[1:], args.nats_server, args.kzg_parameters))
+        except ValueError as e:
+            raise SystemExit(f"{group[0]}: {e}") from e
+    if args.prometheus_listen_on:
+        from autonomys_farmer.services.metrics import serve_metrics
+
+        serve_metrics(args.prometheus_listen_on, components)
+
+    async def run_all() -> None:
+        await asyncio.gather(*(c.run() for c in components))
+
+    try:
+        asyncio.run(run_all())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from autonomys_farmer.services.dev import run_dev
+
+    return run_dev(Path(args.base_path), args.kzg_parameters, args.sectors, args.status_interval, args.duration)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autonomys-farmer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('autonomys-farmer')}")
@@ -62,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--chain", choices=["dev", "mainnet"], default="dev")
     node.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
     node.set_defaults(func=_dev_node)
+
+    cluster = sub.add_parser("cluster", help="run cluster components (NATS for control, TCP for bulk data)")
+    cluster.add_argument("--nats-server", action="append", required=True, metavar="nats://HOST:PORT")
+    cluster.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    cluster.add_argument("--prometheus-listen-on", metavar="HOST:PORT", type=_host_port)
+    cluster.add_argument("component", choices=CLUSTER_COMPONENTS)
+    cluster.add_argument("rest", nargs=argparse.REMAINDER)
+    cluster.set_defaults(func=_cluster)
+
+    dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
+    dev.add_argument("--base-path", default="autonomys-dev", help="where everything keeps its data")
+    dev.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (downloaded if absent)")
+    dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
+    dev.add_argument("--status-interval", type=float, default=1.0)
+    dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
+    dev.set_defaults(func=_dev)
     return parser
 
 

@@ -7,6 +7,7 @@ from the sector, open it at ω_65536^s (chunk witness) and attach the proof of s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,8 +17,8 @@ from autonomys_farmer.protocol import erasure
 from autonomys_farmer.protocol.auditing import AuditResult
 from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, decode_record_chunks
-from autonomys_farmer.protocol.sector import derive_evaluation_seed, sector_id
+from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, RecordChunks, decode_chunks
+from autonomys_farmer.protocol.sector import RecordMetadata, derive_evaluation_seed, sector_id
 from autonomys_farmer.protocol.solution import Solution
 
 
@@ -32,6 +33,60 @@ def winning_records(sector: PlottedSectorView, audit: AuditResult) -> list[tuple
     return wins
 
 
+@dataclass(frozen=True)
+class RecordWin:
+    """Everything needed to prove one winning record, detached from the farm's disk."""
+
+    public_key: bytes
+    reward_address: bytes
+    sector_index: int
+    history_size: int
+    s_bucket: int
+    record: RecordChunks
+    record_metadata: RecordMetadata
+
+    @classmethod
+    def read(
+        cls, public_key: bytes, reward_address: bytes, sector: PlottedSectorView, piece_offset: int, s_bucket: int
+    ) -> RecordWin:
+        meta = sector.metadata
+        return cls(
+            public_key,
+            reward_address,
+            meta.sector_index,
+            meta.history_size,
+            s_bucket,
+            RecordChunks.read(sector, piece_offset),
+            sector.record_metadata(piece_offset),
+        )
+
+
+def prove_win(win: RecordWin, kzg: Kzg, backend: ComputeBackend | None = None) -> Solution:
+    """Regenerate the record's PoS table, recover its polynomial and open it at the winning s-bucket."""
+    backend = backend or get_backend()
+    piece_offset = win.record.piece_offset
+    sid = sector_id(win.public_key, win.sector_index, win.history_size)
+    table = backend.pos_table(derive_evaluation_seed(sid, piece_offset))
+    proof = table.find_proof(win.s_bucket)
+    if proof is None:
+        raise ReadingError(f"record {piece_offset}: no PoS proof for s-bucket {win.s_bucket}")
+    present, shards = decode_chunks(win.record, table)
+    chunk = fr.mont_to_scalars(shards[win.s_bucket : win.s_bucket + 1]).tobytes()
+    poly = erasure.recover_poly(shards, present)
+    return Solution(
+        public_key=win.public_key,
+        reward_address=win.reward_address,
+        sector_index=win.sector_index,
+        history_size=win.history_size,
+        piece_offset=piece_offset,
+        record_commitment=win.record_metadata.commitment,
+        record_witness=win.record_metadata.witness,
+        chunk=chunk,
+        chunk_witness=kzg.create_witness(poly, RECORD_NUM_S_BUCKETS, win.s_bucket),
+        proof_of_space=proof,
+    )
+
+
 def prove_record(
     public_key: bytes,
     reward_address: bytes,
@@ -41,29 +96,7 @@ def prove_record(
     kzg: Kzg,
     backend: ComputeBackend | None = None,
 ) -> Solution:
-    backend = backend or get_backend()
-    meta = sector.metadata
-    sid = sector_id(public_key, meta.sector_index, meta.history_size)
-    table = backend.pos_table(derive_evaluation_seed(sid, piece_offset))
-    proof = table.find_proof(s_bucket)
-    if proof is None:
-        raise ReadingError(f"record {piece_offset}: no PoS proof for s-bucket {s_bucket}")
-    present, shards = decode_record_chunks(sector, piece_offset, table)
-    chunk = fr.mont_to_scalars(shards[s_bucket : s_bucket + 1]).tobytes()
-    poly = erasure.recover_poly(shards, present)
-    record_meta = sector.record_metadata(piece_offset)
-    return Solution(
-        public_key=public_key,
-        reward_address=reward_address,
-        sector_index=meta.sector_index,
-        history_size=meta.history_size,
-        piece_offset=piece_offset,
-        record_commitment=record_meta.commitment,
-        record_witness=record_meta.witness,
-        chunk=chunk,
-        chunk_witness=kzg.create_witness(poly, RECORD_NUM_S_BUCKETS, s_bucket),
-        proof_of_space=proof,
-    )
+    return prove_win(RecordWin.read(public_key, reward_address, sector, piece_offset, s_bucket), kzg, backend)
 
 
 def prove_audit(

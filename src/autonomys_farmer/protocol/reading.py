@@ -77,30 +77,49 @@ class PlottedSectorView:
         return region[chunk_indices]
 
 
-def decode_record_chunks(
-    sector: PlottedSectorView, piece_offset: int, table: PosTableLike
-) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class RecordChunks:
+    """What a sector stores of one record: enough to decode it anywhere (e.g. on a proof server)."""
+
+    piece_offset: int
+    s_buckets: np.ndarray  # int64[32768], ascending: the s-buckets the record has a chunk in
+    encoded: np.ndarray  # bool per entry of s_buckets: chunk is masked with H(PoS proof)
+    chunks: np.ndarray  # uint8[32768, 32] as stored
+
+    @classmethod
+    def read(cls, sector: PlottedSectorView, piece_offset: int) -> RecordChunks:
+        s_buckets, positions = sector.record_chunk_positions(piece_offset)
+        if len(s_buckets) != RECORD_NUM_CHUNKS:
+            raise ReadingError(f"record {piece_offset} holds {len(s_buckets)} chunks, expected {RECORD_NUM_CHUNKS}")
+        encoded = sector.contents.encoded[piece_offset, s_buckets]
+        return cls(piece_offset, s_buckets, encoded, sector.read_chunks(positions).copy())
+
+
+def decode_chunks(record: RecordChunks, table: PosTableLike) -> tuple[np.ndarray, np.ndarray]:
     """§6 step 2: (present bool[65536], Montgomery rows[65536]) of the record's erasure-coded chunks."""
-    s_buckets, positions = sector.record_chunk_positions(piece_offset)
-    chunks = sector.read_chunks(positions).copy()
-    encoded = sector.contents.encoded[piece_offset, s_buckets]
+    chunks = record.chunks.copy()
+    s_buckets, encoded = record.s_buckets, record.encoded
     if encoded.any():
         has, proofs = table.find_proofs(s_buckets[encoded].astype(np.uint32))
         if not has.all():
             missing = int(s_buckets[encoded][~has][0])
-            raise ReadingError(f"record {piece_offset}: no PoS proof for encoded s-bucket {missing}")
+            raise ReadingError(f"record {record.piece_offset}: no PoS proof for encoded s-bucket {missing}")
         chunks[encoded] ^= hash_rows(proofs)
     try:
         rows = fr.scalars_to_mont(chunks)
     except FieldError as e:
-        raise ReadingError(f"record {piece_offset}: {e}") from e
+        raise ReadingError(f"record {record.piece_offset}: {e}") from e
     shards = np.zeros((RECORD_NUM_S_BUCKETS, 8), np.uint32)
     shards[s_buckets] = rows
     present = np.zeros(RECORD_NUM_S_BUCKETS, bool)
     present[s_buckets] = True
-    if len(s_buckets) != RECORD_NUM_CHUNKS:
-        raise ReadingError(f"record {piece_offset} holds {len(s_buckets)} chunks, expected {RECORD_NUM_CHUNKS}")
     return present, shards
+
+
+def decode_record_chunks(
+    sector: PlottedSectorView, piece_offset: int, table: PosTableLike
+) -> tuple[np.ndarray, np.ndarray]:
+    return decode_chunks(RecordChunks.read(sector, piece_offset), table)
 
 
 def read_piece(

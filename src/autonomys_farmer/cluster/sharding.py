@@ -1,0 +1,68 @@
+"""Placement of cache items on live cache instances, and the split-parity item form.
+
+Placement is rendezvous (highest-random-weight) hashing, a consistent hash: each item goes to the
+instances with the highest blake3(instance id ‖ key) weights, so when an instance joins or leaves
+only the items it wins or held move. A split-parity piece is two halves plus their XOR: three
+items on three different instances, any two of which give back the piece.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from autonomys_farmer.protocol.constants import PIECE_SIZE
+from autonomys_farmer.protocol.hashes import blake3_hash
+
+SPLIT_SHARDS = 3  # data half 0, data half 1, parity
+SHARD_SIZE = PIECE_SIZE // 2
+
+
+class ShardingError(ValueError):
+    pass
+
+
+def item_key(piece_index: int, shard: int | None = None) -> int:
+    """u64 key of a stored item: the piece index, or (piece index, shard) for split-parity items."""
+    return piece_index if shard is None else (piece_index << 2) | shard
+
+
+def split_key(key: int) -> tuple[int, int]:
+    return key >> 2, key & 3
+
+
+def weight(instance_id: str, key: int) -> bytes:
+    return blake3_hash(instance_id.encode(), struct.pack("<Q", key))
+
+
+def owners(instance_ids: Sequence[str], key: int, count: int = 1) -> list[str]:
+    """The `count` instances an item belongs to, best first."""
+    if len(instance_ids) < count:
+        raise ShardingError(f"{count} cache instances needed, {len(instance_ids)} live")
+    return sorted(instance_ids, key=lambda i: weight(i, key), reverse=True)[:count]
+
+
+def split_owners(instance_ids: Sequence[str], piece_index: int) -> list[str]:
+    """Instance for shard 0, 1 and parity: three distinct instances chosen by the piece index."""
+    return owners(instance_ids, item_key(piece_index), SPLIT_SHARDS)
+
+
+def split_piece(piece: bytes) -> list[bytes]:
+    if len(piece) != PIECE_SIZE:
+        raise ShardingError(f"piece is {len(piece)} bytes, expected {PIECE_SIZE}")
+    a, b = piece[:SHARD_SIZE], piece[SHARD_SIZE:]
+    parity = (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(SHARD_SIZE, "little")
+    return [a, b, parity]
+
+
+def join_piece(shards: dict[int, bytes]) -> bytes:
+    """Piece from any two of its three shards."""
+    if 0 in shards and 1 in shards:
+        return shards[0] + shards[1]
+    if 2 not in shards or len(shards) < 2:
+        raise ShardingError(f"need two of three shards, have {sorted(shards)}")
+    (known,) = [s for s in shards if s != 2]
+    other = (int.from_bytes(shards[known], "little") ^ int.from_bytes(shards[2], "little")).to_bytes(
+        SHARD_SIZE, "little"
+    )
+    return shards[0] + other if known == 0 else other + shards[1]

@@ -1,0 +1,185 @@
+"""A farm on disk, in the official single_disk_farm layout (node-and-cluster.md §6.1).
+
+`plot.bin` holds sector i at i × sector_size; `metadata.bin` holds a header {u8 version, u16 count} and
+sector i's checksummed metadata at 1 MiB + i × 131,116. A sector is written (data, fsync) before its
+metadata (fsync): after a crash a sector either has valid metadata over complete data or is replotted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mmap
+import os
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from autonomys_farmer.protocol import reward_signing
+from autonomys_farmer.protocol.constants import SECTOR_METADATA_CHECKSUMMED_SIZE
+from autonomys_farmer.protocol.hashes import blake3_hash
+from autonomys_farmer.protocol.sector import SectorError, SectorMetadata, sector_size
+from autonomys_farmer.services.files import write_atomically
+
+log = logging.getLogger(__name__)
+
+METADATA_HEADER = struct.Struct("<BH")
+METADATA_RESERVED = 1024 * 1024
+FARM_INFO = "single_disk_farm.json"
+IDENTITY = "identity.bin"
+MAX_SECTORS = 65534
+
+
+class FarmError(RuntimeError):
+    pass
+
+
+def _round_up(n: int, to: int = 4096) -> int:
+    return (n + to - 1) // to * to
+
+
+@dataclass(frozen=True)
+class FarmInfo:
+    id: str
+    genesis_hash: bytes
+    public_key: bytes
+    pieces_in_sector: int
+    allocated_space: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "v0": {
+                "id": self.id,
+                "genesisHash": self.genesis_hash.hex(),
+                "publicKey": self.public_key.hex(),
+                "piecesInSector": self.pieces_in_sector,
+                "allocatedSpace": self.allocated_space,
+            }
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, dict[str, object]]) -> FarmInfo:
+        v0 = obj["v0"]
+        return cls(
+            str(v0["id"]),
+            bytes.fromhex(str(v0["genesisHash"])),
+            bytes.fromhex(str(v0["publicKey"])),
+            int(v0["piecesInSector"]),  # type: ignore[call-overload]
+            int(v0["allocatedSpace"]),  # type: ignore[call-overload]
+        )
+
+
+class Farm:
+    def __init__(self, directory: Path, sectors: int, pieces_in_sector: int, genesis_hash: bytes) -> None:
+        if not 1 <= sectors <= MAX_SECTORS:
+            raise FarmError(f"{directory}: sectors={sectors} is out of range 1..{MAX_SECTORS}")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.sectors = sectors
+        identity = directory / IDENTITY
+        if not identity.exists():
+            write_atomically(identity, reward_signing.identity_file_bytes(os.urandom(32)))
+        entropy = reward_signing.entropy_from_identity_file(identity.read_bytes())
+        self.public_key, self.secret_key = reward_signing.keypair_from_entropy(entropy)
+        self.info = self._load_or_create_info(pieces_in_sector, genesis_hash)
+        self.sector_size = sector_size(self.info.pieces_in_sector)
+        self.plot_path = directory / "plot.bin"
+        self.metadata_path = directory / "metadata.bin"
+        self._plot_fd = os.open(self.plot_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._meta_fd = os.open(self.metadata_path, os.O_RDWR | os.O_CREAT, 0o644)
+        plot_size = _round_up(sectors * self.sector_size)
+        if os.fstat(self._plot_fd).st_size < plot_size:
+            os.ftruncate(self._plot_fd, plot_size)
+        meta_size = _round_up(METADATA_RESERVED + sectors * SECTOR_METADATA_CHECKSUMMED_SIZE)
+        if os.fstat(self._meta_fd).st_size < meta_size:
+            os.ftruncate(self._meta_fd, meta_size)
+        self._map = mmap.mmap(self._plot_fd, plot_size, prot=mmap.PROT_READ)
+        self.plotted: dict[int, SectorMetadata] = {}
+        for index in range(sectors):
+            metadata = self._read_metadata(index)
+            if metadata is not None:
+                self.plotted[index] = metadata
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def _load_or_create_info(self, pieces_in_sector: int, genesis_hash: bytes) -> FarmInfo:
+        path = self.directory / FARM_INFO
+        if path.exists():
+            info = FarmInfo.from_json(json.loads(path.read_text()))
+            if info.genesis_hash != genesis_hash:
+                raise FarmError(
+                    f"{self.directory} was created for genesis {info.genesis_hash.hex()}, node has {genesis_hash.hex()}"
+                )
+            if info.public_key != self.public_key:
+                raise FarmError(f"{self.directory}: identity.bin does not match {FARM_INFO}")
+            if info.pieces_in_sector > pieces_in_sector:
+                raise FarmError(
+                    f"{self.directory} has {info.pieces_in_sector} pieces per sector, more than the chain's "
+                    f"maximum {pieces_in_sector}"
+                )
+            return info
+        info = FarmInfo(
+            str(uuid.uuid4()),
+            genesis_hash,
+            self.public_key,
+            pieces_in_sector,
+            self.sectors * (sector_size(pieces_in_sector) + SECTOR_METADATA_CHECKSUMMED_SIZE),
+        )
+        write_atomically(path, json.dumps(info.to_json(), indent=2).encode())
+        return info
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._plot_fd)
+        os.close(self._meta_fd)
+
+    def _metadata_offset(self, index: int) -> int:
+        return METADATA_RESERVED + index * SECTOR_METADATA_CHECKSUMMED_SIZE
+
+    def _read_metadata(self, index: int) -> SectorMetadata | None:
+        raw = os.pread(self._meta_fd, SECTOR_METADATA_CHECKSUMMED_SIZE, self._metadata_offset(index))
+        if not any(raw):
+            return None
+        try:
+            metadata = SectorMetadata.from_bytes(raw)
+        except SectorError as e:
+            log.warning("%s: sector %d metadata unreadable (%s); it will be replotted", self.directory, index, e)
+            return None
+        if metadata.sector_index != index or metadata.pieces_in_sector != self.info.pieces_in_sector:
+            log.warning("%s: sector %d metadata describes another sector; it will be replotted", self.directory, index)
+            return None
+        return metadata
+
+    def sector_bytes(self, index: int) -> memoryview:
+        start = index * self.sector_size
+        return memoryview(self._map)[start : start + self.sector_size]
+
+    def write_sector(self, index: int, data: bytes, metadata: SectorMetadata) -> None:
+        """Data first and durable, then the metadata that makes the sector count as plotted."""
+        if len(data) != self.sector_size:
+            raise FarmError(f"sector {index} is {len(data)} bytes, farm expects {self.sector_size}")
+        if metadata.sector_index != index:
+            raise FarmError(f"metadata is for sector {metadata.sector_index}, not {index}")
+        if blake3_hash(data[:-32]) != data[-32:]:
+            raise FarmError(f"sector {index} fails its own checksum")
+        self.plotted.pop(index, None)
+        os.pwrite(self._meta_fd, bytes(SECTOR_METADATA_CHECKSUMMED_SIZE), self._metadata_offset(index))
+        os.fdatasync(self._meta_fd)
+        os.pwrite(self._plot_fd, data, index * self.sector_size)
+        os.fdatasync(self._plot_fd)
+        os.pwrite(self._meta_fd, metadata.to_bytes(), self._metadata_offset(index))
+        count = 0
+        while count < self.sectors and (count in self.plotted or count == index):
+            count += 1
+        os.pwrite(self._meta_fd, METADATA_HEADER.pack(0, count), 0)
+        os.fdatasync(self._meta_fd)
+        self.plotted[index] = metadata
+
+    def forget_sector(self, index: int) -> None:
+        """Mark a sector as not plotted (expired or bad): it is excluded from audits and replotted."""
+        self.plotted.pop(index, None)
+        os.pwrite(self._meta_fd, bytes(SECTOR_METADATA_CHECKSUMMED_SIZE), self._metadata_offset(index))
+        os.fdatasync(self._meta_fd)

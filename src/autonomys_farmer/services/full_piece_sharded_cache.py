@@ -1,0 +1,19 @@
+"""Full-piece sharded cache: together its instances hold the whole archived history (no size limit),
+each the pieces rendezvous hashing gives it. It is the plotters' main source of pieces. A directory
+written by `export-piece` (same `piece_cache.bin` format) can be used as is: its pieces are served
+immediately and the instance fetches only what its share still lacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.services.sharded_cache import ShardedCache
+
+
+class FullPieceShardedCache(ShardedCache):
+    kind = m.FULL_PIECE_CACHE
+
+    def __init__(self, nats_servers: list[str], directory: Path, kzg: Kzg) -> None:
+        super().__init__(nats_servers, directory, kzg, size=None, item_type=m.PIECE)

@@ -1,0 +1,166 @@
+"""Where a cluster member gets pieces: the cache groups (over TCP, placement from the shard maps in
+JetStream KV), then the controller (the node). Every piece is checked against its segment commitment
+before it is used, so a bad cache or disk can never end up in a sector."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import sharding, wire
+from autonomys_farmer.protocol.archiving import SegmentHeader
+from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.protocol.pieces import Piece, is_piece_valid
+from autonomys_farmer.services import bulk
+from autonomys_farmer.services.nats_bus import Bus
+
+log = logging.getLogger(__name__)
+
+SHARD_MAP_TTL_S = 1.0
+FETCH_TIMEOUT_S = 30.0
+CONTROLLER_GROUP = f"{m.CONTROLLER}.{m.PIECE}"
+
+
+def group_name(kind: str, item_type: str) -> str:
+    return f"{kind}.{item_type}"
+
+
+class ShardMaps:
+    """Shard maps read from KV with a short cache (placement must follow membership quickly)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._cache: dict[str, tuple[float, m.ShardMap]] = {}
+
+    async def get(self, group: str) -> m.ShardMap:
+        cached = self._cache.get(group)
+        if cached and time.monotonic() - cached[0] < SHARD_MAP_TTL_S:
+            return cached[1]
+        raw = await self.bus.kv_get(m.SHARDS_BUCKET, group)
+        shard_map = wire.decode(m.ShardMap, raw) if raw else m.ShardMap(group, ())
+        self._cache[group] = (time.monotonic(), shard_map)
+        return shard_map
+
+
+class SegmentCommitments:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._known: dict[int, bytes] = {}
+
+    async def get(self, segment_index: int) -> bytes | None:
+        if segment_index not in self._known:
+            response = await self.bus.request_as(
+                m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest((segment_index,))
+            )
+            (header,) = response.headers
+            if header is None:
+                return None
+            self._known[segment_index] = SegmentHeader.from_json(header).segment_commitment
+        return self._known[segment_index]
+
+
+async def fetch_items(address: str, keys: list[int]) -> dict[int, bytes]:
+    """Items a bulk server holds out of `keys` (absent ones are simply missing)."""
+    found: dict[int, bytes] = {}
+    async for header, data in bulk.request(address, {"op": "get", "keys": keys}, timeout=FETCH_TIMEOUT_S):
+        if header.get("found"):
+            found[int(header["key"])] = data
+    return found
+
+
+class PieceGetter:
+    def __init__(self, bus: Bus, kzg: Kzg, priority_cache: bool = False, verify: bool = True) -> None:
+        self.bus = bus
+        self.kzg = kzg
+        self.maps = ShardMaps(bus)
+        self.commitments = SegmentCommitments(bus)
+        self.verify = verify
+        caches = [group_name(m.SHARDED_CACHE, m.PIECE), group_name(m.SHARDED_CACHE, m.SPLIT_PARITY_PIECE)]
+        full = [group_name(m.FULL_PIECE_CACHE, m.PIECE)]
+        self.order = [*caches, *full] if priority_cache else [*full, *caches]
+        self.order.append(CONTROLLER_GROUP)
+        self.stats = {"hits": 0, "misses": 0, "invalid": 0}
+
+    async def get_pieces(self, piece_indexes: Iterable[int], skip: str = "") -> dict[int, Piece]:
+        """Valid pieces found for `piece_indexes` (a missing one is absent from the result)."""
+        wanted = list(dict.fromkeys(piece_indexes))
+        found: dict[int, Piece] = {}
+        for group in self.order:
+            missing = [i for i in wanted if i not in found]
+            if not missing:
+                break
+            try:
+                raw = await self._from_group(group, missing, skip)
+            except Exception as e:
+                log.warning("pieces from %s failed: %s", group, e)
+                continue
+            for index, data in raw.items():
+                if await self._valid(index, data):
+                    found[index] = Piece(data)
+                    self.stats["hits"] += 1
+        self.stats["misses"] += len(wanted) - len(found)
+        return found
+
+    async def get_piece(self, piece_index: int) -> Piece | None:
+        return (await self.get_pieces([piece_index])).get(piece_index)
+
+    async def _valid(self, index: int, data: bytes) -> bool:
+        if len(data) != PIECE_SIZE:
+            self.stats["invalid"] += 1
+            return False
+        if not self.verify:
+            return True
+        commitment = await self.commitments.get(index // NUM_PIECES)
+        ok = commitment is not None and await asyncio.to_thread(
+            is_piece_valid, self.kzg, Piece(data), commitment, index % NUM_PIECES
+        )
+        if not ok:
+            self.stats["invalid"] += 1
+            log.warning("piece %d failed verification against its segment commitment", index)
+        return ok
+
+    async def _from_group(self, group: str, indexes: list[int], skip: str) -> dict[int, bytes]:
+        members = [member for member in (await self.maps.get(group)).members if member.instance_id != skip]
+        if not members:
+            return {}
+        address = {member.instance_id: member.address for member in members}
+        ids = list(address)
+        if group.endswith(m.SPLIT_PARITY_PIECE):
+            return await self._split_parity(ids, address, indexes)
+        by_owner: dict[str, list[int]] = {}
+        for index in indexes:
+            owner = ids[0] if group == CONTROLLER_GROUP else sharding.owners(ids, index)[0]
+            by_owner.setdefault(owner, []).append(index)
+        results = await asyncio.gather(
+            *(fetch_items(address[o], keys) for o, keys in by_owner.items()), return_exceptions=True
+        )
+        out: dict[int, bytes] = {}
+        for owner, result in zip(by_owner, results, strict=True):
+            if isinstance(result, BaseException):
+                log.info("cache %s at %s unavailable: %s", owner, address[owner], result)
+            else:
+                out.update(result)
+        return out
+
+    async def _split_parity(self, ids: list[str], address: dict[str, str], indexes: list[int]) -> dict[int, bytes]:
+        if len(ids) < sharding.SPLIT_SHARDS:
+            return {}
+        by_owner: dict[str, list[int]] = {}
+        for index in indexes:
+            for shard, owner in enumerate(sharding.split_owners(ids, index)):
+                by_owner.setdefault(owner, []).append(sharding.item_key(index, shard))
+        results = await asyncio.gather(
+            *(fetch_items(address[o], keys) for o, keys in by_owner.items()), return_exceptions=True
+        )
+        shards: dict[int, dict[int, bytes]] = {}
+        for result in results:
+            if isinstance(result, BaseException):
+                continue
+            for key, data in result.items():
+                piece_index, shard = sharding.split_key(key)
+                shards.setdefault(piece_index, {})[shard] = data
+        return {i: sharding.join_piece(s) for i, s in shards.items() if len(s) >= 2}

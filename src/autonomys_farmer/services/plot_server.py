@@ -1,0 +1,233 @@
+"""Plot server: takes sector jobs from the durable JetStream work queue, fetches and verifies the
+sector's pieces, encodes them with the best backend here (GPU when present), buffers the plotted sector
+in BASE_PATH and lets the farm's plot client download it over TCP.
+
+A job is acknowledged only once its sector is durably buffered; a server killed mid-job leaves the job
+unacknowledged and JetStream hands it to another server after ACK_WAIT_S. The buffer is bounded:
+while it is full, no new job is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from autonomys_farmer.backends import get_backend
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import wire
+from autonomys_farmer.protocol.hashes import blake3_hash
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.protocol.plotting import plot_sector
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
+from autonomys_farmer.services.bulk import Frame
+from autonomys_farmer.services.component import Component
+from autonomys_farmer.services.files import write_atomically
+from autonomys_farmer.services.piece_getter import PieceGetter
+
+log = logging.getLogger(__name__)
+
+ACK_WAIT_S = 60.0
+IN_PROGRESS_EVERY_S = 10.0
+BUFFER_TTL_S = 15 * 60.0
+STREAM_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BufferedSector:
+    """Sidecar of a buffered sector, written after the sector itself: its presence means complete."""
+
+    job: m.PlotJob
+    size: int
+    checksum: bytes
+
+
+class PlotServer(Component):
+    kind = m.PLOT_SERVER
+
+    def __init__(
+        self,
+        nats_servers: list[str],
+        base_path: Path,
+        listen_port: int,
+        kzg: Kzg,
+        priority_cache: bool = False,
+        max_buffered: int = 4,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(nats_servers)
+        self.buffer = base_path / "sectors"
+        self.buffer.mkdir(parents=True, exist_ok=True)
+        self.listen_port = listen_port
+        self.kzg = kzg
+        self.priority_cache = priority_cache
+        self.max_buffered = max_buffered
+        self.backend = get_backend(backend)
+        self.concurrency = max(1, int(os.environ.get("GPU_CONCURRENCY", "1")))
+        self.getter: PieceGetter | None = None
+        self.counts = {"plotted": 0, "failed": 0, "encoding": 0}
+        self.last_sector_s = 0.0
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.counts, buffered=len(self._buffered()), backend=self.backend.name, last_s=self.last_sector_s)
+
+    def _buffered(self) -> list[Path]:
+        return sorted(p for p in self.buffer.glob("*.sector") if p.with_suffix(".job").exists())
+
+    async def start(self) -> None:
+        await super().start()
+        await self.start_bulk(self._serve, self.listen_port)
+        self.getter = PieceGetter(self.nats, self.kzg, self.priority_cache)
+        await self.nats.ensure_work_queue(m.PLOT_JOBS_STREAM, m.PLOT_JOBS)
+        for path in self.buffer.glob("*.sector"):  # finished before a restart: tell their farms again
+            await self._announce(path)
+        for _ in range(self.concurrency):
+            self.spawn(self._work_forever())
+        self.spawn(self._expire_buffer())
+
+    async def _work_forever(self) -> None:
+        subscription = await self.nats.js.pull_subscribe(
+            m.PLOT_JOBS,
+            durable=m.PLOT_SERVERS_CONSUMER,
+            stream=m.PLOT_JOBS_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1),
+        )
+        while True:
+            if len(self._buffered()) >= self.max_buffered:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                (msg,) = await subscription.fetch(1, timeout=5)
+            except (nats.errors.TimeoutError, TimeoutError, nats.js.errors.FetchTimeoutError):
+                continue
+            except nats.errors.Error as e:
+                log.warning("work queue unavailable (%s); retrying", e)
+                await asyncio.sleep(1.0)
+                continue
+            await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            job = wire.decode(m.PlotJob, msg.data)
+        except wire.WireError as e:
+            log.error("dropping malformed plot job: %s", e)
+            await msg.term()
+            return
+        path = self.buffer / f"{job.job_id}.sector"
+        if path.with_suffix(".job").exists():
+            await msg.ack()
+            await self._announce(path)
+            return
+        keepalive = asyncio.create_task(self._keep_in_progress(msg))
+        try:
+            await self._plot(job, path)
+            await msg.ack()
+            await self._announce(path)
+        except Exception as e:
+            self.counts["failed"] += 1
+            log.warning("sector %d of farm %s failed: %s", job.sector_index, job.farm_id, e)
+            await self._progress(job, "error", error=str(e))
+            await msg.nak(delay=2.0)
+        finally:
+            keepalive.cancel()
+
+    async def _keep_in_progress(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(IN_PROGRESS_EVERY_S)
+            try:
+                await msg.in_progress()
+            except Exception as e:
+                log.debug("in-progress ack failed: %s", e)
+
+    async def _progress(self, job: m.PlotJob, stage: str, **fields: Any) -> None:
+        await self.nats.publish(
+            f"{m.PLOT_PROGRESS}.{job.farm_id}", m.PlotProgress(job.job_id, self.instance_id, stage, **fields)
+        )
+
+    async def _plot(self, job: m.PlotJob, path: Path) -> None:
+        assert self.getter is not None
+        started = time.monotonic()
+        info = FarmerProtocolInfo.from_json(job.protocol_info)
+        sid = sector_id(job.public_key, job.sector_index, info.history_size)
+        indexes = sector_piece_indices(sid, job.pieces_in_sector, info)
+        await self._progress(job, "downloading", total=len(indexes))
+        found = await self.getter.get_pieces(indexes)
+        missing = [i for i in indexes if i not in found]
+        if missing:
+            raise RuntimeError(f"{len(missing)} piece(s) unavailable, first {missing[0]}")
+        loop = asyncio.get_running_loop()
+
+        def report(done: int, total: int) -> None:
+            asyncio.run_coroutine_threadsafe(self._progress(job, "encoding", done=done, total=total), loop)
+
+        self.counts["encoding"] += 1
+        try:
+            plotted = await asyncio.to_thread(
+                plot_sector,
+                job.public_key,
+                job.sector_index,
+                info.history_size,
+                [found[i] for i in indexes],
+                self.backend,
+                4,
+                report,
+            )
+        finally:
+            self.counts["encoding"] -= 1
+        body = plotted.data + plotted.metadata.to_bytes()
+        await asyncio.to_thread(write_atomically, path, body)
+        write_atomically(path.with_suffix(".job"), wire.encode(BufferedSector(job, len(body), blake3_hash(body))))
+        self.counts["plotted"] += 1
+        self.last_sector_s = round(time.monotonic() - started, 2)
+        log.info("sector %d of farm %s plotted in %.1fs", job.sector_index, job.farm_id[:8], self.last_sector_s)
+
+    async def _announce(self, path: Path) -> None:
+        try:
+            buffered = wire.decode(BufferedSector, path.with_suffix(".job").read_bytes())
+        except (OSError, wire.WireError):  # crashed between the two writes: the job will be redelivered
+            self._release(path.stem)
+            return
+        await self._progress(
+            buffered.job, "ready", address=self.address, size=buffered.size, checksum=buffered.checksum
+        )
+
+    async def _expire_buffer(self) -> None:
+        while True:
+            await asyncio.sleep(30.0)
+            for path in self._buffered():
+                if time.time() - path.stat().st_mtime > BUFFER_TTL_S:
+                    log.warning("%s was never collected; dropping it", path.name)
+                    self._release(path.stem)
+
+    def _release(self, job_id: str) -> None:
+        (self.buffer / f"{job_id}.sector").unlink(missing_ok=True)
+        (self.buffer / f"{job_id}.job").unlink(missing_ok=True)
+
+    async def _serve(self, header: dict[str, Any], _payload: bytes) -> AsyncIterator[Frame]:
+        op, job_id = header.get("op"), str(header.get("job_id", ""))
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise ValueError(f"invalid job id {job_id!r}")
+        path = self.buffer / f"{job_id}.sector"
+        if op == "sector":
+            if not path.with_suffix(".job").exists():
+                raise ValueError(f"sector for job {job_id} is not here")
+            with path.open("rb") as f:
+                offset = 0
+                while chunk := await asyncio.to_thread(f.read, STREAM_CHUNK):
+                    yield {"offset": offset}, chunk
+                    offset += len(chunk)
+        elif op == "release":
+            self._release(job_id)
+            yield {"released": job_id}, b""
+        else:
+            raise ValueError(f"unknown op {op!r}")

@@ -1,0 +1,53 @@
+"""Proof server: turns a farm's winning record into a full Solution (PoS table regeneration, record
+recovery, KZG chunk witness) on the best backend here, so plot clients need no heavy compute.
+Requests arrive on a queue group: any one live proof server answers each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from autonomys_farmer.backends import get_backend
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.protocol.proving import prove_win
+from autonomys_farmer.services.component import Component
+
+log = logging.getLogger(__name__)
+
+
+class ProofServer(Component):
+    kind = m.PROOF_SERVER
+
+    def __init__(self, nats_servers: list[str], kzg: Kzg, backend: str = "auto") -> None:
+        super().__init__(nats_servers)
+        self.kzg = kzg
+        self.backend = get_backend(backend)
+        self._slots = asyncio.Semaphore(max(1, int(os.environ.get("GPU_CONCURRENCY", "1"))))
+        self.counts = {"proved": 0, "failed": 0}
+        self.last_ms = 0.0
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.counts, backend=self.backend.name, last_ms=self.last_ms)
+
+    async def start(self) -> None:
+        await super().start()
+        await self.nats.serve(m.PROVE, self._prove, queue=m.PROOF_SERVERS_QUEUE)
+
+    async def _prove(self, data: bytes) -> m.ProveResponse:
+        win = m.decode_record_win(data)
+        async with self._slots:
+            started = time.monotonic()
+            try:
+                solution = await asyncio.to_thread(prove_win, win, self.kzg, self.backend)
+            except Exception as e:
+                self.counts["failed"] += 1
+                log.warning("proving sector %d offset %d failed: %s", win.sector_index, win.record.piece_offset, e)
+                return m.ProveResponse(None, str(e))
+        self.counts["proved"] += 1
+        self.last_ms = round((time.monotonic() - started) * 1000, 1)
+        log.info("proved sector %d record %d in %.0f ms", win.sector_index, win.record.piece_offset, self.last_ms)
+        return m.ProveResponse(solution.to_json())

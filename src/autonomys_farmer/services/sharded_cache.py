@@ -1,0 +1,202 @@
+"""Sharded piece cache: each instance stores the items that rendezvous hashing over the live instances
+of its group assigns to it, keeps them in a crash-safe `piece_cache.bin`, and serves them over TCP.
+
+It syncs itself: whenever the shard map changes, a segment is archived, a re-initialisation is
+requested, or every SYNC_INTERVAL_S, it works out its share of the history, fetches what it lacks
+(other caches, then the node via the controller) and frees what it no longer owns once space is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import sharding, wire
+from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.services.bulk import Frame
+from autonomys_farmer.services.component import Component
+from autonomys_farmer.services.piece_getter import PieceGetter, group_name
+from autonomys_farmer.services.piece_store import PieceStore, StoreFullError
+
+log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_S = 30.0
+FETCH_BATCH = 16
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `10GB`, `2TiB`, `4T` or plain bytes (decimal units, binary with `i`)."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid size {text!r} (examples: 200GiB, 10GB, 1048712)")
+    number, unit, binary = match.groups()
+    power = "KMGTP".find(unit.upper()) + 1 if unit else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
+
+
+def parse_path_options(text: str, allowed: tuple[str, ...], required: tuple[str, ...] = ("path",)) -> dict[str, str]:
+    """`path=DIR,size=...`: comma-separated key=value pairs; a value may contain '='."""
+    options: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not value:
+            raise ValueError(f"invalid option {part!r} in {text!r}: expected key=value")
+        if key not in allowed:
+            raise ValueError(f"unknown option {key!r} in {text!r}; allowed: {', '.join(allowed)}")
+        options[key] = value
+    for key in required:
+        if key not in options:
+            raise ValueError(f"{text!r} lacks {key}=")
+    return options
+
+
+class ShardedCache(Component):
+    kind = m.SHARDED_CACHE
+
+    def __init__(
+        self, nats_servers: list[str], directory: Path, kzg: Kzg, size: int | None, item_type: str = m.PIECE
+    ) -> None:
+        super().__init__(nats_servers)
+        if item_type not in m.CACHE_ITEM_TYPES:
+            raise ValueError(f"unknown cache item type {item_type!r}; expected one of {', '.join(m.CACHE_ITEM_TYPES)}")
+        self.item_type = item_type
+        item_size = PIECE_SIZE if item_type == m.PIECE else sharding.SHARD_SIZE
+        capacity = None if size is None else size // (item_size + 40)
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"cache size {size} holds no {item_type} of {item_size + 40} bytes")
+        self.store = PieceStore(directory, item_size, capacity)
+        self.kzg = kzg
+        self.group = group_name(self.kind, item_type)
+        self._wake = asyncio.Event()
+        self.synced = False
+        self.sync_rounds = 0
+        self.getter: PieceGetter | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"items": len(self.store), "capacity": self.store.capacity, "synced": self.synced}
+
+    async def start(self) -> None:
+        await super().start()
+        await self.start_bulk(self._serve)
+        self.getter = PieceGetter(self.nats, self.kzg, priority_cache=True)
+        await self.nats.subscribe(m.ARCHIVED_SEGMENT_HEADER, self._on_segment)
+        await self.nats.subscribe(m.REINITIALIZE_CACHES, self._on_reinitialize)
+        self.spawn(self._sync_forever())
+        self.spawn(self._watch_map())
+
+    async def _on_segment(self, _msg: Msg) -> None:
+        self._wake.set()
+
+    async def _on_reinitialize(self, msg: Msg) -> None:
+        request = wire.decode(m.ReinitializeCaches, msg.data)
+        log.info("re-initialisation requested in %.1fs", request.delay_s)
+
+        async def later() -> None:
+            await asyncio.sleep(request.delay_s)
+            await asyncio.to_thread(self.store.rescan)
+            self._wake.set()
+
+        self.spawn(later())
+
+    async def _watch_map(self) -> None:
+        assert self.getter is not None
+        last: m.ShardMap | None = None
+        while True:
+            try:
+                current = await self.getter.maps.get(self.group)
+                if current != last:
+                    last = current
+                    self._wake.set()
+            except Exception as e:
+                log.debug("shard map read failed: %s", e)
+            await asyncio.sleep(1.0)
+
+    async def _sync_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), SYNC_INTERVAL_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.sync()
+            except Exception as e:
+                log.warning("cache sync failed (will retry): %s", e)
+                await asyncio.sleep(2.0)
+                self._wake.set()
+
+    def wanted_keys(self, ids: list[str], history_size: int) -> list[int]:
+        """This instance's share of the history, newest pieces first (they are plotted most)."""
+        keys = []
+        for piece_index in range(history_size * NUM_PIECES - 1, -1, -1):
+            if self.item_type == m.PIECE:
+                if sharding.owners(ids, piece_index)[0] == self.instance_id:
+                    keys.append(sharding.item_key(piece_index))
+            elif len(ids) >= sharding.SPLIT_SHARDS:
+                for shard, owner in enumerate(sharding.split_owners(ids, piece_index)):
+                    if owner == self.instance_id:
+                        keys.append(sharding.item_key(piece_index, shard))
+        return keys if self.store.capacity is None else keys[: self.store.capacity]
+
+    async def sync(self) -> None:
+        assert self.getter is not None
+        shard_map = await self.getter.maps.get(self.group)
+        ids = [member.instance_id for member in shard_map.members]
+        if self.instance_id not in ids:
+            return  # not a member yet: the controller has not seen our heartbeat
+        info = FarmerAppInfo.from_json(wire.decode_json(await self.nats.request(m.FARMER_APP_INFO, b"")))
+        wanted = self.wanted_keys(ids, info.protocol_info.history_size)
+        wanted_set = set(wanted)
+        missing = [k for k in wanted if k not in self.store]
+        unwanted = [k for k in self.store.keys() if k not in wanted_set]
+        if missing or unwanted:
+            log.info(
+                "%s sync: %d wanted, %d missing, %d no longer owned",
+                self.group,
+                len(wanted),
+                len(missing),
+                len(unwanted),
+            )
+        self.synced = not missing
+        for start in range(0, len(missing), FETCH_BATCH):
+            batch = missing[start : start + FETCH_BATCH]
+            piece_indexes = [k if self.item_type == m.PIECE else sharding.split_key(k)[0] for k in batch]
+            pieces = await self.getter.get_pieces(piece_indexes, skip=self.instance_id)
+            for key, piece_index in zip(batch, piece_indexes, strict=True):
+                piece = pieces.get(piece_index)
+                if piece is None:
+                    continue
+                item = piece.data if self.item_type == m.PIECE else sharding.split_piece(piece.data)[key & 3]
+                while True:
+                    try:
+                        await asyncio.to_thread(self.store.put, key, item)
+                        break
+                    except StoreFullError:
+                        if not unwanted:
+                            raise
+                        await asyncio.to_thread(self.store.delete, unwanted.pop())
+        self.synced = all(k in self.store for k in wanted)
+        self.sync_rounds += 1
+        if not self.synced:
+            raise RuntimeError(f"{sum(k not in self.store for k in wanted)} items could not be fetched")
+
+    async def _serve(self, header: dict[str, Any], _payload: bytes) -> AsyncIterator[Frame]:
+        op = header.get("op")
+        if op == "get":
+            for key in header["keys"]:
+                item = await asyncio.to_thread(self.store.get, int(key))
+                yield {"key": key, "found": item is not None}, item or b""
+        elif op == "contents":
+            yield {"keys": self.store.keys()}, b""
+        else:
+            raise ValueError(f"unknown op {op!r}")
