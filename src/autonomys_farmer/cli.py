@@ -81,7 +81,12 @@ def _component_parser(name: str) -> argparse.ArgumentParser:
     elif name == "plot-client":
         p.add_argument("--reward-address", required=True, help="SS58 address that receives rewards")
         p.add_argument("--max-plotting-sectors-per-farm", type=int, default=2)
-        p.add_argument("--proof-timeout", type=float, default=2.0, help="seconds to wait for a proof server")
+        p.add_argument(
+            "--proof-timeout",
+            type=float,
+            default=1.0,
+            help="least seconds to wait for a proof server (else the slot budget)",
+        )
         p.add_argument("farms", nargs="+", metavar="path=DIR,sectors=N")
     return p
 

@@ -253,16 +253,19 @@ class PlotClient(Component):
                         return
                     self.counts["wins"] += 1
                     win = RecordWin.read(farm.public_key, self.reward_address, view, piece_offset, audit.s_bucket)
-                    solution = await self._prove(win)
+                    budget = self.farming_timeout - (time.monotonic() - started)
+                    solution = await self._prove(win, budget)
                     await self._submit_solution(farm, slot.slot_number, solution)
         except Exception as e:
             log.warning("slot %d: farming failed: %s", slot.slot_number, e)
         finally:
             self._farming = False
 
-    async def _prove(self, win: RecordWin) -> Solution:
+    async def _prove(self, win: RecordWin, budget: float) -> Solution:
+        """A proof server gets the slot's remaining budget; local CPU proving only if none is there."""
+        timeout = max(self.proof_timeout, budget)
         try:
-            raw = await self.nats.request(m.PROVE, m.encode_record_win(win), timeout=self.proof_timeout, deadline=0)
+            raw = await self.nats.request(m.PROVE, m.encode_record_win(win), timeout=timeout, deadline=0)
             response = wire.decode(m.ProveResponse, raw)
             if response.solution is not None:
                 return Solution.from_json(response.solution)

@@ -88,7 +88,9 @@ class ShardedCache(Component):
     async def start(self) -> None:
         await super().start()
         await self.start_bulk(self._serve)
-        self.getter = PieceGetter(self.nats, self.kzg, priority_cache=True)
+        # Caches trust their sources as the official cache does (node, other caches); every piece is
+        # verified by the plot server before it is encoded, so a bad one never reaches a sector.
+        self.getter = PieceGetter(self.nats, self.kzg, priority_cache=True, verify=False)
         await self.nats.subscribe(m.ARCHIVED_SEGMENT_HEADER, self._on_segment)
         await self.nats.subscribe(m.REINITIALIZE_CACHES, self._on_reinitialize)
         self.spawn(self._sync_forever())
@@ -185,8 +187,10 @@ class ShardedCache(Component):
                         if not unwanted:
                             raise
                         await asyncio.to_thread(self.store.delete, unwanted.pop())
-        self.synced = all(k in self.store for k in wanted)
+        was_synced, self.synced = self.synced, all(k in self.store for k in wanted)
         self.sync_rounds += 1
+        if self.synced and missing and not was_synced:
+            log.info("%s synced: %d items held", self.group, len(self.store))
         if not self.synced:
             raise RuntimeError(f"{sum(k not in self.store for k in wanted)} items could not be fetched")
 

@@ -1,0 +1,200 @@
+"""`autonomys-farmer dev`: nats-server, the dev node and every cluster component on this machine,
+under one supervisor, plotting a small farm and farming it, with a live status view."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import wire
+from autonomys_farmer.protocol.farmer_rpc import SlotInfo
+from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
+from autonomys_farmer.services.files import PARAMETERS_ENV, load_kzg
+from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.supervisor import Program, Supervisor, free_port, nats_server_binary, nats_server_config
+
+log = logging.getLogger(__name__)
+
+DEV_REWARD_ADDRESS = ss58_encode(keypair_from_entropy(bytes(32))[0])
+
+
+@dataclass
+class DevLayout:
+    """Ports and directories of a one-machine cluster (also what the cluster tests start)."""
+
+    base: Path
+    sectors: int = 4
+    nats_port: int = field(default_factory=free_port)
+    node_port: int = field(default_factory=free_port)
+    plot_server_port: int = field(default_factory=free_port)
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def node_url(self) -> str:
+        return f"ws://127.0.0.1:{self.node_port}"
+
+    def cluster(self, *component: str, nats_urls: list[str] | None = None) -> list[str]:
+        servers = [arg for url in (nats_urls or [self.nats_url]) for arg in ("--nats-server", url)]
+        return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *component]
+
+    def programs(self) -> list[Program]:
+        b = self.base
+        nats_conf = b / "nats.conf"
+        nats_conf.parent.mkdir(parents=True, exist_ok=True)
+        nats_conf.write_text(nats_server_config("dev", self.nats_port, b / "nats"))
+        cli = [sys.executable, "-m", "autonomys_farmer.cli"]
+        return [
+            Program("nats-server", [nats_server_binary(), "-c", str(nats_conf)]),
+            Program(
+                "dev-node",
+                [*cli, "dev-node", "--listen", f"127.0.0.1:{self.node_port}", "--base-path", str(b / "node")],
+            ),
+            Program(
+                "controller",
+                self.cluster("controller", "--node-rpc-url", self.node_url, "--base-path", str(b / "controller")),
+            ),
+            Program("sharded-cache", self.cluster("sharded-cache", f"path={b / 'cache'},size=256MiB")),
+            Program("full-piece-sharded-cache", self.cluster("full-piece-sharded-cache", f"path={b / 'full-cache'}")),
+            Program("proof-server", self.cluster("proof-server")),
+            Program(
+                "plot-server",
+                self.cluster(
+                    "plot-server",
+                    "--priority-cache",
+                    "--listen-port",
+                    str(self.plot_server_port),
+                    str(b / "plot-server"),
+                ),
+            ),
+            Program(
+                "plot-client",
+                self.cluster(
+                    "plot-client", "--reward-address", DEV_REWARD_ADDRESS, f"path={b / 'farm'},sectors={self.sectors}"
+                ),
+            ),
+        ]
+
+
+class ClusterStatus:
+    """What the status view shows, gathered from NATS like any other cluster member would."""
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[str, str], m.Heartbeat] = {}
+        self.seen: dict[tuple[str, str], float] = {}
+        self.slot = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.events: list[str] = []
+
+    async def attach(self, bus: Bus) -> None:
+        await bus.subscribe(f"{m.HEARTBEAT}.>", self._heartbeat)
+        await bus.subscribe(f"{m.FARM_EVENTS}.>", self._farm_event)
+        await bus.subscribe(m.SLOT_INFO, self._slot)
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        beat = wire.decode(m.Heartbeat, msg.data)
+        self.members[(beat.kind, beat.instance_id)] = beat
+        self.seen[(beat.kind, beat.instance_id)] = time.monotonic()
+
+    async def _slot(self, msg: Msg) -> None:
+        self.slot = SlotInfo.from_json(wire.decode_json(msg.data)).slot_number
+
+    async def _farm_event(self, msg: Msg) -> None:
+        event = wire.decode(m.FarmEvent, msg.data)
+        if event.kind == "solution":
+            self.accepted += 1
+        elif event.kind == "rejected":
+            self.rejected += 1
+        text = f"slot {event.slot_number}: " if event.slot_number else ""
+        self.events.append(
+            f"{time.strftime('%H:%M:%S')} farm {event.farm_id[:8]} {event.kind} "
+            f"sector {event.sector_index} {text}{event.detail}"
+        )
+        self.events = self.events[-8:]
+
+    def live(self) -> list[m.Heartbeat]:
+        now = time.monotonic()
+        return [b for k, b in sorted(self.members.items()) if now - self.seen[k] < m.DROP_AFTER_S]
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table(
+            title=f"autonomys-farmer dev — slot {self.slot} — "
+            f"solutions accepted {self.accepted}, rejected {self.rejected}"
+        )
+        for column in ("component", "instance", "status"):
+            table.add_column(column)
+        bars = Table.grid(padding=(0, 1))
+        for beat in self.live():
+            status = {k: v for k, v in beat.status.items() if k not in ("farms", "plotting")}
+            table.add_row(beat.kind, beat.instance_id[:8], ", ".join(f"{k}={v}" for k, v in status.items()))
+            for farm_id, farm in beat.status.get("farms", {}).items():
+                bars.add_row(
+                    f"farm {farm_id[:8]}",
+                    ProgressBar(total=farm["sectors"], completed=farm["plotted"], width=40),
+                    f"{farm['plotted']}/{farm['sectors']} sectors",
+                )
+            for sector, stage, done, total in beat.status.get("plotting", []):
+                bars.add_row(
+                    f"  sector {sector}",
+                    ProgressBar(total=max(total, 1), completed=done, width=40),
+                    f"{stage} {done}/{total}",
+                )
+        return Group(table, bars, *self.events)
+
+
+async def _run(layout: DevLayout, status_interval: float, duration: float) -> None:
+    import signal
+
+    from rich.live import Live
+
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # always take the children down with us
+        asyncio.get_running_loop().add_signal_handler(sig, main.cancel)
+    env = {"PYTHONUNBUFFERED": "1", "AUTONOMYS_ADVERTISE_HOST": "127.0.0.1"}
+    supervisor = Supervisor(layout.base / "logs", env)
+    for program in layout.programs():
+        await supervisor.add(program)
+    bus = await Bus.connect([layout.nats_url], "dev-status")
+    status = ClusterStatus()
+    await status.attach(bus)
+    print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {layout.nats_url}")
+    started = time.monotonic()
+    try:
+        with Live(status.render(), refresh_per_second=4) as live:
+            while not duration or time.monotonic() - started < duration:
+                await asyncio.sleep(status_interval)
+                live.update(status.render())
+    finally:
+        await bus.close()
+        await supervisor.stop_all()
+    print(f"stopped: {status.accepted} solution(s) accepted, {status.rejected} rejected")
+
+
+def run_dev(base_path: Path, kzg_parameters: str | None, sectors: int, status_interval: float, duration: float) -> int:
+    kzg_path = kzg_parameters or os.environ.get(PARAMETERS_ENV)
+    load_kzg(kzg_path)  # fail early (or download once) before starting anything
+    if kzg_path:
+        os.environ[PARAMETERS_ENV] = str(Path(kzg_path).resolve())
+    layout = DevLayout(base_path.resolve(), sectors)
+    try:
+        asyncio.run(_run(layout, status_interval, duration))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    return 0
