@@ -28,3 +28,15 @@ def s35_table():
     from autonomys_farmer.backends.cpu.pos_table import PosTable
 
     return PosTable(S35)
+
+
+@pytest.fixture(scope="session")
+def archived_chain(tmp_path_factory) -> Path:
+    """A dev chain directory with its genesis segment archived (a minute of CPU), made once per session."""
+    from processes import DevNodeProcess, _free_port
+
+    base = tmp_path_factory.mktemp("archived-chain") / "chain"
+    node = DevNodeProcess(base, _free_port())
+    node.start()
+    node.stop()
+    return base

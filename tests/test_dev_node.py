@@ -5,15 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+import shutil
 
 import pytest
-from conftest import KZG_PARAMETERS
+from processes import DevNodeProcess, _free_port
 
 from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol import reward_signing
@@ -33,54 +28,11 @@ from autonomys_farmer.services.node_client import NodeClient
 PUBLIC_KEY, SECRET_KEY = reward_signing.keypair_from_entropy(bytes(range(32)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class DevNodeProcess:
-    def __init__(self, base_path: Path, port: int) -> None:
-        self.base_path = base_path
-        self.port = port
-        self.url = f"ws://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 240.0) -> float:
-        started = time.monotonic()
-        log = open(self.base_path.parent / f"dev-node-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autonomys_farmer.cli", "dev-node", "--listen", f"127.0.0.1:{self.port}",
-             "--base-path", str(self.base_path), "--kzg-parameters", str(KZG_PARAMETERS)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dev node exited with {self.proc.returncode}; see {log.name}")
-            if asyncio.run(self._has_history()):
-                return time.monotonic() - started
-            time.sleep(0.5)
-        raise TimeoutError("dev node did not archive its genesis segment in time")
-
-    async def _has_history(self) -> bool:
-        try:
-            client = await JsonRpcClient.connect(self.url, timeout=2)
-        except (OSError, TimeoutError):
-            return False
-        try:
-            return (await client.call(rpc.SEGMENT_HEADERS, [[0]]))[0] is not None
-        finally:
-            await client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-
 @pytest.fixture(scope="module")
-def dev_node(tmp_path_factory):
-    node = DevNodeProcess(tmp_path_factory.mktemp("dev-node") / "chain", _free_port())
+def dev_node(tmp_path_factory, archived_chain):
+    base = tmp_path_factory.mktemp("dev-node") / "chain"
+    shutil.copytree(archived_chain, base)
+    node = DevNodeProcess(base, _free_port())
     node.start()
     yield node
     node.stop()

@@ -37,7 +37,7 @@ from autonomys_farmer.services.piece_getter import PieceGetter
 
 log = logging.getLogger(__name__)
 
-ACK_WAIT_S = 60.0
+ACK_WAIT_S = float(os.environ.get("AUTONOMYS_PLOT_ACK_WAIT_S", "60"))
 IN_PROGRESS_EVERY_S = 10.0
 BUFFER_TTL_S = 15 * 60.0
 STREAM_CHUNK = 4 * 1024 * 1024

@@ -1,0 +1,112 @@
+"""The whole cluster as real processes on loopback: nats-server (JetStream), the dev node, controller,
+sharded cache, full-piece cache, proof server, plot server and plot client. It must plot a farm, get
+solutions accepted by the dev node, and lose nothing when components are killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import KZG_PARAMETERS
+from nats.aio.msg import Msg
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import wire
+from autonomys_farmer.services.dev import ClusterStatus, DevLayout
+from autonomys_farmer.services.farm import Farm
+from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.supervisor import Supervisor
+
+TIMEOUT_S = 420.0
+
+
+async def wait_for(
+    what: str, condition: Callable[[], bool], supervisor: Supervisor, timeout: float = TIMEOUT_S
+) -> None:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            logs = "\n".join(f"--- {name}\n{supervisor.log_tail(name, 15)}" for name in supervisor.programs)
+            raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        await asyncio.sleep(0.25)
+
+
+def farm_plotted(status: ClusterStatus) -> int:
+    for beat in status.live():
+        if beat.kind == m.PLOT_CLIENT:
+            return sum(farm["plotted"] for farm in beat.status.get("farms", {}).values())
+    return -1
+
+
+def live_instance(status: ClusterStatus, kind: str) -> str | None:
+    ids = [beat.instance_id for beat in status.live() if beat.kind == kind]
+    return ids[0] if ids else None
+
+
+def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: Path) -> None:
+    layout = DevLayout(tmp_path, sectors=2)
+    shutil.copytree(archived_chain, tmp_path / "node")
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "AUTONOMYS_ADVERTISE_HOST": "127.0.0.1",
+        "AUTONOMYS_FARMER_KZG_PARAMETERS": str(KZG_PARAMETERS),
+        "AUTONOMYS_PLOT_ACK_WAIT_S": "8",
+        "LOG_LEVEL": "INFO",
+    }
+
+    async def run() -> None:
+        supervisor = Supervisor(tmp_path / "logs", env)
+        for program in layout.programs():
+            await supervisor.add(program)
+        bus = await Bus.connect([layout.nats_url], "test")
+        status = ClusterStatus()
+        await status.attach(bus)
+        encoding: list[m.PlotProgress] = []
+
+        async def on_progress(msg: Msg) -> None:
+            encoding.append(wire.decode(m.PlotProgress, msg.data))
+
+        await bus.subscribe(f"{m.PLOT_PROGRESS}.>", on_progress)
+        try:
+            # A plot server killed mid-sector: its job goes back to the queue and is plotted again.
+            await wait_for("a sector being encoded", lambda: any(p.stage == "encoding" for p in encoding), supervisor)
+            killed_server = live_instance(status, m.PLOT_SERVER)
+            supervisor.kill("plot-server")
+            await wait_for("both sectors plotted", lambda: farm_plotted(status) == 2, supervisor)
+            assert supervisor.programs["plot-server"].restarts >= 1
+            assert live_instance(status, m.PLOT_SERVER) != killed_server
+
+            # Farming: the dev node accepts solutions proved by the proof server.
+            await wait_for("a solution accepted", lambda: status.accepted >= 1, supervisor, 240)
+
+            # kill -9 the plot client and a cache: both come back with their data intact.
+            supervisor.kill("plot-client")
+            supervisor.kill("sharded-cache")
+            await asyncio.sleep(m.DROP_AFTER_S + 1)
+            await wait_for("the plot client back", lambda: farm_plotted(status) == 2, supervisor, 120)
+            await wait_for(
+                "the cache back with its pieces",
+                lambda: any(b.kind == m.SHARDED_CACHE and b.status.get("synced") for b in status.live()),
+                supervisor,
+                120,
+            )
+            before = status.accepted
+            await wait_for("another solution accepted", lambda: status.accepted > before, supervisor, 240)
+        finally:
+            await bus.close()
+            await supervisor.stop_all()
+
+    asyncio.run(run())
+    # The farm on disk is whole: both sectors' metadata verify after all the kills.
+    farm = Farm(tmp_path / "farm", 2, 8, _genesis())
+    assert sorted(farm.plotted) == [0, 1]
+    farm.close()
+
+
+def _genesis() -> bytes:
+    from autonomys_farmer.services.dev_node import genesis_hash
+
+    return genesis_hash()
