@@ -1,0 +1,92 @@
+"""A 3-server NATS cluster with JetStream replicated 3 ways: losing one server loses no plot job, no
+shard map and no request/reply path (the cluster's control plane keeps working)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import nats.errors
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import wire
+from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.supervisor import Program, Supervisor, free_port, nats_server_binary, nats_server_config
+
+
+async def eventually(action: Callable[[], Awaitable[object]], timeout: float = 30.0) -> None:
+    """Retry while the new cluster elects JetStream leaders (meta, then each stream's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await action()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) -> None:
+    client_ports = [free_port() for _ in range(3)]
+    route_ports = [free_port() for _ in range(3)]
+    urls = [f"nats://127.0.0.1:{p}" for p in client_ports]
+
+    async def run() -> None:
+        supervisor = Supervisor(tmp_path / "logs")
+        for i in range(3):
+            conf = tmp_path / f"n{i}.conf"
+            conf.write_text(
+                nats_server_config(f"n{i}", client_ports[i], tmp_path / f"js{i}", route_ports[i], tuple(route_ports))
+            )
+            await supervisor.add(Program(f"nats-{i}", [nats_server_binary(), "-c", str(conf)], restart=False))
+        producer = await Bus.connect([urls[0]], "producer")
+        consumer = await Bus.connect(urls, "consumer")
+        try:
+            assert producer.replicas == 3  # discovered the other two servers from the first
+            await eventually(lambda: producer.ensure_work_queue(m.PLOT_JOBS_STREAM, m.PLOT_JOBS))
+            shard_map = m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "127.0.0.1:1"),))
+
+            async def put_map() -> None:
+                await (await producer.kv(m.SHARDS_BUCKET)).put(shard_map.group, wire.encode(shard_map))
+
+            await eventually(put_map)
+            jobs = [m.PlotJob(f"job-{i}", "farm", bytes(32), i, 8, {}) for i in range(3)]
+            for job in jobs:
+                await eventually(lambda job=job: producer.js.publish(m.PLOT_JOBS, wire.encode(job)))
+
+            async def answer(data: bytes) -> bytes:
+                return b"pong:" + data
+
+            await consumer.serve("test.ping", answer, queue="q")
+            await producer.nc.flush()
+
+            supervisor.kill("nats-0")  # the producer's own server
+            await asyncio.sleep(1.0)
+
+            after = await Bus.connect(urls[1:], "after")
+            assert await after.request("test.ping", b"1", timeout=2, deadline=20) == b"pong:1"
+            raw = await after.kv_get(m.SHARDS_BUCKET, shard_map.group)
+            assert raw is not None and wire.decode(m.ShardMap, raw) == shard_map
+            subscription = await after.js.pull_subscribe(m.PLOT_JOBS, durable="test", stream=m.PLOT_JOBS_STREAM)
+            received = []
+            while len(received) < len(jobs):
+                try:
+                    for msg in await subscription.fetch(len(jobs) - len(received), timeout=5):
+                        received.append(wire.decode(m.PlotJob, msg.data))
+                        await msg.ack()
+                except (nats.errors.TimeoutError, TimeoutError):
+                    break
+            assert sorted(j.job_id for j in received) == [j.job_id for j in jobs]
+            await after.close()
+        finally:
+            for bus in (producer, consumer):
+                try:
+                    await asyncio.wait_for(bus.nc.close(), 5)
+                except Exception:
+                    pass
+            await supervisor.stop_all()
+
+    asyncio.run(run())
