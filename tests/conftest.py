@@ -33,10 +33,12 @@ def s35_table():
 @pytest.fixture(scope="session")
 def archived_chain(tmp_path_factory) -> Path:
     """A dev chain directory with its genesis segment archived (a minute of CPU), made once per session."""
-    from processes import DevNodeProcess, _free_port
+    from processes import DevNodeProcess
+
+    from autonomys_farmer.services.supervisor import free_port
 
     base = tmp_path_factory.mktemp("archived-chain") / "chain"
-    node = DevNodeProcess(base, _free_port())
+    node = DevNodeProcess(base, free_port())
     node.start()
     node.stop()
     return base

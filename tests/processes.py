@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,6 @@ from conftest import KZG_PARAMETERS
 
 from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.services.jsonrpc import JsonRpcClient
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DevNodeProcess:

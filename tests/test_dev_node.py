@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from processes import DevNodeProcess, _free_port
+from processes import DevNodeProcess
 
 from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol import reward_signing
@@ -24,6 +24,7 @@ from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.services.dev_node import DevNode
 from autonomys_farmer.services.jsonrpc import JsonRpcClient, RpcError
 from autonomys_farmer.services.node_client import NodeClient
+from autonomys_farmer.services.supervisor import free_port
 
 PUBLIC_KEY, SECRET_KEY = reward_signing.keypair_from_entropy(bytes(range(32)))
 
@@ -32,7 +33,7 @@ PUBLIC_KEY, SECRET_KEY = reward_signing.keypair_from_entropy(bytes(range(32)))
 def dev_node(tmp_path_factory, archived_chain):
     base = tmp_path_factory.mktemp("dev-node") / "chain"
     shutil.copytree(archived_chain, base)
-    node = DevNodeProcess(base, _free_port())
+    node = DevNodeProcess(base, free_port())
     node.start()
     yield node
     node.stop()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,6 @@ async def request_all(address: str, header: dict[str, Any], timeout: float = 30.
 
 def advertised_host() -> str:
     """The address peers should dial: AUTONOMYS_ADVERTISE_HOST, else this host's outbound address."""
-    import os
-
     if host := os.environ.get("AUTONOMYS_ADVERTISE_HOST"):
         return host
     try:
@@ -123,6 +122,3 @@ def advertised_host() -> str:
             return s.getsockname()[0]
     except OSError:
         return "127.0.0.1"
-
-
-OnDone = Callable[[], Awaitable[None]]

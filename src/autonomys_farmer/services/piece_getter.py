@@ -72,6 +72,20 @@ async def fetch_items(address: str, keys: list[int]) -> dict[int, bytes]:
     return found
 
 
+async def _fetch_by_owner(by_owner: dict[str, list[int]], address: dict[str, str]) -> dict[int, bytes]:
+    """Fetch each owner's keys concurrently; an unreachable owner just contributes nothing."""
+    results = await asyncio.gather(
+        *(fetch_items(address[o], keys) for o, keys in by_owner.items()), return_exceptions=True
+    )
+    out: dict[int, bytes] = {}
+    for owner, result in zip(by_owner, results, strict=True):
+        if isinstance(result, BaseException):
+            log.info("cache %s at %s unavailable: %s", owner, address[owner], result)
+        else:
+            out.update(result)
+    return out
+
+
 class PieceGetter:
     def __init__(self, bus: Bus, kzg: Kzg, priority_cache: bool = False, verify: bool = True) -> None:
         self.bus = bus
@@ -135,16 +149,7 @@ class PieceGetter:
         for index in indexes:
             owner = ids[0] if group == CONTROLLER_GROUP else sharding.owners(ids, index)[0]
             by_owner.setdefault(owner, []).append(index)
-        results = await asyncio.gather(
-            *(fetch_items(address[o], keys) for o, keys in by_owner.items()), return_exceptions=True
-        )
-        out: dict[int, bytes] = {}
-        for owner, result in zip(by_owner, results, strict=True):
-            if isinstance(result, BaseException):
-                log.info("cache %s at %s unavailable: %s", owner, address[owner], result)
-            else:
-                out.update(result)
-        return out
+        return await _fetch_by_owner(by_owner, address)
 
     async def _split_parity(self, ids: list[str], address: dict[str, str], indexes: list[int]) -> dict[int, bytes]:
         if len(ids) < sharding.SPLIT_SHARDS:
@@ -153,14 +158,8 @@ class PieceGetter:
         for index in indexes:
             for shard, owner in enumerate(sharding.split_owners(ids, index)):
                 by_owner.setdefault(owner, []).append(sharding.item_key(index, shard))
-        results = await asyncio.gather(
-            *(fetch_items(address[o], keys) for o, keys in by_owner.items()), return_exceptions=True
-        )
         shards: dict[int, dict[int, bytes]] = {}
-        for result in results:
-            if isinstance(result, BaseException):
-                continue
-            for key, data in result.items():
-                piece_index, shard = sharding.split_key(key)
-                shards.setdefault(piece_index, {})[shard] = data
+        for key, data in (await _fetch_by_owner(by_owner, address)).items():
+            piece_index, shard = sharding.split_key(key)
+            shards.setdefault(piece_index, {})[shard] = data
         return {i: sharding.join_piece(s) for i, s in shards.items() if len(s) >= 2}
