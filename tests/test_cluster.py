@@ -1,6 +1,7 @@
-"""The whole cluster as real processes on loopback: nats-server (JetStream), the dev node, controller,
-sharded cache, full-piece cache, proof server, plot server and plot client. It must plot a farm, get
-solutions accepted by the dev node, and lose nothing when components are killed with SIGKILL."""
+"""The whole cluster as real processes on loopback: a 3-server NATS cluster (JetStream replicated 3
+ways), the dev node, controller, sharded cache, full-piece cache, proof server, plot server and plot
+client. It must plot a farm, get solutions accepted by the dev node, and lose nothing when any component
+or one NATS server is killed with SIGKILL mid-work."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def live_instance(status: ClusterStatus, kind: str) -> str | None:
 
 
 def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: Path) -> None:
-    layout = DevLayout(tmp_path, sectors=2)
+    layout = DevLayout(tmp_path, sectors=2, nats_servers=3)
     shutil.copytree(archived_chain, tmp_path / "node")
     env = {
         "PYTHONUNBUFFERED": "1",
@@ -61,7 +62,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
         supervisor = Supervisor(tmp_path / "logs", env)
         for program in layout.programs():
             await supervisor.add(program)
-        bus = await Bus.connect([layout.nats_url], "test")
+        bus = await Bus.connect(layout.nats_urls, "test")
         status = ClusterStatus()
         await status.attach(bus)
         encoding: list[m.PlotProgress] = []
@@ -71,10 +72,12 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
         await bus.subscribe(f"{m.PLOT_PROGRESS}.>", on_progress)
         try:
-            # A plot server killed mid-sector: its job goes back to the queue and is plotted again.
+            # Mid-sector, kill the plot server, the full-piece cache and a NATS server: the job goes back
+            # to the (replicated) queue and is plotted again with pieces from whichever source is up.
             await wait_for("a sector being encoded", lambda: any(p.stage == "encoding" for p in encoding), supervisor)
             killed_server = live_instance(status, m.PLOT_SERVER)
-            supervisor.kill("plot-server")
+            for name in ("plot-server", "full-piece-sharded-cache", "nats-server-1"):
+                supervisor.kill(name)
             await wait_for("both sectors plotted", lambda: farm_plotted(status) == 2, supervisor)
             assert supervisor.programs["plot-server"].restarts >= 1
             assert live_instance(status, m.PLOT_SERVER) != killed_server
@@ -82,9 +85,10 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             # Farming: the dev node accepts solutions proved by the proof server.
             await wait_for("a solution accepted", lambda: status.accepted >= 1, supervisor, 240)
 
-            # kill -9 the plot client and a cache: both come back with their data intact.
-            supervisor.kill("plot-client")
-            supervisor.kill("sharded-cache")
+            # kill -9 the controller, the proof server, the plot client and a cache: all come back, the
+            # farm and the cache with their data intact, and farming goes on.
+            for name in ("controller", "proof-server", "plot-client", "sharded-cache"):
+                supervisor.kill(name)
             await asyncio.sleep(m.DROP_AFTER_S + 1)
             await wait_for("the plot client back", lambda: farm_plotted(status) == 2, supervisor, 120)
             await wait_for(
@@ -95,6 +99,8 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             )
             before = status.accepted
             await wait_for("another solution accepted", lambda: status.accepted > before, supervisor, 240)
+            for name in ("controller", "proof-server", "full-piece-sharded-cache", "nats-server-1"):
+                assert supervisor.programs[name].restarts >= 1, name
         finally:
             await bus.close()
             await supervisor.stop_all()

@@ -15,6 +15,7 @@ from autonomys_farmer.protocol.constants import PIECE_SIZE, RECORD_NUM_CHUNKS, R
 from autonomys_farmer.protocol.proving import RecordWin
 from autonomys_farmer.protocol.reading import RecordChunks
 from autonomys_farmer.protocol.sector import RecordMetadata
+from autonomys_farmer.services.farm import Farm, FarmError
 from autonomys_farmer.services.piece_store import PieceStore, StoreFullError
 from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
 
@@ -122,3 +123,15 @@ def test_operator_option_parsing() -> None:
         parse_path_options("path=/a,color=red", ("path", "size"))
     with pytest.raises(ValueError, match="lacks sectors="):
         parse_path_options("path=/a", ("path", "sectors"), ("path", "sectors"))
+
+
+def test_a_farm_is_locked_by_its_farmer(tmp_path: Path) -> None:
+    genesis = bytes(range(32))
+    farm = Farm(tmp_path / "farm", 2, 8, genesis)
+    with pytest.raises(FarmError, match=r"in use by another farmer \(single_disk_farm.lock is locked\)"):
+        Farm(tmp_path / "farm", 2, 8, genesis)
+    identity = farm.public_key
+    farm.close()
+    again = Farm(tmp_path / "farm", 2, 8, genesis)  # the same identity, once the first let go
+    assert again.public_key == identity and again.plotted == {}
+    again.close()

@@ -184,7 +184,9 @@ def _cluster(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.dev import run_dev
 
-    return run_dev(Path(args.base_path), args.kzg_parameters, args.sectors, args.status_interval, args.duration)
+    return run_dev(
+        Path(args.base_path), args.kzg_parameters, args.sectors, args.status_interval, args.duration, args.nats_servers
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--base-path", default="autonomys-dev", help="where everything keeps its data")
     dev.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (downloaded if absent)")
     dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
+    dev.add_argument("--nats-servers", type=int, default=1, help="nats-servers to run (3: a routed JetStream cluster)")
     dev.add_argument("--status-interval", type=float, default=1.0)
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
     dev.set_defaults(func=_dev)

@@ -43,6 +43,7 @@ class Controller(Component):
         self.members: dict[tuple[str, str], m.Heartbeat] = {}
         self.last_seen: dict[tuple[str, str], float] = {}
         self._published_maps: dict[str, bytes] = {}
+        self._published_members: dict[tuple[str, str], tuple[str, str]] = {}
         self._pieces: OrderedDict[int, bytes] = OrderedDict()
         self._signed: OrderedDict[bytes, None] = OrderedDict()
         self.started_at = time.monotonic()
@@ -156,10 +157,15 @@ class Controller(Component):
                 log.warning("%s %s silent for %.0fs: dropped", key[0], key[1], now - self.last_seen[key])
                 del self.members[key], self.last_seen[key]
                 await retry_forever("membership delete", lambda k=key: self._kv_delete(m.MEMBERS_BUCKET, ".".join(k)))
+                self._published_members.pop(key, None)
             for (kind, instance), beat in list(self.members.items()):
+                entry = m.Heartbeat(kind, instance, beat.address, beat.item_type, beat.sent_at)
+                if (entry.address, entry.item_type) == self._published_members.get((kind, instance)):
+                    continue  # members are written on join and on change, not on every heartbeat
                 await retry_forever(
-                    "membership update", lambda k=f"{kind}.{instance}", b=beat: self._kv_put(m.MEMBERS_BUCKET, k, b)
+                    "membership update", lambda k=f"{kind}.{instance}", e=entry: self._kv_put(m.MEMBERS_BUCKET, k, e)
                 )
+                self._published_members[(kind, instance)] = (entry.address, entry.item_type)
             if now - self.started_at < m.DROP_AFTER_S:
                 continue  # a restarted controller first hears everyone before it rewrites the maps
             for group, shard_map in self.shard_maps().items():

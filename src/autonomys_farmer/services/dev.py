@@ -33,30 +33,55 @@ class DevLayout:
 
     base: Path
     sectors: int = 4
-    nats_port: int = field(default_factory=free_port)
+    nats_servers: int = 1
     node_port: int = field(default_factory=free_port)
     plot_server_port: int = field(default_factory=free_port)
+    nats_ports: list[int] = field(default_factory=list)
+    route_ports: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.nats_servers < 1:
+            raise ValueError(f"nats_servers must be at least 1, got {self.nats_servers}")
+        self.nats_ports = self.nats_ports or [free_port() for _ in range(self.nats_servers)]
+        if self.nats_servers > 1:
+            self.route_ports = self.route_ports or [free_port() for _ in range(self.nats_servers)]
+
+    @property
+    def nats_urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{port}" for port in self.nats_ports]
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        return self.nats_urls[0]
+
+    def nats_programs(self) -> list[Program]:
+        """One nats-server, or a routed cluster of them (JetStream then replicates 3 ways)."""
+        if self.nats_servers == 1:
+            conf = self.base / "nats.conf"
+            conf.write_text(nats_server_config("dev", self.nats_ports[0], self.base / "nats"))
+            return [Program("nats-server", [nats_server_binary(), "-c", str(conf)])]
+        programs = []
+        for i, (port, route_port) in enumerate(zip(self.nats_ports, self.route_ports, strict=True)):
+            conf = self.base / f"nats-{i}.conf"
+            store = self.base / f"nats-{i}"
+            conf.write_text(nats_server_config(f"dev-{i}", port, store, route_port, tuple(self.route_ports)))
+            programs.append(Program(f"nats-server-{i}", [nats_server_binary(), "-c", str(conf)]))
+        return programs
 
     @property
     def node_url(self) -> str:
         return f"ws://127.0.0.1:{self.node_port}"
 
-    def cluster(self, *component: str, nats_urls: list[str] | None = None) -> list[str]:
-        servers = [arg for url in (nats_urls or [self.nats_url]) for arg in ("--nats-server", url)]
+    def cluster(self, *component: str) -> list[str]:
+        servers = [arg for url in self.nats_urls for arg in ("--nats-server", url)]
         return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *component]
 
     def programs(self) -> list[Program]:
         b = self.base
-        nats_conf = b / "nats.conf"
-        nats_conf.parent.mkdir(parents=True, exist_ok=True)
-        nats_conf.write_text(nats_server_config("dev", self.nats_port, b / "nats"))
+        b.mkdir(parents=True, exist_ok=True)
         cli = [sys.executable, "-m", "autonomys_farmer.cli"]
         return [
-            Program("nats-server", [nats_server_binary(), "-c", str(nats_conf)]),
+            *self.nats_programs(),
             Program(
                 "dev-node",
                 [*cli, "dev-node", "--listen", f"127.0.0.1:{self.node_port}", "--base-path", str(b / "node")],
@@ -171,10 +196,10 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     supervisor = Supervisor(layout.base / "logs", env)
     for program in layout.programs():
         await supervisor.add(program)
-    bus = await Bus.connect([layout.nats_url], "dev-status")
+    bus = await Bus.connect(layout.nats_urls, "dev-status")
     status = ClusterStatus()
     await status.attach(bus)
-    print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {layout.nats_url}")
+    print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {', '.join(layout.nats_urls)}")
     started = time.monotonic()
     try:
         with Live(status.render(), refresh_per_second=4) as live:
@@ -187,12 +212,19 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     print(f"stopped: {status.accepted} solution(s) accepted, {status.rejected} rejected")
 
 
-def run_dev(base_path: Path, kzg_parameters: str | None, sectors: int, status_interval: float, duration: float) -> int:
+def run_dev(
+    base_path: Path,
+    kzg_parameters: str | None,
+    sectors: int,
+    status_interval: float,
+    duration: float,
+    nats_servers: int = 1,
+) -> int:
     kzg_path = kzg_parameters or os.environ.get(PARAMETERS_ENV)
     load_kzg(kzg_path)  # fail early (or download once) before starting anything
     if kzg_path:
         os.environ[PARAMETERS_ENV] = str(Path(kzg_path).resolve())
-    layout = DevLayout(base_path.resolve(), sectors)
+    layout = DevLayout(base_path.resolve(), sectors, nats_servers)
     try:
         asyncio.run(_run(layout, status_interval, duration))
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -7,6 +7,7 @@ metadata (fsync): after a crash a sector either has valid metadata over complete
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import mmap
@@ -28,11 +29,23 @@ METADATA_HEADER = struct.Struct("<BH")
 METADATA_RESERVED = 1024 * 1024
 FARM_INFO = "single_disk_farm.json"
 IDENTITY = "identity.bin"
+LOCK_FILE = "single_disk_farm.lock"
 MAX_SECTORS = 65534
 
 
 class FarmError(RuntimeError):
     pass
+
+
+def _lock(path: Path) -> int:
+    """Hold the farm's lock file for this process's life: two farmers on one plot would corrupt it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FarmError(f"{path.parent} is in use by another farmer ({path.name} is locked)") from None
+    return fd
 
 
 def _round_up(n: int, to: int = 4096) -> int:
@@ -76,6 +89,7 @@ class Farm:
             raise FarmError(f"{directory}: sectors={sectors} is out of range 1..{MAX_SECTORS}")
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self._lock_fd = _lock(directory / LOCK_FILE)
         self.sectors = sectors
         identity = directory / IDENTITY
         if not identity.exists():
@@ -135,6 +149,7 @@ class Farm:
         self._map.close()
         os.close(self._plot_fd)
         os.close(self._meta_fd)
+        os.close(self._lock_fd)  # releases the lock
 
     def _metadata_offset(self, index: int) -> int:
         return METADATA_RESERVED + index * SECTOR_METADATA_CHECKSUMMED_SIZE

@@ -142,16 +142,20 @@ class Bus:
     # --- JetStream ------------------------------------------------------------------------------
 
     async def kv(self, bucket: str) -> KeyValue:
+        """The bucket, created on first use; waits out JetStream leader elections and outages."""
         if bucket not in self._kv:
-            try:
-                self._kv[bucket] = await self.js.key_value(bucket)
-            except nats.js.errors.BucketNotFoundError:
-                try:
-                    config = KeyValueConfig(bucket=bucket, history=1, replicas=self.replicas)
-                    self._kv[bucket] = await self.js.create_key_value(config)
-                except nats.js.errors.BadRequestError:  # created concurrently by another component
-                    self._kv[bucket] = await self.js.key_value(bucket)
+            self._kv[bucket] = await retry_forever(f"JetStream bucket {bucket}", lambda: self._open_kv(bucket))
         return self._kv[bucket]
+
+    async def _open_kv(self, bucket: str) -> KeyValue:
+        try:
+            return await self.js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            try:
+                config = KeyValueConfig(bucket=bucket, history=1, replicas=self.replicas)
+                return await self.js.create_key_value(config)
+            except nats.js.errors.BadRequestError:  # created concurrently by another component
+                return await self.js.key_value(bucket)
 
     async def kv_get(self, bucket: str, key: str) -> bytes | None:
         try:
@@ -161,6 +165,10 @@ class Bus:
         return entry.value
 
     async def ensure_work_queue(self, stream: str, subject: str) -> None:
+        """Create the durable work-queue stream once; waits out JetStream leader elections and outages."""
+        await retry_forever(f"JetStream stream {stream}", lambda: self._ensure_work_queue(stream, subject))
+
+    async def _ensure_work_queue(self, stream: str, subject: str) -> None:
         config = StreamConfig(
             name=stream,
             subjects=[subject],

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import wire
+from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol import reward_signing
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.auditing import AuditResult, audit_sector
@@ -196,21 +197,36 @@ class PlotClient(Component):
 
     async def _check_expiry(self, current_segment: int) -> None:
         info = (await self._app_info()).protocol_info
-        for farm in self.farms:
-            for index, meta in list(farm.plotted.items()):
-                segment = meta.history_size + info.min_sector_lifetime - 1
-                response = await self.nats.request_as(
-                    m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest((segment,))
-                )
-                if response.headers[0] is None:
-                    continue
-                commitment = SegmentHeader.from_json(response.headers[0]).segment_commitment
-                sid = sector_id(farm.public_key, index, meta.history_size)
-                expires = derive_expiration_history_size(sid, meta.history_size, commitment, info.min_sector_lifetime)
-                if expires is not None and expires - 1 <= current_segment + 1 and index not in self.replot[farm.id]:
-                    log.info("farm %s: sector %d expires at segment %d: replotting", farm.id[:8], index, expires - 1)
-                    self.replot[farm.id].add(index)
-                    await self.nats.publish(f"{m.FARM_EVENTS}.{farm.id}", m.FarmEvent(farm.id, "replotting", index))
+        sectors = [(farm, index, meta) for farm in self.farms for index, meta in list(farm.plotted.items())]
+        commitments = await self._segment_commitments(
+            sorted({meta.history_size + info.min_sector_lifetime - 1 for _, _, meta in sectors})
+        )
+        for farm, index, meta in sectors:
+            commitment = commitments.get(meta.history_size + info.min_sector_lifetime - 1)
+            if commitment is None:  # that segment is not archived yet: the sector cannot expire so soon
+                continue
+            sid = sector_id(farm.public_key, index, meta.history_size)
+            expires = derive_expiration_history_size(sid, meta.history_size, commitment, info.min_sector_lifetime)
+            if expires is not None and expires - 1 <= current_segment + 1 and index not in self.replot[farm.id]:
+                log.info("farm %s: sector %d expires at segment %d: replotting", farm.id[:8], index, expires - 1)
+                self.replot[farm.id].add(index)
+                await self.nats.publish(f"{m.FARM_EVENTS}.{farm.id}", m.FarmEvent(farm.id, "replotting", index))
+
+    async def _segment_commitments(self, segments: list[int]) -> dict[int, bytes]:
+        """Commitments of archived segments, asked for in batches (the node caps a request's length)."""
+        commitments: dict[int, bytes] = {}
+        for start in range(0, len(segments), rpc.MAX_SEGMENT_HEADERS_PER_REQUEST):
+            batch = tuple(segments[start : start + rpc.MAX_SEGMENT_HEADERS_PER_REQUEST])
+            response = await retry_forever(
+                "segment headers",
+                lambda b=batch: self.nats.request_as(
+                    m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest(b)
+                ),
+            )
+            for segment, header in zip(batch, response.headers, strict=True):
+                if header is not None:
+                    commitments[segment] = SegmentHeader.from_json(header).segment_commitment
+        return commitments
 
     # --- farming ----------------------------------------------------------------------------------
 

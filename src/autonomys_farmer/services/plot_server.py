@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sect
 from autonomys_farmer.services.bulk import Frame
 from autonomys_farmer.services.component import Component
 from autonomys_farmer.services.files import write_atomically
+from autonomys_farmer.services.nats_bus import retry_forever
 from autonomys_farmer.services.piece_getter import PieceGetter
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,14 @@ class PlotServer(Component):
         self.spawn(self._expire_buffer())
 
     async def _work_forever(self) -> None:
-        subscription = await self.nats.js.pull_subscribe(
-            m.PLOT_JOBS,
-            durable=m.PLOT_SERVERS_CONSUMER,
-            stream=m.PLOT_JOBS_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1),
+        subscription = await retry_forever(
+            "plot job consumer",
+            lambda: self.nats.js.pull_subscribe(
+                m.PLOT_JOBS,
+                durable=m.PLOT_SERVERS_CONSUMER,
+                stream=m.PLOT_JOBS_STREAM,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1),
+            ),
         )
         while True:
             if len(self._buffered()) >= self.max_buffered:
@@ -131,15 +135,16 @@ class PlotServer(Component):
         keepalive = asyncio.create_task(self._keep_in_progress(msg))
         try:
             await self._plot(job, path)
-            await msg.ack()
-            await self._announce(path)
         except Exception as e:
             self.counts["failed"] += 1
             log.warning("sector %d of farm %s failed: %s", job.sector_index, job.farm_id, e)
             await self._progress(job, "error", error=str(e))
-            await msg.nak(delay=2.0)
+            await _settle(msg.nak(delay=2.0))
+            return
         finally:
             keepalive.cancel()
+        await _settle(msg.ack())  # if the ack is lost, the redelivered job finds the buffered sector
+        await self._announce(path)
 
     async def _keep_in_progress(self, msg: Msg) -> None:
         while True:
@@ -231,3 +236,11 @@ class PlotServer(Component):
             yield {"released": job_id}, b""
         else:
             raise ValueError(f"unknown op {op!r}")
+
+
+async def _settle(ack: Awaitable[None]) -> None:
+    """Ack/nak a job; a NATS outage here is harmless (the job is redelivered and handled idempotently)."""
+    try:
+        await ack
+    except (nats.errors.Error, TimeoutError) as e:
+        log.warning("could not settle a plot job (%s); it will be redelivered", e or type(e).__name__)
