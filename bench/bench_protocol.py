@@ -6,6 +6,7 @@ python bench/bench_protocol.py [--kzg PATH] [--records N]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from autonomys_farmer.protocol import erasure
 from autonomys_farmer.protocol import sector as sec
 from autonomys_farmer.protocol.auditing import audit_sector
 from autonomys_farmer.protocol.constants import MAX_PIECES_IN_SECTOR, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.pieces import are_pieces_valid, is_piece_valid
 from autonomys_farmer.protocol.plotting import encode_records, plot_sector
 from autonomys_farmer.protocol.proving import prove_record
 from autonomys_farmer.protocol.reading import PlottedSectorView
@@ -89,6 +91,15 @@ def main() -> None:
     s_bucket = int(np.flatnonzero(view.contents.encoded[0])[0])
     prove_s = timed(lambda: prove_record(pk, pk, view, 0, s_bucket, kzg, backend), repeat=2)
     print(f"proving (table + recover + witness): {prove_s * 1e3:8.1f} ms")
+
+    # What a plot server pays per piece to check it against its segment commitment.
+    batch = 32
+    pieces_history = SyntheticHistory(kzg, list(range(batch)))
+    triples = [(pieces_history.pieces[i], pieces_history.segment_commitments[0], i) for i in range(batch)]
+    single_s = timed(lambda: is_piece_valid(kzg, *triples[0]), repeat=2)
+    print(f"piece verification, one at a time: {single_s * 1e3:8.1f} ms/piece")
+    batch_s = timed(lambda: are_pieces_valid(kzg, triples, os.urandom(16)), repeat=2)
+    print(f"piece verification, batch of {batch}:  {batch_s / batch * 1e3:8.1f} ms/piece")
 
 
 if __name__ == "__main__":

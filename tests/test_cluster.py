@@ -6,8 +6,11 @@ or one NATS server is killed with SIGKILL mid-work."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,12 +19,15 @@ from nats.aio.msg import Msg
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import wire
+from autonomys_farmer.protocol.constants import PIECE_SIZE
+from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.services.dev import ClusterStatus, DevLayout
 from autonomys_farmer.services.farm import Farm
 from autonomys_farmer.services.nats_bus import Bus
 from autonomys_farmer.services.supervisor import Supervisor
 
 TIMEOUT_S = 420.0
+PIECE_ELEMENT_SIZE = 8 + PIECE_SIZE + 32
 
 
 async def wait_for(
@@ -101,6 +107,42 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             await wait_for("another solution accepted", lambda: status.accepted > before, supervisor, 240)
             for name in ("controller", "proof-server", "full-piece-sharded-cache", "nats-server-1"):
                 assert supervisor.programs[name].restarts >= 1, name
+
+            # Operator tools against the live cluster (each NATS server works as the entry point).
+            urls = layout.nats_urls
+            code, out = await tool(supervisor, "util", "sharded-cache-benchmark", "--nats-servers", *urls,
+                                   "--sectors", "2", "--epoch", "2", "--cache-item-type", "piece")  # fmt: skip
+            assert code == 0 and out.count("missing 0, invalid 0") == 2, out
+            corrupted = corrupt_one_item(tmp_path / "cache" / "piece_cache.bin")
+            code, out = await tool(supervisor, "util", "verify-piece", "--nats-server", urls[0])
+            assert code == 0 and "1 bad, 1 repaired" in out and f"key {corrupted}" in out, out
+            code, out = await tool(supervisor, "util", "verify-piece", "--nats-server", urls[1], "--no-repair",
+                                   "--cache-group", "sharded-cache.piece")  # fmt: skip
+            assert code == 0 and ": 0 bad" in out, out
+            code, out = await tool(
+                supervisor, "util", "reinitialization-cache", "--nats-servers", urls[2], "--delay", "0"
+            )
+            assert code == 0 and "2 cache instance(s)" in out, out
+            await wait_for(
+                "the caches re-initialised",
+                lambda: all("re-initialisation requested" in supervisor.log_tail(name, 400)
+                            for name in ("sharded-cache", "full-piece-sharded-cache")),
+                supervisor,
+                30,
+            )  # fmt: skip
+
+            # Prometheus metrics under the official farmer's names.
+            client = await scrape(layout.metrics_ports["plot-client"])
+            farm_id = json.loads((tmp_path / "farm" / "single_disk_farm.json").read_text())["v0"]["id"]
+            assert f'subspace_farmer_farm_sectors_total{{farm_id="{farm_id}",state="Plotted"}} 2.0' in client
+            assert f'subspace_farmer_farm_auditing_time_seconds_count{{farm_id="{farm_id}"}}' in client
+            assert f'subspace_farmer_farm_proving_time_seconds_count{{farm_id="{farm_id}",result="Success"}}' in client
+            assert 'subspace_farmer_plotter_sector_plotted_counter_total{kind="cpu"}' in await scrape(
+                layout.metrics_ports["plot-server"]
+            )
+            assert "subspace_farmer_disk_piece_cache_capacity_used{cache_id=" in await scrape(
+                layout.metrics_ports["sharded-cache"]
+            )
         finally:
             await bus.close()
             await supervisor.stop_all()
@@ -110,6 +152,37 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
     farm = Farm(tmp_path / "farm", 2, 8, _genesis())
     assert sorted(farm.plotted) == [0, 1]
     farm.close()
+
+
+async def scrape(port: int) -> str:
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    return await asyncio.to_thread(get)
+
+
+async def tool(supervisor: Supervisor, *argv: str) -> tuple[int, str]:
+    """Run `autonomys-farmer ARGV` as an operator would, without blocking the test's event loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "autonomys_farmer.cli", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=supervisor.env,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 180)
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+def corrupt_one_item(path: Path) -> int:
+    """Change a cached piece behind its cache's back, with a valid element checksum (as a buggy
+    source would have delivered it): only verification against the segment commitment can tell."""
+    with path.open("r+b") as f:
+        element = bytearray(f.read(PIECE_ELEMENT_SIZE))
+        key = int.from_bytes(element[:8], "little")
+        element[8 + 1000] ^= 0x01
+        element[-32:] = blake3_hash(bytes(element[:-32]))
+        f.seek(0)
+        f.write(element)
+    return key
 
 
 def _genesis() -> bytes:

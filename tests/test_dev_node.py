@@ -214,3 +214,44 @@ def test_identity_and_signing_vectors():
 
 if os.environ.get("AUTONOMYS_FARMER_SKIP_DEV_NODE"):
     pytestmark = pytest.mark.skip("AUTONOMYS_FARMER_SKIP_DEV_NODE is set")
+
+
+def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, kzg, tmp_path):
+    """`NODE_URL=http://... autonomys-farmer export-piece`: every piece, in the piece_cache.bin format
+    the full-piece cache opens as is; run again after losing some, it fetches only those."""
+    import subprocess
+    import sys
+
+    from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
+    from autonomys_farmer.services.export_piece import export_pieces
+    from autonomys_farmer.services.piece_store import PieceStore
+
+    http_url = dev_node.url.replace("ws://", "http://")
+    done = subprocess.run(
+        [sys.executable, "-m", "autonomys_farmer.cli", "export-piece"],
+        cwd=tmp_path, env={**os.environ, "NODE_URL": http_url}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "256 pieces: 0 already there, 256 written" in done.stdout
+    output = tmp_path / "full-cache-tmp"
+    store = PieceStore(output, PIECE_SIZE)
+    assert sorted(store.keys()) == list(range(256))
+    for lost in (3, 100, 255):
+        store.delete(lost)
+    store.close()
+    result = asyncio.run(export_pieces(http_url, output))
+    assert (result.already, result.written, result.unavailable) == (253, 3, [])
+
+    async def commitment() -> bytes:
+        node = NodeClient(dev_node.url)
+        (header,) = await node.segment_headers([0])
+        await node.close()
+        return header.segment_commitment
+
+    store = PieceStore(output, PIECE_SIZE)
+    segment_commitment = asyncio.run(commitment())
+    triples = [(Piece(store.get(i)), segment_commitment, i) for i in (0, 3, 100, 255)]
+    assert are_pieces_valid(kzg, triples, os.urandom(16)) == [True] * 4
+    store.close()
+    with pytest.raises(ValueError, match="expected http://"):
+        asyncio.run(export_pieces("ftp://nowhere", output))

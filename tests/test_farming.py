@@ -12,7 +12,7 @@ from autonomys_farmer.protocol import sector as sec
 from autonomys_farmer.protocol.auditing import audit_sector, chunk_distance
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, U64_MAX
 from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.protocol.pieces import is_piece_valid, piece_position, segment_index
+from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid, is_piece_valid, piece_position, segment_index
 from autonomys_farmer.protocol.plotting import plot_sector
 from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, read_piece
@@ -197,3 +197,22 @@ def test_consensus_limits(farm, kzg, solution):
     _expect(VerificationErrorKind.SECTOR_EXPIRED, sol, slot, kzg, piece_check=expired)
     fresh = _piece_check(farm, current_history_size=1, sector_expiration_check_segment_commitment=b"\x22" * 48)
     assert verify_solution(sol, slot, POT, U64_MAX, kzg, fresh) == distance
+
+
+def test_batch_piece_verification_flags_exactly_the_bad_pieces(farm, kzg):
+    commitment = farm.history.segment_commitments[0]
+    first, second = (farm.history.pieces[i] for i in farm.piece_indices)
+    p1, p2 = (piece_position(i) for i in farm.piece_indices)
+    assert are_pieces_valid(kzg, [(first, commitment, p1), (second, commitment, p2)], bytes(16)) == [True, True]
+    flipped = Piece(bytes([first.data[0] ^ 1]) + first.data[1:])  # record no longer matches its commitment
+    swapped = Piece.assemble(second.record, second.commitment, first.witness)  # witness of another position
+    batch = [
+        (flipped, commitment, p1),
+        (second, commitment, p2),
+        (first, commitment, (p1 + 1) % 256),  # right piece, wrong position
+        (swapped, commitment, p2),
+        (first, commitment, p1),
+    ]
+    expected = [is_piece_valid(kzg, piece, c, position) for piece, c, position in batch]
+    assert expected == [False, True, False, False, True]
+    assert are_pieces_valid(kzg, batch, b"\x01" * 16) == expected

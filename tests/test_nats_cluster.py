@@ -12,8 +12,9 @@ import nats.errors
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import wire
+from autonomys_farmer.services.dev import DevLayout
 from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.supervisor import Program, Supervisor, free_port, nats_server_binary, nats_server_config
+from autonomys_farmer.services.supervisor import Supervisor
 
 
 async def eventually(action: Callable[[], Awaitable[object]], timeout: float = 30.0) -> None:
@@ -30,18 +31,14 @@ async def eventually(action: Callable[[], Awaitable[object]], timeout: float = 3
 
 
 def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) -> None:
-    client_ports = [free_port() for _ in range(3)]
-    route_ports = [free_port() for _ in range(3)]
-    urls = [f"nats://127.0.0.1:{p}" for p in client_ports]
+    layout = DevLayout(tmp_path, nats_servers=3)
+    urls = layout.nats_urls
 
     async def run() -> None:
         supervisor = Supervisor(tmp_path / "logs")
-        for i in range(3):
-            conf = tmp_path / f"n{i}.conf"
-            conf.write_text(
-                nats_server_config(f"n{i}", client_ports[i], tmp_path / f"js{i}", route_ports[i], tuple(route_ports))
-            )
-            await supervisor.add(Program(f"nats-{i}", [nats_server_binary(), "-c", str(conf)], restart=False))
+        for program in layout.nats_programs():
+            program.restart = False
+            await supervisor.add(program)
         producer = await Bus.connect([urls[0]], "producer")
         consumer = await Bus.connect(urls, "consumer")
         try:
@@ -63,7 +60,7 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
             await consumer.serve("test.ping", answer, queue="q")
             await producer.nc.flush()
 
-            supervisor.kill("nats-0")  # the producer's own server
+            supervisor.kill("nats-server-0")  # the producer's own server
             await asyncio.sleep(1.0)
 
             after = await Bus.connect(urls[1:], "after")

@@ -71,7 +71,7 @@ def _component_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("disks", nargs="+", metavar="path=DIR[,size=SIZE]")
         p.add_argument("--item-type", choices=["piece", "split-parity-piece"], default="piece")
     elif name == "full-piece-sharded-cache":
-        p.add_argument("--tmp", action="store_true", help="use a fresh temporary directory")
+        p.add_argument("--tmp", action="store_true", help="without path=DIR: a temporary directory, removed at exit")
         p.add_argument("disks", nargs="*", metavar="path=DIR")
     elif name == "plot-server":
         p.add_argument("--priority-cache", action="store_true", help="prefer the sharded cache over the full cache")
@@ -116,14 +116,17 @@ def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | N
     if name == "full-piece-sharded-cache":
         from autonomys_farmer.services.full_piece_sharded_cache import FullPieceShardedCache
 
-        if args.tmp == bool(args.disks) or len(args.disks) > 1:
-            raise SystemExit("full-piece-sharded-cache: give either --tmp or one path=DIR")
+        if len(args.disks) > 1 or not (args.tmp or args.disks):
+            raise SystemExit("full-piece-sharded-cache: give one path=DIR, or --tmp")
+        # The seed's deployments run `--tmp path=DIR` and point DIR at export-piece output: a named
+        # directory is always the storage and is never deleted; only a bare --tmp gets a throw-away one.
+        temporary = not args.disks
         directory = (
             Path(tempfile.mkdtemp(prefix="autonomys-full-cache-"))
-            if args.tmp
+            if temporary
             else Path(parse_path_options(args.disks[0], ("path",))["path"])
         )
-        return FullPieceShardedCache(servers, directory, kzg)
+        return FullPieceShardedCache(servers, directory, kzg, temporary=temporary)
     if name == "proof-server":
         from autonomys_farmer.services.proof_server import ProofServer
 
@@ -181,11 +184,99 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reinitialization_cache(args: argparse.Namespace) -> int:
+    from autonomys_farmer.services.cache_tools import reinitialize_caches
+
+    members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay))
+    print(f"re-initialisation in {args.delay:g}s requested; {members} cache instance(s) in the shard maps")
+    return 0
+
+
+def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
+    from autonomys_farmer.services.cache_tools import sharded_cache_benchmark
+    from autonomys_farmer.services.files import load_kzg
+
+    kzg = load_kzg(args.kzg_parameters)
+    epochs = asyncio.run(
+        sharded_cache_benchmark(
+            args.nats_servers,
+            kzg,
+            args.sectors,
+            args.epoch,
+            args.cache_item_type,
+            args.concurrency,
+            not args.no_verify,
+            report=lambda epoch: print(epoch.summary(), flush=True),
+        )
+    )
+    return 1 if any(e.missing or e.invalid for e in epochs) else 0
+
+
+def _verify_piece(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from autonomys_farmer.services.cache_tools import CACHE_GROUPS, verify_pieces
+    from autonomys_farmer.services.files import load_kzg
+
+    kzg = load_kzg(args.kzg_parameters)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("verifying cached items", total=None)
+        report = asyncio.run(
+            verify_pieces(
+                args.nats_servers,
+                kzg,
+                repair=not args.no_repair,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                groups=args.cache_group or CACHE_GROUPS,
+            )
+        )
+    print(report.summary())
+    return 1 if report.unrepairable or report.unreachable or (report.bad and args.no_repair) else 0
+
+
+def _supervisor_config(args: argparse.Namespace) -> int:
+    from autonomys_farmer.services.supervisor_config import ClusterConfigError, write_cluster_config
+
+    try:
+        written = write_cluster_config(Path(args.description), Path(args.out))
+    except (ClusterConfigError, OSError) as e:
+        raise SystemExit(f"supervisor-config: {e}") from e
+    for path in written:
+        print(path)
+    return 0
+
+
+def _export_piece(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from autonomys_farmer.services.export_piece import NODE_URL_ENV, export_pieces
+
+    node_url = args.node_url or os.environ.get(NODE_URL_ENV)
+    if not node_url:
+        raise SystemExit(f"export-piece: set {NODE_URL_ENV}=http://HOST:9944 (or --node-url)")
+    output = Path(args.output)
+    try:
+        with Progress() as bar:
+            task = bar.add_task(f"exporting pieces to {output}", total=None)
+            result = asyncio.run(
+                export_pieces(node_url, output, lambda done, total: bar.update(task, completed=done, total=total))
+            )
+    except (ValueError, ConnectionError) as e:
+        raise SystemExit(f"export-piece: {e}") from e
+    print(result.summary(output))
+    return 1 if result.unavailable else 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.dev import run_dev
 
     return run_dev(
-        Path(args.base_path), args.kzg_parameters, args.sectors, args.status_interval, args.duration, args.nats_servers
+        Path(args.base_path),
+        args.kzg_parameters,
+        args.sectors,
+        args.status_interval,
+        args.duration,
+        args.nats_cluster_size,
     )
 
 
@@ -214,11 +305,65 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("rest", nargs=argparse.REMAINDER)
     cluster.set_defaults(func=_cluster)
 
+    util = sub.add_parser("util", help="operator tools for a running cluster").add_subparsers(
+        dest="tool", required=True
+    )
+
+    def nats_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--nats-servers",
+            "--nats-server",
+            dest="nats_servers",
+            action="extend",
+            nargs="+",
+            required=True,
+            metavar="nats://HOST:PORT",
+        )
+
+    reinit = util.add_parser("reinitialization-cache", help="make every cache re-scan and re-sync after a delay")
+    nats_option(reinit)
+    reinit.add_argument("--delay", type=float, default=0.0, help="seconds before the caches act")
+    reinit.set_defaults(func=_reinitialization_cache)
+
+    bench = util.add_parser("sharded-cache-benchmark", help="download N sectors' pieces from the sharded caches")
+    nats_option(bench)
+    bench.add_argument("--sectors", type=int, default=16)
+    bench.add_argument("--epoch", type=int, default=1, help="rounds of N sectors")
+    bench.add_argument("--cache-item-type", choices=["piece", "split-parity-piece"], default="piece")
+    bench.add_argument("--concurrency", type=int, default=4, help="sectors downloaded at once")
+    bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
+    bench.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    bench.set_defaults(func=_sharded_cache_benchmark)
+
+    verify = util.add_parser("verify-piece", help="check every cached item against its segment commitment")
+    nats_option(verify)
+    verify.add_argument("--no-repair", action="store_true", help="only report bad items")
+    verify.add_argument(
+        "--cache-group",
+        action="append",
+        choices=["sharded-cache.piece", "sharded-cache.split-parity-piece", "full-piece-sharded-cache.piece"],
+        help="only these cache groups (repeatable; default: all)",
+    )
+    verify.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    verify.set_defaults(func=_verify_piece)
+
+    config = util.add_parser("supervisor-config", help="supervisor + nats-server files for every machine")
+    config.add_argument("description", metavar="CLUSTER.toml")
+    config.add_argument("--out", default="supervisor-config", help="output directory (one folder per machine)")
+    config.set_defaults(func=_supervisor_config)
+
+    export = sub.add_parser("export-piece", help="node pieces -> a full-piece-sharded-cache directory (NODE_URL)")
+    export.add_argument("--node-url", help="overrides the NODE_URL environment variable")
+    export.add_argument("--output", default="full-cache-tmp", help="directory to write (resumable)")
+    export.set_defaults(func=_export_piece)
+
     dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
     dev.add_argument("--base-path", default="autonomys-dev", help="where everything keeps its data")
     dev.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (downloaded if absent)")
     dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
-    dev.add_argument("--nats-servers", type=int, default=1, help="nats-servers to run (3: a routed JetStream cluster)")
+    dev.add_argument(
+        "--nats-cluster-size", type=int, default=1, help="nats-servers to run (3: a routed JetStream cluster)"
+    )
     dev.add_argument("--status-interval", type=float, default=1.0)
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
     dev.set_defaults(func=_dev)

@@ -8,6 +8,7 @@ reject x = 0 and non-canonical infinity), which arkworks' unchecked decoder need
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import blake3
@@ -60,6 +61,9 @@ def _rows_to_arkworks(rows: np.ndarray) -> list[Scalar]:
     return [Scalar.from_le_bytes(blob[32 * i : 32 * i + 32]) for i in range(raw.shape[0])]
 
 
+Opening = tuple[bytes, int, int, bytes, bytes]  # (commitment, num_values, index, value, witness)
+
+
 @dataclass(frozen=True)
 class Kzg:
     """The setup: [τ^i]G1 for i < 32768, G2 and [τ]G2 (only those two G2 powers are ever used)."""
@@ -110,18 +114,55 @@ class Kzg:
 
     def verify(self, commitment: bytes, num_values: int, index: int, value: bytes, witness: bytes) -> bool:
         """e(C − y·G1, G2) == e(π, [τ]G2 − x·G2); False on any undecodable input."""
-        try:
-            c = decode_g1(commitment)
-            pi = decode_g1(witness)
-        except KzgError:
+        decoded = _decode_opening((commitment, num_values, index, value, witness))
+        if decoded is None:
             return False
-        y = int.from_bytes(value, "big")
-        if len(value) != 32 or y >= BLS_MODULUS:
-            return False
-        x = pow(root_of_unity(next_power_of_two(num_values)), index, BLS_MODULUS)
+        c, pi, x, y = decoded
         lhs = c - G1Point() * Scalar(y)
         rhs_g2 = self.tau_g2 - self.g2 * Scalar(x)
         return bool(GT.pairing_check([lhs, pi], [-self.g2, rhs_g2]))
+
+    def verify_batch(self, openings: Sequence[Opening], weights: Sequence[int]) -> bool:
+        """Every opening at once, with one pairing check:
+        e(Σ w_k·(C_k − y_k·G1 + x_k·π_k), G2) == e(Σ w_k·π_k, [τ]G2).
+        Each opening alone is e(C − y·G1 + x·π, G2) == e(π, [τ]G2); with random weights of b bits a
+        false one passes with probability at most 2^-b. False on any undecodable input."""
+        points: list[G1Point] = []
+        scalars: list[int] = []
+        witnesses: list[G1Point] = []
+        y_sum = 0
+        for opening, weight in zip(openings, weights, strict=True):
+            decoded = _decode_opening(opening)
+            if decoded is None:
+                return False
+            c, pi, x, y = decoded
+            points += [c, pi]
+            scalars += [weight, weight * x]
+            witnesses.append(pi)
+            y_sum += weight * y
+        if not witnesses:
+            return True
+        lhs = multiexp([*points, G1Point()], [*scalars, -y_sum])
+        rhs = multiexp(witnesses, weights)
+        return bool(GT.pairing_check([lhs, rhs], [-self.g2, self.tau_g2]))
+
+
+def _decode_opening(opening: Opening) -> tuple[G1Point, G1Point, int, int] | None:
+    """(C, π, x, y) of an opening claim, or None if any part does not decode."""
+    commitment, num_values, index, value, witness = opening
+    try:
+        c, pi = decode_g1(commitment), decode_g1(witness)
+    except KzgError:
+        return None
+    y = int.from_bytes(value, "big")
+    if len(value) != 32 or y >= BLS_MODULUS:
+        return None
+    return c, pi, pow(root_of_unity(next_power_of_two(num_values)), index, BLS_MODULUS), y
+
+
+def multiexp(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
+    """Σ s_i·P_i for integer scalars (reduced mod r)."""
+    return G1Point.multiexp_unchecked(list(points), [Scalar(s % BLS_MODULUS) for s in scalars])
 
 
 def insecure_parameters(seed: bytes, num_g1: int = NUM_G1_POWERS) -> bytes:

@@ -6,6 +6,7 @@ segment commitment, a KZG commitment over H254 of the segment's 256 record commi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +19,9 @@ from autonomys_farmer.protocol.constants import (
     RECORD_NUM_CHUNKS,
     RECORD_SIZE,
 )
-from autonomys_farmer.protocol.field import FieldError
-from autonomys_farmer.protocol.hashes import blake3_254_hash_to_scalar
-from autonomys_farmer.protocol.kzg import Kzg, KzgError, decode_g1
+from autonomys_farmer.protocol.field import BLS_MODULUS, FieldError
+from autonomys_farmer.protocol.hashes import blake3_254_hash_to_scalar, blake3_hash
+from autonomys_farmer.protocol.kzg import Kzg, KzgError, decode_g1, multiexp
 
 
 class PieceError(ValueError):
@@ -122,3 +123,67 @@ def is_piece_valid(kzg: Kzg, piece: Piece, seg_commitment: bytes, position: int)
     if computed != piece.commitment:
         return False
     return is_record_witness_valid(kzg, piece.commitment, piece.witness, seg_commitment, position)
+
+
+BATCH_WEIGHT_BYTES = 16  # 128-bit weights: a bad piece passes a batch with probability <= 2^-127
+
+
+def batch_weights(randomness: bytes, count: int) -> list[int]:
+    """Nonzero weights for a batch check, derived from caller-supplied randomness."""
+    if len(randomness) < BATCH_WEIGHT_BYTES:
+        raise PieceError(f"batch verification needs at least {BATCH_WEIGHT_BYTES} random bytes")
+    return [
+        int.from_bytes(blake3_hash(randomness + k.to_bytes(4, "little"))[:BATCH_WEIGHT_BYTES], "little") | 1
+        for k in range(count)
+    ]
+
+
+def are_pieces_valid(kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], randomness: bytes) -> list[bool]:
+    """`is_piece_valid` for (piece, segment commitment, position) triples at about the cost of one.
+
+    Commitments and openings are linear, so with random weights w_k a batch holds iff (but for a
+    2^-127 chance) every piece in it does: commit(poly(Σ w_k·record_k)) == Σ w_k·commitment_k (one
+    2^15 MSM instead of one per piece) and the witnesses pass `Kzg.verify_batch` (one pairing check).
+    A failing batch is split in halves until the bad pieces stand alone (a batch of one is exactly
+    the single-piece check, the weight being invertible)."""
+    weights = batch_weights(randomness, len(pieces))
+    valid = [True] * len(pieces)
+    for k, (piece, seg_commitment, _position) in enumerate(pieces):
+        try:
+            decode_g1(piece.commitment)
+            decode_g1(piece.witness)
+            decode_g1(seg_commitment)
+        except KzgError:
+            valid[k] = False
+        if valid[k] and not fr.canonical_mask(piece.record_chunks()).all():
+            valid[k] = False
+
+    def holds(batch: list[int]) -> bool:
+        combined = _weighted_record(pieces[batch[0]][0], weights[batch[0]])
+        for k in batch[1:]:  # one record's rows at a time: memory stays at two records
+            combined = fr.add_rows(combined, _weighted_record(pieces[k][0], weights[k]))
+        expected = multiexp([decode_g1(pieces[k][0].commitment) for k in batch], [weights[k] for k in batch])
+        if kzg.commit(kzg.poly(combined)) != bytes(expected.to_compressed_bytes()):
+            return False
+        openings = [
+            (seg, NUM_PIECES, position, blake3_254_hash_to_scalar(piece.commitment), piece.witness)
+            for piece, seg, position in (pieces[k] for k in batch)
+        ]
+        return kzg.verify_batch(openings, [weights[k] for k in batch])
+
+    pending = [[k for k, ok in enumerate(valid) if ok]]
+    while pending:
+        batch = pending.pop()
+        if not batch or holds(batch):
+            continue
+        if len(batch) == 1:
+            valid[batch[0]] = False
+        else:
+            pending += [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+    return valid
+
+
+def _weighted_record(piece: Piece, weight: int) -> np.ndarray:
+    """Montgomery rows of weight·record in one multiplication: mont_mul(raw, w·R²) = w·raw·R."""
+    factor = np.array([fr.int_to_limbs(weight * fr.R_MONT * fr.R_MONT % BLS_MODULUS)], np.uint32)
+    return fr.mont_mul_rows(fr.bytes_to_rows(piece.record_chunks()), factor)

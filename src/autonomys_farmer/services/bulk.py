@@ -108,8 +108,8 @@ async def request(
         writer.close()
 
 
-async def request_all(address: str, header: dict[str, Any], timeout: float = 30.0) -> list[Frame]:
-    return [frame async for frame in request(address, header, timeout=timeout)]
+async def request_all(address: str, header: dict[str, Any], payload: bytes = b"", timeout: float = 30.0) -> list[Frame]:
+    return [frame async for frame in request(address, header, payload, timeout=timeout)]
 
 
 def advertised_host() -> str:

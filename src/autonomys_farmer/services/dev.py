@@ -38,6 +38,7 @@ class DevLayout:
     plot_server_port: int = field(default_factory=free_port)
     nats_ports: list[int] = field(default_factory=list)
     route_ports: list[int] = field(default_factory=list)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # component -> its Prometheus port
 
     def __post_init__(self) -> None:
         if self.nats_servers < 1:
@@ -56,6 +57,7 @@ class DevLayout:
 
     def nats_programs(self) -> list[Program]:
         """One nats-server, or a routed cluster of them (JetStream then replicates 3 ways)."""
+        self.base.mkdir(parents=True, exist_ok=True)
         if self.nats_servers == 1:
             conf = self.base / "nats.conf"
             conf.write_text(nats_server_config("dev", self.nats_ports[0], self.base / "nats"))
@@ -64,7 +66,8 @@ class DevLayout:
         for i, (port, route_port) in enumerate(zip(self.nats_ports, self.route_ports, strict=True)):
             conf = self.base / f"nats-{i}.conf"
             store = self.base / f"nats-{i}"
-            conf.write_text(nats_server_config(f"dev-{i}", port, store, route_port, tuple(self.route_ports)))
+            routes = [f"127.0.0.1:{other}" for other in self.route_ports if other != route_port]
+            conf.write_text(nats_server_config(f"dev-{i}", port, store, cluster_port=route_port, routes=routes))
             programs.append(Program(f"nats-server-{i}", [nats_server_binary(), "-c", str(conf)]))
         return programs
 
@@ -74,11 +77,12 @@ class DevLayout:
 
     def cluster(self, *component: str) -> list[str]:
         servers = [arg for url in self.nats_urls for arg in ("--nats-server", url)]
-        return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *component]
+        port = self.metrics_ports.setdefault(component[0], free_port())
+        metrics = ["--prometheus-listen-on", f"127.0.0.1:{port}"]
+        return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *metrics, *component]
 
     def programs(self) -> list[Program]:
         b = self.base
-        b.mkdir(parents=True, exist_ok=True)
         cli = [sys.executable, "-m", "autonomys_farmer.cli"]
         return [
             *self.nats_programs(),
@@ -200,6 +204,10 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     status = ClusterStatus()
     await status.attach(bus)
     print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {', '.join(layout.nats_urls)}")
+    print(
+        "metrics: "
+        + ", ".join(f"{name} http://127.0.0.1:{port}/metrics" for name, port in layout.metrics_ports.items())
+    )
     started = time.monotonic()
     try:
         with Live(status.render(), refresh_per_second=4) as live:

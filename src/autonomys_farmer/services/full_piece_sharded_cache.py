@@ -5,6 +5,7 @@ immediately and the instance fetches only what its share still lacks."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from autonomys_farmer.cluster import messages as m
@@ -15,5 +16,14 @@ from autonomys_farmer.services.sharded_cache import ShardedCache
 class FullPieceShardedCache(ShardedCache):
     kind = m.FULL_PIECE_CACHE
 
-    def __init__(self, nats_servers: list[str], directory: Path, kzg: Kzg) -> None:
+    def __init__(self, nats_servers: list[str], directory: Path, kzg: Kzg, temporary: bool = False) -> None:
         super().__init__(nats_servers, directory, kzg, size=None, item_type=m.PIECE)
+        self.temporary = temporary
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            if self.temporary:  # --tmp: the directory was made for this run only
+                self.store.close()
+                shutil.rmtree(self.store.directory, ignore_errors=True)

@@ -57,7 +57,7 @@ class JsonRpcServer:
         self.subscriptions[subscribe] = _Subscription(notification, unsubscribe, source)
 
     async def serve(self, host: str, port: int) -> websockets.asyncio.server.Server:
-        return await websockets.serve(self._connection, host, port, max_size=MAX_MESSAGE_SIZE)
+        return await websockets.serve(self._connection, host, port, max_size=MAX_MESSAGE_SIZE, compression=None)
 
     async def _connection(self, ws: websockets.ServerConnection) -> None:
         active: dict[str, asyncio.Task[None]] = {}
@@ -144,7 +144,7 @@ class JsonRpcClient:
 
     @classmethod
     async def connect(cls, url: str, timeout: float = 10.0) -> JsonRpcClient:
-        ws = await asyncio.wait_for(websockets.connect(url, max_size=MAX_MESSAGE_SIZE), timeout)
+        ws = await asyncio.wait_for(websockets.connect(url, max_size=MAX_MESSAGE_SIZE, compression=None), timeout)
         return cls(ws)
 
     async def close(self) -> None:

@@ -1,20 +1,63 @@
-"""Prometheus exposition of every component's figures (`--prometheus-listen-on HOST:PORT`).
+"""Prometheus metrics of every component (`--prometheus-listen-on HOST:PORT`).
 
-Names follow the official farmer's prefix: `subspace_farmer_<component>_<figure>`, labelled with the
-component's instance id; numeric status figures become gauges, read at scrape time."""
+The instruments below carry the official farmer's names (node-and-cluster.md §7.2: registry prefix
+`subspace_farmer`, sub-prefixes `farm_`, `plotter_`, `disk_piece_cache_`, the same labels; the client
+library adds `_total` to counters). Besides them, every numeric status figure a component reports in
+its heartbeat is exposed as a gauge `subspace_farmer_<component>_<figure>{instance}`."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autonomys_farmer.services.component import Component
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
+_PREFIX = "subspace_farmer"
+_SECTOR_TIME_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+
+# --- farm (plot client), labelled farm_id ---------------------------------------------------------
+FARM_AUDITING_TIME = Histogram(
+    f"{_PREFIX}_farm_auditing_time_seconds", "Time to audit every sector of a farm for one slot",
+    ["farm_id"], buckets=[0.0002 * 2**i for i in range(15)],
+)  # fmt: skip
+FARM_PROVING_TIME = Histogram(
+    f"{_PREFIX}_farm_proving_time_seconds", "Time from a win to a submitted solution",
+    ["farm_id", "result"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16),
+)  # fmt: skip
+FARM_SKIPPED_SLOTS = Counter(f"{_PREFIX}_farm_skipped_slots", "Slots not audited (previous still busy)", ["farm_id"])
+FARM_SECTORS = Gauge(f"{_PREFIX}_farm_sectors_total", "Sectors by state", ["farm_id", "state"])
+FARM_SECTOR_PLOTTING_TIME = Histogram(
+    f"{_PREFIX}_farm_sector_plotting_time_seconds", "Time from plot job to sector on disk",
+    ["farm_id"], buckets=_SECTOR_TIME_BUCKETS,
+)  # fmt: skip
+FARM_SECTOR_PLOTTED = Counter(f"{_PREFIX}_farm_sector_plotted_counter", "Sectors plotted", ["farm_id"])
+
+# --- plotter (plot server), labelled kind: the backend (cpu, cuda) --------------------------------
+PLOTTER_DOWNLOADING_TIME = Histogram(
+    f"{_PREFIX}_plotter_sector_downloading_time_seconds", "Time to fetch and verify a sector's pieces",
+    ["kind"], buckets=_SECTOR_TIME_BUCKETS,
+)  # fmt: skip
+PLOTTER_ENCODING_TIME = Histogram(
+    f"{_PREFIX}_plotter_sector_encoding_time_seconds", "Time to encode a sector",
+    ["kind"], buckets=_SECTOR_TIME_BUCKETS,
+)  # fmt: skip
+PLOTTER_PLOTTING_TIME = Histogram(
+    f"{_PREFIX}_plotter_sector_plotting_time_seconds", "Time from job to buffered sector",
+    ["kind"], buckets=_SECTOR_TIME_BUCKETS,
+)  # fmt: skip
+PLOTTER_PLOTTED = Counter(f"{_PREFIX}_plotter_sector_plotted_counter", "Sectors plotted", ["kind"])
+PLOTTER_ERRORS = Counter(f"{_PREFIX}_plotter_sector_plotting_error_counter", "Sectors that failed", ["kind"])
+
+# --- disk piece caches, labelled cache_id ---------------------------------------------------------
+CACHE_CAPACITY_TOTAL = Gauge(f"{_PREFIX}_disk_piece_cache_capacity_total", "Item slots", ["cache_id"])
+CACHE_CAPACITY_USED = Gauge(f"{_PREFIX}_disk_piece_cache_capacity_used", "Items held", ["cache_id"])
+CACHE_READ_PIECE = Counter(f"{_PREFIX}_disk_piece_cache_read_piece", "Items read", ["cache_id"])
+CACHE_WRITE_PIECE = Counter(f"{_PREFIX}_disk_piece_cache_write_piece", "Items written", ["cache_id"])
 
 
 class ComponentCollector(Collector):

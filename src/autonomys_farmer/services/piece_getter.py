@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 
@@ -14,7 +15,7 @@ from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.pieces import Piece, is_piece_valid
+from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
 
@@ -86,18 +87,56 @@ async def _fetch_by_owner(by_owner: dict[str, list[int]], address: dict[str, str
     return out
 
 
-class PieceGetter:
-    def __init__(self, bus: Bus, kzg: Kzg, priority_cache: bool = False, verify: bool = True) -> None:
-        self.bus = bus
+class PieceVerifier:
+    """Checks pieces against their segment commitments (protocol.md §3.6) in batches (one MSM and
+    one pairing check per batch, `are_pieces_valid`); counts what failed."""
+
+    def __init__(self, bus: Bus, kzg: Kzg) -> None:
         self.kzg = kzg
-        self.maps = ShardMaps(bus)
         self.commitments = SegmentCommitments(bus)
-        self.verify = verify
-        caches = [group_name(m.SHARDED_CACHE, m.PIECE), group_name(m.SHARDED_CACHE, m.SPLIT_PARITY_PIECE)]
-        full = [group_name(m.FULL_PIECE_CACHE, m.PIECE)]
-        self.order = [*caches, *full] if priority_cache else [*full, *caches]
-        self.order.append(CONTROLLER_GROUP)
-        self.stats = {"hits": 0, "misses": 0, "invalid": 0}
+        self.invalid = 0
+
+    async def valid_many(self, items: dict[int, bytes]) -> dict[int, bool]:
+        result = dict.fromkeys(items, False)
+        keys, triples = [], []
+        for index, data in items.items():
+            commitment = await self.commitments.get(index // NUM_PIECES) if len(data) == PIECE_SIZE else None
+            if commitment is not None:
+                keys.append(index)
+                triples.append((Piece(data), commitment, index % NUM_PIECES))
+        if triples:
+            verdicts = await asyncio.to_thread(are_pieces_valid, self.kzg, triples, os.urandom(32))
+            result.update(zip(keys, verdicts, strict=True))
+        for index, ok in result.items():
+            if not ok:
+                self.invalid += 1
+                log.warning("piece %d failed verification against its segment commitment", index)
+        return result
+
+    async def valid(self, index: int, data: bytes) -> bool:
+        return (await self.valid_many({index: data}))[index]
+
+
+def source_order(priority_cache: bool) -> list[str]:
+    """Cache groups in the order a plotter asks them; the controller (the node) always comes last."""
+    caches = [group_name(m.SHARDED_CACHE, m.PIECE), group_name(m.SHARDED_CACHE, m.SPLIT_PARITY_PIECE)]
+    full = [group_name(m.FULL_PIECE_CACHE, m.PIECE)]
+    return [*caches, *full, CONTROLLER_GROUP] if priority_cache else [*full, *caches, CONTROLLER_GROUP]
+
+
+class PieceGetter:
+    def __init__(
+        self,
+        bus: Bus,
+        kzg: Kzg,
+        priority_cache: bool = False,
+        verify: bool = True,
+        sources: list[str] | None = None,
+    ) -> None:
+        self.maps = ShardMaps(bus)
+        self.verifier = PieceVerifier(bus, kzg) if verify else None
+        self.order = sources if sources is not None else source_order(priority_cache)
+        self.stats = {"hits": 0, "misses": 0}
 
     async def get_pieces(self, piece_indexes: Iterable[int], skip: str = "") -> dict[int, Piece]:
         """Valid pieces found for `piece_indexes` (a missing one is absent from the result)."""
@@ -112,9 +151,9 @@ class PieceGetter:
             except Exception as e:
                 log.warning("pieces from %s failed: %s", group, e)
                 continue
-            for index, data in raw.items():
-                if await self._valid(index, data):
-                    found[index] = Piece(data)
+            for index, ok in (await self._valid_many(raw)).items():
+                if ok:
+                    found[index] = Piece(raw[index])
                     self.stats["hits"] += 1
         self.stats["misses"] += len(wanted) - len(found)
         return found
@@ -122,20 +161,14 @@ class PieceGetter:
     async def get_piece(self, piece_index: int) -> Piece | None:
         return (await self.get_pieces([piece_index])).get(piece_index)
 
-    async def _valid(self, index: int, data: bytes) -> bool:
-        if len(data) != PIECE_SIZE:
-            self.stats["invalid"] += 1
-            return False
-        if not self.verify:
-            return True
-        commitment = await self.commitments.get(index // NUM_PIECES)
-        ok = commitment is not None and await asyncio.to_thread(
-            is_piece_valid, self.kzg, Piece(data), commitment, index % NUM_PIECES
-        )
-        if not ok:
-            self.stats["invalid"] += 1
-            log.warning("piece %d failed verification against its segment commitment", index)
-        return ok
+    @property
+    def invalid(self) -> int:
+        return 0 if self.verifier is None else self.verifier.invalid
+
+    async def _valid_many(self, raw: dict[int, bytes]) -> dict[int, bool]:
+        if self.verifier is None:
+            return {index: len(data) == PIECE_SIZE for index, data in raw.items()}
+        return await self.verifier.valid_many(raw)
 
     async def _from_group(self, group: str, indexes: list[int], skip: str) -> dict[int, bytes]:
         members = [member for member in (await self.maps.get(group)).members if member.instance_id != skip]

@@ -28,7 +28,7 @@ from autonomys_farmer.protocol.proving import RecordWin, prove_win, winning_reco
 from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.protocol.sector import SectorMetadata, derive_expiration_history_size, sector_id
 from autonomys_farmer.protocol.solution import Solution
-from autonomys_farmer.services import bulk
+from autonomys_farmer.services import bulk, metrics
 from autonomys_farmer.services.component import Component
 from autonomys_farmer.services.farm import Farm
 from autonomys_farmer.services.nats_bus import retry_forever
@@ -69,6 +69,11 @@ class PlotClient(Component):
         self.progress: dict[str, tuple[int, str, int, int]] = {}  # job -> (sector, stage, done, total)
 
     def status(self) -> dict[str, Any]:
+        for farm in self.farms:
+            about_to_expire = len(self.replot[farm.id])
+            metrics.FARM_SECTORS.labels(farm.id, "Plotted").set(len(farm.plotted) - about_to_expire)
+            metrics.FARM_SECTORS.labels(farm.id, "AboutToExpire").set(about_to_expire)
+            metrics.FARM_SECTORS.labels(farm.id, "NotPlotted").set(farm.sectors - len(farm.plotted))
         farms = {f.id: {"plotted": len(f.plotted), "sectors": f.sectors, "path": str(f.directory)} for f in self.farms}
         return dict(self.counts, farms=farms, plotting=list(self.progress.values()))
 
@@ -112,6 +117,7 @@ class PlotClient(Component):
 
     async def _plot_sector(self, farm: Farm, index: int) -> None:
         job_id = uuid.uuid4().hex
+        started = time.perf_counter()
         queue: asyncio.Queue[m.PlotProgress] = asyncio.Queue()
         self._jobs[job_id] = queue
         attempt = 0
@@ -145,6 +151,8 @@ class PlotClient(Component):
                     await self._submit(m.PlotJob(**{**job.__dict__, "attempt": attempt}))
                     continue
                 await self._release(progress)
+                metrics.FARM_SECTOR_PLOTTING_TIME.labels(farm.id).observe(time.perf_counter() - started)
+                metrics.FARM_SECTOR_PLOTTED.labels(farm.id).inc()
                 return
         finally:
             self._jobs.pop(job_id, None)
@@ -238,6 +246,8 @@ class PlotClient(Component):
         self.counts["slots"] += 1
         if self._farming:
             self.counts["skipped"] += 1
+            for farm in self.farms:
+                metrics.FARM_SKIPPED_SLOTS.labels(farm.id).inc()
             return
         self._farming = True
         self.spawn(self._farm_slot(slot))
@@ -245,6 +255,7 @@ class PlotClient(Component):
     def _audit_all(self, slot: SlotInfo) -> list[tuple[int, Farm, int, AuditResult]]:
         found = []
         for farm in self.farms:
+            started = time.perf_counter()
             for index, meta in list(farm.plotted.items()):
                 if index in self.plotting[farm.id]:
                     continue
@@ -253,6 +264,7 @@ class PlotClient(Component):
                 )
                 if audit.candidates:
                     found.append((audit.candidates[0].distance, farm, index, audit))
+            metrics.FARM_AUDITING_TIME.labels(farm.id).observe(time.perf_counter() - started)
         return sorted(found, key=lambda x: x[0])
 
     async def _farm_slot(self, slot: SlotInfo) -> None:
@@ -270,8 +282,17 @@ class PlotClient(Component):
                     self.counts["wins"] += 1
                     win = RecordWin.read(farm.public_key, self.reward_address, view, piece_offset, audit.s_bucket)
                     budget = self.farming_timeout - (time.monotonic() - started)
-                    solution = await self._prove(win, budget)
-                    await self._submit_solution(farm, slot.slot_number, solution)
+                    proving_started = time.perf_counter()
+                    try:
+                        solution = await self._prove(win, budget)
+                        accepted = await self._submit_solution(farm, slot.slot_number, solution)
+                    except Exception:
+                        metrics.FARM_PROVING_TIME.labels(farm.id, "Failed").observe(
+                            time.perf_counter() - proving_started
+                        )
+                        raise
+                    result = "Success" if accepted else "Rejected"
+                    metrics.FARM_PROVING_TIME.labels(farm.id, result).observe(time.perf_counter() - proving_started)
         except Exception as e:
             log.warning("slot %d: farming failed: %s", slot.slot_number, e)
         finally:
@@ -291,7 +312,7 @@ class PlotClient(Component):
         self.counts["local_proofs"] += 1
         return await asyncio.to_thread(prove_win, win, self.kzg)
 
-    async def _submit_solution(self, farm: Farm, slot_number: int, solution: Solution) -> None:
+    async def _submit_solution(self, farm: Farm, slot_number: int, solution: Solution) -> bool:
         result = await self.nats.request_as(
             m.SubmitResult, m.SUBMIT_SOLUTION, m.SubmitSolution(slot_number, solution.to_json()), timeout=5, deadline=5
         )
@@ -306,6 +327,7 @@ class PlotClient(Component):
         )
         event = m.FarmEvent(farm.id, kind, solution.sector_index, slot_number, result.error)
         await self.nats.publish(f"{m.FARM_EVENTS}.{farm.id}", event)
+        return result.accepted
 
     async def _on_reward_signing(self, msg: Msg) -> None:
         info = RewardSigningInfo.from_json(wire.decode_json(msg.data))

@@ -30,6 +30,7 @@ from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.plotting import plot_sector
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
+from autonomys_farmer.services import metrics
 from autonomys_farmer.services.bulk import Frame
 from autonomys_farmer.services.component import Component
 from autonomys_farmer.services.files import write_atomically
@@ -137,6 +138,7 @@ class PlotServer(Component):
             await self._plot(job, path)
         except Exception as e:
             self.counts["failed"] += 1
+            metrics.PLOTTER_ERRORS.labels(self.backend.name).inc()
             log.warning("sector %d of farm %s failed: %s", job.sector_index, job.farm_id, e)
             await self._progress(job, "error", error=str(e))
             await _settle(msg.nak(delay=2.0))
@@ -167,6 +169,7 @@ class PlotServer(Component):
         indexes = sector_piece_indices(sid, job.pieces_in_sector, info)
         await self._progress(job, "downloading", total=len(indexes))
         found = await self.getter.get_pieces(indexes)
+        metrics.PLOTTER_DOWNLOADING_TIME.labels(self.backend.name).observe(time.monotonic() - started)
         missing = [i for i in indexes if i not in found]
         if missing:
             raise RuntimeError(f"{len(missing)} piece(s) unavailable, first {missing[0]}")
@@ -176,6 +179,7 @@ class PlotServer(Component):
             asyncio.run_coroutine_threadsafe(self._progress(job, "encoding", done=done, total=total), loop)
 
         self.counts["encoding"] += 1
+        encoding_started = time.monotonic()
         try:
             plotted = await asyncio.to_thread(
                 plot_sector,
@@ -189,11 +193,14 @@ class PlotServer(Component):
             )
         finally:
             self.counts["encoding"] -= 1
+        metrics.PLOTTER_ENCODING_TIME.labels(self.backend.name).observe(time.monotonic() - encoding_started)
         body = plotted.data + plotted.metadata.to_bytes()
         await asyncio.to_thread(write_atomically, path, body)
         write_atomically(path.with_suffix(".job"), wire.encode(BufferedSector(job, len(body), blake3_hash(body))))
         self.counts["plotted"] += 1
         self.last_sector_s = round(time.monotonic() - started, 2)
+        metrics.PLOTTER_PLOTTING_TIME.labels(self.backend.name).observe(self.last_sector_s)
+        metrics.PLOTTER_PLOTTED.labels(self.backend.name).inc()
         log.info("sector %d of farm %s plotted in %.1fs", job.sector_index, job.farm_id[:8], self.last_sector_s)
 
     async def _announce(self, path: Path) -> None:

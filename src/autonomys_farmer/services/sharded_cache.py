@@ -22,6 +22,7 @@ from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
 from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.services import metrics
 from autonomys_farmer.services.bulk import Frame
 from autonomys_farmer.services.component import Component
 from autonomys_farmer.services.piece_getter import PieceGetter, group_name
@@ -83,6 +84,9 @@ class ShardedCache(Component):
         self.getter: PieceGetter | None = None
 
     def status(self) -> dict[str, Any]:
+        metrics.CACHE_CAPACITY_USED.labels(self.instance_id).set(len(self.store))
+        if self.store.capacity is not None:
+            metrics.CACHE_CAPACITY_TOTAL.labels(self.instance_id).set(self.store.capacity)
         return {"items": len(self.store), "capacity": self.store.capacity, "synced": self.synced}
 
     async def start(self) -> None:
@@ -182,6 +186,7 @@ class ShardedCache(Component):
                 while True:
                     try:
                         await asyncio.to_thread(self.store.put, key, item)
+                        metrics.CACHE_WRITE_PIECE.labels(self.instance_id).inc()
                         break
                     except StoreFullError:
                         if not unwanted:
@@ -194,13 +199,22 @@ class ShardedCache(Component):
         if not self.synced:
             raise RuntimeError(f"{sum(k not in self.store for k in wanted)} items could not be fetched")
 
-    async def _serve(self, header: dict[str, Any], _payload: bytes) -> AsyncIterator[Frame]:
+    async def _serve(self, header: dict[str, Any], payload: bytes) -> AsyncIterator[Frame]:
         op = header.get("op")
         if op == "get":
             for key in header["keys"]:
                 item = await asyncio.to_thread(self.store.get, int(key))
+                metrics.CACHE_READ_PIECE.labels(self.instance_id).inc()
                 yield {"key": key, "found": item is not None}, item or b""
         elif op == "contents":
             yield {"keys": self.store.keys()}, b""
+        elif op == "repair":  # `util verify-piece` replaces an item that failed verification
+            key = int(header["key"])
+            if len(payload) != self.store.item_size:
+                raise ValueError(f"repair of key {key}: {len(payload)} bytes, expected {self.store.item_size}")
+            await asyncio.to_thread(self.store.delete, key)
+            await asyncio.to_thread(self.store.put, key, payload)
+            log.info("%s: item %d repaired", self.group, key)
+            yield {"repaired": key}, b""
         else:
             raise ValueError(f"unknown op {op!r}")

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,18 +35,25 @@ def nats_server_binary() -> str:
 
 
 def nats_server_config(
-    name: str, port: int, store_dir: Path, cluster_port: int | None = None, routes: tuple[int, ...] = ()
+    name: str,
+    port: int,
+    store_dir: Path | str,
+    host: str = "127.0.0.1",
+    cluster_port: int | None = None,
+    routes: Sequence[str] = (),
+    cluster_name: str = "autonomys",
 ) -> str:
-    """nats-server config: JetStream on, max_payload big enough for a proving request."""
+    """nats-server config: JetStream on, max_payload big enough for a proving request, and with
+    `cluster_port` a routed cluster (`routes`: the other servers' host:cluster_port)."""
     lines = [
         f"server_name: {name}",
-        "listen: 127.0.0.1:" + str(port),
+        f"listen: {host}:{port}",
         f"max_payload: {NATS_MAX_PAYLOAD}",
         f'jetstream {{ store_dir: "{store_dir}" }}',
     ]
     if cluster_port is not None:
-        route_list = ", ".join(f"nats-route://127.0.0.1:{r}" for r in routes)
-        lines.append(f"cluster {{ name: autonomys, listen: 127.0.0.1:{cluster_port}, routes: [{route_list}] }}")
+        route_list = ", ".join(f"nats-route://{route}" for route in routes)
+        lines.append(f"cluster {{ name: {cluster_name}, listen: {host}:{cluster_port}, routes: [{route_list}] }}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,254 @@
+"""Operator tools for the cache cluster (`autonomys-farmer util ...`): re-initialise every cache,
+benchmark sector downloads the way a plotter does them, and verify (and repair) every cached item.
+They join the cluster as short-lived NATS clients and talk to caches over the same TCP protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import sharding, wire
+from autonomys_farmer.protocol.constants import PIECE_SIZE
+from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
+from autonomys_farmer.services import bulk
+from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items, group_name
+
+log = logging.getLogger(__name__)
+
+CACHE_GROUPS = (
+    group_name(m.SHARDED_CACHE, m.PIECE),
+    group_name(m.SHARDED_CACHE, m.SPLIT_PARITY_PIECE),
+    group_name(m.FULL_PIECE_CACHE, m.PIECE),
+)
+VERIFY_BATCH = 64
+
+
+async def _app_info(bus: Bus) -> FarmerAppInfo:
+    return FarmerAppInfo.from_json(wire.decode_json(await bus.request(m.FARMER_APP_INFO, b"")))
+
+
+async def cache_members(bus: Bus) -> dict[str, m.ShardMap]:
+    maps = ShardMaps(bus)
+    return {group: await maps.get(group) for group in CACHE_GROUPS}
+
+
+# --- util reinitialization-cache ---------------------------------------------------------------------
+
+
+async def reinitialize_caches(nats_servers: list[str], delay_s: float) -> int:
+    """Ask every cache to re-scan its store and re-sync its shard after `delay_s`; returns how many
+    cache instances the shard maps list (those are the ones that will act on it)."""
+    if delay_s < 0:
+        raise ValueError(f"--delay must be >= 0, got {delay_s}")
+    bus = await Bus.connect(nats_servers, "util-reinitialization-cache")
+    try:
+        members = sum(len(shard_map.members) for shard_map in (await cache_members(bus)).values())
+        await bus.publish(m.REINITIALIZE_CACHES, m.ReinitializeCaches(delay_s))
+        await bus.nc.flush()
+        return members
+    finally:
+        await bus.close()
+
+
+# --- util sharded-cache-benchmark --------------------------------------------------------------------
+
+
+@dataclass
+class BenchmarkEpoch:
+    epoch: int
+    sectors: int
+    pieces: int
+    missing: int
+    invalid: int
+    seconds: float
+    sector_latencies_s: list[float] = field(repr=False)
+
+    @property
+    def pieces_per_s(self) -> float:
+        return self.pieces / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.pieces * PIECE_SIZE / 1e6 / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.sector_latencies_s)
+        if not ordered:
+            return 0.0
+        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+    def summary(self) -> str:
+        return (
+            f"epoch {self.epoch}: {self.sectors} sectors, {self.pieces} pieces in {self.seconds:.2f} s: "
+            f"{self.pieces_per_s:.1f} pieces/s, {self.mb_per_s:.1f} MB/s; sector latency "
+            f"p50 {self.percentile(50):.3f} s, p90 {self.percentile(90):.3f} s, p99 {self.percentile(99):.3f} s, "
+            f"max {max(self.sector_latencies_s, default=0):.3f} s; missing {self.missing}, invalid {self.invalid}"
+        )
+
+
+async def sharded_cache_benchmark(
+    nats_servers: list[str],
+    kzg: Kzg,
+    sectors: int,
+    epochs: int,
+    item_type: str,
+    concurrency: int = 4,
+    verify: bool = True,
+    report: Callable[[BenchmarkEpoch], None] = lambda _: None,
+) -> list[BenchmarkEpoch]:
+    """Download the pieces of `sectors` random sectors from the sharded caches of `item_type` only,
+    `concurrency` sectors at a time, as plot servers do (and verifying each piece as they do)."""
+    if item_type not in m.CACHE_ITEM_TYPES:
+        raise ValueError(f"--cache-item-type must be one of {', '.join(m.CACHE_ITEM_TYPES)}, got {item_type!r}")
+    if sectors < 1 or epochs < 1 or concurrency < 1:
+        raise ValueError(f"--sectors, --epoch and --concurrency must be >= 1 (got {sectors}, {epochs}, {concurrency})")
+    bus = await Bus.connect(nats_servers, "util-sharded-cache-benchmark")
+    try:
+        info = (await _app_info(bus)).protocol_info
+        group = group_name(m.SHARDED_CACHE, item_type)
+        if not (await ShardMaps(bus).get(group)).members:
+            raise RuntimeError(f"no live {group} instances in the cluster")
+        results = []
+        for epoch in range(1, epochs + 1):
+            getter = PieceGetter(bus, kzg, verify=verify, sources=[group])
+            result = await _benchmark_epoch(getter, info, epoch, sectors, concurrency)
+            report(result)
+            results.append(result)
+        return results
+    finally:
+        await bus.close()
+
+
+async def _benchmark_epoch(
+    getter: PieceGetter, info: FarmerProtocolInfo, epoch: int, sectors: int, concurrency: int
+) -> BenchmarkEpoch:
+    todo = list(range(sectors))
+    latencies: list[float] = []
+    counts = {"pieces": 0, "missing": 0}
+
+    async def worker() -> None:
+        while todo:
+            sid = sector_id(os.urandom(32), todo.pop(), info.history_size)  # a fresh farmer's sector
+            indexes = set(sector_piece_indices(sid, info.max_pieces_in_sector, info))
+            started = time.perf_counter()
+            found = await getter.get_pieces(indexes)
+            latencies.append(time.perf_counter() - started)
+            counts["pieces"] += len(found)
+            counts["missing"] += len(indexes) - len(found)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, sectors))))
+    seconds = time.perf_counter() - started
+    return BenchmarkEpoch(epoch, sectors, counts["pieces"], counts["missing"], getter.invalid, seconds, latencies)
+
+
+# --- util verify-piece -------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    bad: list[tuple[str, str, int]] = field(default_factory=list)  # (group, instance, key)
+    repaired: int = 0
+    unrepairable: int = 0
+    unreachable: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"checked {self.checked} cached item(s): {len(self.bad)} bad, {self.repaired} repaired, "
+            f"{self.unrepairable} could not be repaired"
+        ]
+        lines += [f"  bad: {group} instance {instance} key {key}" for group, instance, key in self.bad]
+        lines += [f"  unreachable: {what}" for what in self.unreachable]
+        return "\n".join(lines)
+
+
+async def verify_pieces(
+    nats_servers: list[str],
+    kzg: Kzg,
+    repair: bool = True,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    groups: Sequence[str] = CACHE_GROUPS,
+) -> VerifyReport:
+    """Check every item every cache holds against its segment commitment; replace bad ones with a
+    verified copy from elsewhere in the cluster (another cache, else the node via the controller).
+
+    A whole piece is checked directly; a split-parity shard is checked against the matching shard of
+    a verified copy of its piece (a lone shard cannot be checked on its own)."""
+    if unknown := set(groups) - set(CACHE_GROUPS):
+        raise ValueError(f"unknown cache group(s) {', '.join(sorted(unknown))}; expected {', '.join(CACHE_GROUPS)}")
+    bus = await Bus.connect(nats_servers, "util-verify-piece")
+    report = VerifyReport()
+    try:
+        verifier = PieceVerifier(bus, kzg)
+        getter = PieceGetter(bus, kzg, priority_cache=True)  # verifies; the node (controller) comes last
+        members = [
+            (group, member)
+            for group, shard_map in (await cache_members(bus)).items()
+            if group in groups
+            for member in shard_map.members
+        ]
+        contents: dict[tuple[str, str], list[int]] = {}
+        for group, member in members:
+            try:
+                ((header, _),) = await bulk.request_all(member.address, {"op": "contents"})
+                contents[(group, member.instance_id)] = [int(k) for k in header["keys"]]
+            except (OSError, bulk.BulkError, TimeoutError, ValueError) as e:
+                report.unreachable.append(f"{group} instance {member.instance_id} at {member.address}: {e}")
+        total = sum(len(keys) for keys in contents.values())
+        done = 0
+        for group, member in members:
+            keys = sorted(contents.get((group, member.instance_id), []))
+            for start in range(0, len(keys), VERIFY_BATCH):
+                batch = keys[start : start + VERIFY_BATCH]
+                items = await fetch_items(member.address, batch)
+                right = await _right_items(verifier, getter, group, member.instance_id, batch, items)
+                report.checked += len(batch)
+                for key in batch:
+                    good = right.get(key)
+                    if good is not None and items.get(key) == good:
+                        continue
+                    report.bad.append((group, member.instance_id, key))
+                    if not repair:
+                        continue
+                    if good is None:
+                        report.unrepairable += 1
+                    else:
+                        await bulk.request_all(member.address, {"op": "repair", "key": key}, good)
+                        report.repaired += 1
+                done += len(batch)
+                progress(done, total)
+        return report
+    finally:
+        await bus.close()
+
+
+async def _right_items(
+    verifier: PieceVerifier, getter: PieceGetter, group: str, instance: str, keys: list[int], items: dict[int, bytes]
+) -> dict[int, bytes]:
+    """What each key should hold: the item itself where it verifies, else a verified copy from
+    elsewhere (absent when none can be found). A lone split-parity shard cannot be checked on its
+    own, so shards are compared with the same shard of a verified copy of their piece."""
+    if not group.endswith(m.SPLIT_PARITY_PIECE):
+        verdicts = await verifier.valid_many(items)
+        right = {key: items[key] for key, ok in verdicts.items() if ok}
+        lacking = [key for key in keys if key not in right]
+        if lacking:
+            copies = await getter.get_pieces(lacking, skip=instance)
+            right.update({key: piece.data for key, piece in copies.items()})
+        return right
+    located = {key: sharding.split_key(key) for key in keys}
+    copies = await getter.get_pieces({piece_index for piece_index, _ in located.values()}, skip=instance)
+    return {
+        key: sharding.split_piece(copies[piece_index].data)[shard]
+        for key, (piece_index, shard) in located.items()
+        if piece_index in copies
+    }
