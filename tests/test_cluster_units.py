@@ -135,3 +135,17 @@ def test_a_farm_is_locked_by_its_farmer(tmp_path: Path) -> None:
     again = Farm(tmp_path / "farm", 2, 8, genesis)  # the same identity, once the first let go
     assert again.public_key == identity and again.plotted == {}
     again.close()
+
+
+def test_an_unreachable_nats_is_reported_in_time() -> None:
+    import asyncio
+    import time
+
+    from autonomys_farmer.services.nats_bus import Bus, NatsConfigError
+    from autonomys_farmer.services.supervisor import free_port
+
+    url = f"nats://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(NatsConfigError, match=f"no NATS server reachable at {url}"):
+        asyncio.run(Bus.connect([url], "test", initial_timeout=2.0))
+    assert time.monotonic() - started < 10

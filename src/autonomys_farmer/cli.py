@@ -187,7 +187,10 @@ def _cluster(args: argparse.Namespace) -> int:
 def _reinitialization_cache(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.cache_tools import reinitialize_caches
 
-    members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay))
+    try:
+        members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay))
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(f"reinitialization-cache: {e}") from e
     print(f"re-initialisation in {args.delay:g}s requested; {members} cache instance(s) in the shard maps")
     return 0
 
@@ -197,18 +200,21 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.files import load_kzg
 
     kzg = load_kzg(args.kzg_parameters)
-    epochs = asyncio.run(
-        sharded_cache_benchmark(
-            args.nats_servers,
-            kzg,
-            args.sectors,
-            args.epoch,
-            args.cache_item_type,
-            args.concurrency,
-            not args.no_verify,
-            report=lambda epoch: print(epoch.summary(), flush=True),
+    try:
+        epochs = asyncio.run(
+            sharded_cache_benchmark(
+                args.nats_servers,
+                kzg,
+                args.sectors,
+                args.epoch,
+                args.cache_item_type,
+                args.concurrency,
+                not args.no_verify,
+                report=lambda epoch: print(epoch.summary(), flush=True),
+            )
         )
-    )
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(f"sharded-cache-benchmark: {e}") from e
     return 1 if any(e.missing or e.invalid for e in epochs) else 0
 
 
@@ -219,17 +225,20 @@ def _verify_piece(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.files import load_kzg
 
     kzg = load_kzg(args.kzg_parameters)
-    with Progress(transient=True) as bar:
-        task = bar.add_task("verifying cached items", total=None)
-        report = asyncio.run(
-            verify_pieces(
-                args.nats_servers,
-                kzg,
-                repair=not args.no_repair,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-                groups=args.cache_group or CACHE_GROUPS,
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("verifying cached items", total=None)
+            report = asyncio.run(
+                verify_pieces(
+                    args.nats_servers,
+                    kzg,
+                    repair=not args.no_repair,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    groups=args.cache_group or CACHE_GROUPS,
+                )
             )
-        )
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(f"verify-piece: {e}") from e
     print(report.summary())
     return 1 if report.unrepairable or report.unreachable or (report.bad and args.no_repair) else 0
 

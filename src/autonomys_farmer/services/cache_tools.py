@@ -29,6 +29,12 @@ CACHE_GROUPS = (
     group_name(m.FULL_PIECE_CACHE, m.PIECE),
 )
 VERIFY_BATCH = 64
+TOOL_CONNECT_TIMEOUT_S = 15.0
+
+
+async def _connect(nats_servers: list[str], name: str) -> Bus:
+    """A tool is interactive: give up on an unreachable NATS quickly, with the reason."""
+    return await Bus.connect(nats_servers, name, initial_timeout=TOOL_CONNECT_TIMEOUT_S)
 
 
 async def _app_info(bus: Bus) -> FarmerAppInfo:
@@ -48,7 +54,7 @@ async def reinitialize_caches(nats_servers: list[str], delay_s: float) -> int:
     cache instances the shard maps list (those are the ones that will act on it)."""
     if delay_s < 0:
         raise ValueError(f"--delay must be >= 0, got {delay_s}")
-    bus = await Bus.connect(nats_servers, "util-reinitialization-cache")
+    bus = await _connect(nats_servers, "util-reinitialization-cache")
     try:
         members = sum(len(shard_map.members) for shard_map in (await cache_members(bus)).values())
         await bus.publish(m.REINITIALIZE_CACHES, m.ReinitializeCaches(delay_s))
@@ -110,7 +116,7 @@ async def sharded_cache_benchmark(
         raise ValueError(f"--cache-item-type must be one of {', '.join(m.CACHE_ITEM_TYPES)}, got {item_type!r}")
     if sectors < 1 or epochs < 1 or concurrency < 1:
         raise ValueError(f"--sectors, --epoch and --concurrency must be >= 1 (got {sectors}, {epochs}, {concurrency})")
-    bus = await Bus.connect(nats_servers, "util-sharded-cache-benchmark")
+    bus = await _connect(nats_servers, "util-sharded-cache-benchmark")
     try:
         info = (await _app_info(bus)).protocol_info
         group = group_name(m.SHARDED_CACHE, item_type)
@@ -185,7 +191,7 @@ async def verify_pieces(
     a verified copy of its piece (a lone shard cannot be checked on its own)."""
     if unknown := set(groups) - set(CACHE_GROUPS):
         raise ValueError(f"unknown cache group(s) {', '.join(sorted(unknown))}; expected {', '.join(CACHE_GROUPS)}")
-    bus = await Bus.connect(nats_servers, "util-verify-piece")
+    bus = await _connect(nats_servers, "util-verify-piece")
     report = VerifyReport()
     try:
         verifier = PieceVerifier(bus, kzg)

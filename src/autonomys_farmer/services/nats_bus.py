@@ -55,21 +55,28 @@ class Bus:
         delay = 0.2
         while True:
             try:
-                nc = await nats.connect(
-                    servers=servers,
-                    name=name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
+                # With unlimited reconnects nats-py retries an unreachable first server forever itself:
+                # bound each attempt so `initial_timeout` holds and the wait is logged.
+                nc = await asyncio.wait_for(
+                    nats.connect(
+                        servers=servers,
+                        name=name,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        connect_timeout=2,
+                        error_cb=on_error,
+                        disconnected_cb=on_disconnect,
+                        reconnected_cb=on_reconnect,
+                    ),
+                    max(1.0, min(10.0, deadline - loop.time())),
                 )
                 break
             except (nats.errors.NoServersError, OSError, TimeoutError) as e:
                 if loop.time() > deadline:
-                    raise NatsConfigError(f"no NATS server reachable at {', '.join(servers)}: {e}") from e
-                log.info("waiting for NATS at %s (%s)", ", ".join(servers), e)
+                    raise NatsConfigError(
+                        f"no NATS server reachable at {', '.join(servers)}: {str(e) or 'timed out'}"
+                    ) from e
+                log.info("waiting for NATS at %s (%s)", ", ".join(servers), str(e) or "timed out")
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 5.0)
         if nc.max_payload < MIN_MAX_PAYLOAD:
