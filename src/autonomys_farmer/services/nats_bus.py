@@ -45,7 +45,8 @@ class Bus:
             log.debug("nats: %s", e)
 
         async def on_disconnect() -> None:
-            log.warning("%s: disconnected from NATS; reconnecting", name)
+            if not (nc.is_closed or nc.is_draining):  # our own close() is not an outage
+                log.warning("%s: disconnected from NATS; reconnecting", name)
 
         async def on_reconnect() -> None:
             log.info("%s: reconnected to NATS %s", name, nc.connected_url.netloc if nc.connected_url else "")

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 from nats.aio.msg import Msg
 
 from autonomys_farmer.cluster import messages as m
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 JOB_SILENCE_S = 90.0  # no word on a job for this long: ask again (its server probably died)
 PROOF_TIMEOUT_S = 2.0
+PROOF_SERVER_STRIKES = 3  # proof-server timeouts in a row before proving locally for a while
+PROOF_SERVER_BYPASS_S = 60.0
 FETCH_TIMEOUT_S = 60.0
 
 
@@ -65,7 +68,18 @@ class PlotClient(Component):
         self._last_slot = -1
         self._farming = False
         self.farming_timeout = 4.0
-        self.counts = {"slots": 0, "skipped": 0, "wins": 0, "accepted": 0, "rejected": 0, "local_proofs": 0}
+        self.proof_estimate_s = 0.0  # moving average of win-to-submission time
+        self._proof_server_strikes = 0
+        self._bypass_proof_servers_until = 0.0
+        self.counts = {
+            "slots": 0,
+            "skipped": 0,
+            "wins": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "local_proofs": 0,
+            "dropped": 0,
+        }
         self.progress: dict[str, tuple[int, str, int, int]] = {}  # job -> (sector, stage, done, total)
 
     def status(self) -> dict[str, Any]:
@@ -75,7 +89,9 @@ class PlotClient(Component):
             metrics.FARM_SECTORS.labels(farm.id, "AboutToExpire").set(about_to_expire)
             metrics.FARM_SECTORS.labels(farm.id, "NotPlotted").set(farm.sectors - len(farm.plotted))
         farms = {f.id: {"plotted": len(f.plotted), "sectors": f.sectors, "path": str(f.directory)} for f in self.farms}
-        return dict(self.counts, farms=farms, plotting=list(self.progress.values()))
+        return dict(
+            self.counts, proof_s=round(self.proof_estimate_s, 2), farms=farms, plotting=list(self.progress.values())
+        )
 
     async def _app_info(self) -> FarmerAppInfo:
         raw = await retry_forever("farmer app info", lambda: self.nats.request(m.FARMER_APP_INFO, b""))
@@ -269,6 +285,7 @@ class PlotClient(Component):
 
     async def _farm_slot(self, slot: SlotInfo) -> None:
         started = time.monotonic()
+        proved = 0
         try:
             for _distance, farm, index, audit in await asyncio.to_thread(self._audit_all, slot):
                 meta = farm.plotted.get(index)
@@ -276,39 +293,70 @@ class PlotClient(Component):
                     continue
                 view = PlottedSectorView.open(farm.sector_bytes(index), meta)
                 for piece_offset, _d in winning_records(view, audit):
-                    if time.monotonic() - started > self.farming_timeout:
-                        log.info("slot %d: farming timeout reached; remaining wins dropped", slot.slot_number)
+                    elapsed = time.monotonic() - started
+                    # The first win is always tried; later ones only if a proof can still land in time
+                    # (a late proof is ignored by the node and takes CPU from the next slot's).
+                    if elapsed > self.farming_timeout or (
+                        proved and elapsed + self.proof_estimate_s > self.farming_timeout
+                    ):
+                        log.info(
+                            "slot %d: %.1fs of %.1fs used, a proof takes ~%.1fs: remaining wins dropped",
+                            slot.slot_number, elapsed, self.farming_timeout, self.proof_estimate_s,
+                        )  # fmt: skip
                         return
+                    proved += 1
                     self.counts["wins"] += 1
                     win = RecordWin.read(farm.public_key, self.reward_address, view, piece_offset, audit.s_bucket)
                     budget = self.farming_timeout - (time.monotonic() - started)
                     proving_started = time.perf_counter()
                     try:
                         solution = await self._prove(win, budget)
+                        if solution is None:
+                            self.counts["dropped"] += 1
+                            metrics.FARM_PROVING_TIME.labels(farm.id, "Timeout").observe(
+                                time.perf_counter() - proving_started
+                            )
+                            continue
                         accepted = await self._submit_solution(farm, slot.slot_number, solution)
                     except Exception:
                         metrics.FARM_PROVING_TIME.labels(farm.id, "Failed").observe(
                             time.perf_counter() - proving_started
                         )
                         raise
-                    result = "Success" if accepted else "Rejected"
-                    metrics.FARM_PROVING_TIME.labels(farm.id, result).observe(time.perf_counter() - proving_started)
+                    took = time.perf_counter() - proving_started
+                    self.proof_estimate_s = (
+                        took if not self.proof_estimate_s else 0.7 * self.proof_estimate_s + 0.3 * took
+                    )
+                    metrics.FARM_PROVING_TIME.labels(farm.id, "Success" if accepted else "Rejected").observe(took)
         except Exception as e:
             log.warning("slot %d: farming failed: %s", slot.slot_number, e)
         finally:
             self._farming = False
 
-    async def _prove(self, win: RecordWin, budget: float) -> Solution:
-        """A proof server gets the slot's remaining budget; local CPU proving only if none is there."""
-        timeout = max(self.proof_timeout, budget)
-        try:
-            raw = await self.nats.request(m.PROVE, m.encode_record_win(win), timeout=timeout, deadline=0)
-            response = wire.decode(m.ProveResponse, raw)
-            if response.solution is not None:
-                return Solution.from_json(response.solution)
-            log.warning("proof server failed: %s; proving locally", response.error)
-        except Exception as e:
-            log.info("no proof server answered (%s); proving locally on the CPU", type(e).__name__)
+    async def _prove(self, win: RecordWin, budget: float) -> Solution | None:
+        """A proof server gets the slot's remaining budget; local CPU proving if none is there. A proof
+        server that is there but too slow costs the win (the budget is spent: a local proof would
+        land late too); after PROOF_SERVER_STRIKES such timeouts in a row it is bypassed for a while."""
+        if time.monotonic() >= self._bypass_proof_servers_until:
+            timeout = max(self.proof_timeout, budget)
+            try:
+                raw = await self.nats.request(m.PROVE, m.encode_record_win(win), timeout=timeout, deadline=0)
+                self._proof_server_strikes = 0
+                response = wire.decode(m.ProveResponse, raw)
+                if response.solution is not None:
+                    return Solution.from_json(response.solution)
+                log.warning("proof server failed: %s; proving locally", response.error)
+            except (nats.errors.TimeoutError, TimeoutError):
+                self._proof_server_strikes += 1
+                if self._proof_server_strikes < PROOF_SERVER_STRIKES:
+                    log.info("no proof within the slot's %.1fs budget: win dropped", timeout)
+                    return None
+                log.warning("proof servers missed %d slots in a row: proving locally for %.0fs",
+                            self._proof_server_strikes, PROOF_SERVER_BYPASS_S)  # fmt: skip
+                self._proof_server_strikes = 0
+                self._bypass_proof_servers_until = time.monotonic() + PROOF_SERVER_BYPASS_S
+            except Exception as e:
+                log.info("no proof server answered (%s); proving locally on the CPU", type(e).__name__)
         self.counts["local_proofs"] += 1
         return await asyncio.to_thread(prove_win, win, self.kzg)
 
