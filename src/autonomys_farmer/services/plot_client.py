@@ -305,33 +305,29 @@ class PlotClient(Component):
                         )  # fmt: skip
                         return
                     proved += 1
-                    self.counts["wins"] += 1
                     win = RecordWin.read(farm.public_key, self.reward_address, view, piece_offset, audit.s_bucket)
-                    budget = self.farming_timeout - (time.monotonic() - started)
-                    proving_started = time.perf_counter()
-                    try:
-                        solution = await self._prove(win, budget)
-                        if solution is None:
-                            self.counts["dropped"] += 1
-                            metrics.FARM_PROVING_TIME.labels(farm.id, "Timeout").observe(
-                                time.perf_counter() - proving_started
-                            )
-                            continue
-                        accepted = await self._submit_solution(farm, slot.slot_number, solution)
-                    except Exception:
-                        metrics.FARM_PROVING_TIME.labels(farm.id, "Failed").observe(
-                            time.perf_counter() - proving_started
-                        )
-                        raise
-                    took = time.perf_counter() - proving_started
-                    self.proof_estimate_s = (
-                        took if not self.proof_estimate_s else 0.7 * self.proof_estimate_s + 0.3 * took
-                    )
-                    metrics.FARM_PROVING_TIME.labels(farm.id, "Success" if accepted else "Rejected").observe(took)
+                    await self._prove_and_submit(farm, slot.slot_number, win, self.farming_timeout - elapsed)
         except Exception as e:
             log.warning("slot %d: farming failed: %s", slot.slot_number, e)
         finally:
             self._farming = False
+
+    async def _prove_and_submit(self, farm: Farm, slot_number: int, win: RecordWin, budget: float) -> None:
+        """One win: prove it, submit it, and record how long that took (estimate and metric)."""
+        self.counts["wins"] += 1
+        started = time.perf_counter()
+        result = "Failed"
+        try:
+            solution = await self._prove(win, budget)
+            if solution is None:
+                self.counts["dropped"] += 1
+                result = "Timeout"
+                return
+            result = "Success" if await self._submit_solution(farm, slot_number, solution) else "Rejected"
+            took = time.perf_counter() - started
+            self.proof_estimate_s = took if not self.proof_estimate_s else 0.7 * self.proof_estimate_s + 0.3 * took
+        finally:
+            metrics.FARM_PROVING_TIME.labels(farm.id, result).observe(time.perf_counter() - started)
 
     async def _prove(self, win: RecordWin, budget: float) -> Solution | None:
         """A proof server gets the slot's remaining budget; local CPU proving if none is there. A proof
