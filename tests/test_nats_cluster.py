@@ -13,7 +13,7 @@ import nats.errors
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import wire
 from autonomys_farmer.services.dev import DevLayout
-from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.nats_bus import Bus, retry_forever
 from autonomys_farmer.services.supervisor import Supervisor
 
 
@@ -42,8 +42,9 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
         producer = await Bus.connect([urls[0]], "producer")
         consumer = await Bus.connect(urls, "consumer")
         try:
-            assert producer.replicas == 3  # discovered the other two servers from the first
+            assert await producer.replicas_for_new_state() == 3  # discovered the other two from the first
             await eventually(lambda: producer.ensure_work_queue(m.PLOT_JOBS_STREAM, m.PLOT_JOBS))
+            assert (await producer.js.stream_info(m.PLOT_JOBS_STREAM)).config.num_replicas == 3
             shard_map = m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "127.0.0.1:1"),))
 
             async def put_map() -> None:
@@ -65,17 +66,28 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
 
             after = await Bus.connect(urls[1:], "after")
             assert await after.request("test.ping", b"1", timeout=2, deadline=20) == b"pong:1"
-            raw = await after.kv_get(m.SHARDS_BUCKET, shard_map.group)
+            raw = await asyncio.wait_for(
+                retry_forever("shard map", lambda: after.kv_get(m.SHARDS_BUCKET, shard_map.group)), 60
+            )
             assert raw is not None and wire.decode(m.ShardMap, raw) == shard_map
-            subscription = await after.js.pull_subscribe(m.PLOT_JOBS, durable="test", stream=m.PLOT_JOBS_STREAM)
+            # The stream may be electing a new leader (its old one died with the server): retry as the
+            # plot server does.
+            subscription = await asyncio.wait_for(
+                retry_forever(
+                    "pull consumer",
+                    lambda: after.js.pull_subscribe(m.PLOT_JOBS, durable="test", stream=m.PLOT_JOBS_STREAM),
+                ),
+                60,
+            )
             received = []
-            while len(received) < len(jobs):
+            deadline = time.monotonic() + 60
+            while len(received) < len(jobs) and time.monotonic() < deadline:
                 try:
                     for msg in await subscription.fetch(len(jobs) - len(received), timeout=5):
                         received.append(wire.decode(m.PlotJob, msg.data))
                         await msg.ack()
                 except (nats.errors.TimeoutError, TimeoutError):
-                    break
+                    continue
             assert sorted(j.job_id for j in received) == [j.job_id for j in jobs]
             await after.close()
         finally:

@@ -98,6 +98,18 @@ class Bus:
         hosts = {f"{u.hostname}:{u.port}" for u in self.nc.servers}
         return max(1, min(3, len(hosts)))
 
+    async def replicas_for_new_state(self, wait_s: float = 10.0) -> int:
+        """Replicas for a stream or bucket about to be created (its first creator decides them for
+        good). A clustered server announces its peers once its routes are up, which can lag our
+        connect: wait a little for up to three of them rather than create an unreplicated stream."""
+        if not getattr(self.nc, "_server_info", {}).get("cluster"):  # a lone server: nothing to wait for
+            return 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while self.replicas < 3 and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        return self.replicas
+
     # --- core NATS ------------------------------------------------------------------------------
 
     async def publish(self, subject: str, message: Any) -> None:
@@ -160,7 +172,7 @@ class Bus:
             return await self.js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             try:
-                config = KeyValueConfig(bucket=bucket, history=1, replicas=self.replicas)
+                config = KeyValueConfig(bucket=bucket, history=1, replicas=await self.replicas_for_new_state())
                 return await self.js.create_key_value(config)
             except nats.js.errors.BadRequestError:  # created concurrently by another component
                 return await self.js.key_value(bucket)
@@ -177,17 +189,17 @@ class Bus:
         await retry_forever(f"JetStream stream {stream}", lambda: self._ensure_work_queue(stream, subject))
 
     async def _ensure_work_queue(self, stream: str, subject: str) -> None:
-        config = StreamConfig(
-            name=stream,
-            subjects=[subject],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=120.0,
-        )
         try:
             await self.js.stream_info(stream)
         except nats.js.errors.NotFoundError:
+            config = StreamConfig(
+                name=stream,
+                subjects=[subject],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=await self.replicas_for_new_state(),
+                duplicate_window=120.0,
+            )
             try:
                 await self.js.add_stream(config)
             except nats.js.errors.BadRequestError:
