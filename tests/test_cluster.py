@@ -131,6 +131,10 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 30,
             )  # fmt: skip
 
+            # The cluster's JetStream state was created replicated across the three NATS servers.
+            for stream in (m.PLOT_JOBS_STREAM, f"KV_{m.SHARDS_BUCKET}", f"KV_{m.MEMBERS_BUCKET}"):
+                assert (await bus.js.stream_info(stream)).config.num_replicas == 3, stream
+
             # Prometheus metrics under the official farmer's names.
             client = await scrape(layout.metrics_ports["plot-client"])
             farm_id = json.loads((tmp_path / "farm" / "single_disk_farm.json").read_text())["v0"]["id"]

@@ -94,7 +94,7 @@ class DevLayout:
                 "controller",
                 self.cluster("controller", "--node-rpc-url", self.node_url, "--base-path", str(b / "controller")),
             ),
-            Program("sharded-cache", self.cluster("sharded-cache", f"path={b / 'cache'},size=256MiB")),
+            Program("sharded-cache", self.cluster("sharded-cache", f"path={b / 'cache'},size=512MiB")),
             Program("full-piece-sharded-cache", self.cluster("full-piece-sharded-cache", f"path={b / 'full-cache'}")),
             Program("proof-server", self.cluster("proof-server")),
             Program(
