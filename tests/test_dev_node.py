@@ -164,28 +164,20 @@ def test_reward_signing_round_trip(tmp_path, kzg):
         server = node.rpc_server()
         requests = node.reward_signing.subscribe([])
 
-        async def farmer():
+        async def answer_next_request(secret: bytes, public: bytes) -> None:
             request = RewardSigningInfo.from_json(await anext(requests))
-            signature = reward_signing.sign(SECRET_KEY, PUBLIC_KEY, request.hash)
+            signature = reward_signing.sign(secret, public, request.hash)
             await server.methods[rpc.SUBMIT_REWARD_SIGNATURE](
                 [RewardSignatureResponse(request.hash, signature).to_json()]
             )
 
-        task = asyncio.create_task(farmer())
+        task = asyncio.create_task(answer_next_request(SECRET_KEY, PUBLIC_KEY))
         await asyncio.sleep(0)
         assert await node._request_signature(b"\x11" * 32, PUBLIC_KEY)
         await task
         # A signature by another key, or none in time, authors nothing.
         other_public, other_secret = reward_signing.keypair_from_entropy(bytes(32))
-
-        async def impostor():
-            request = RewardSigningInfo.from_json(await anext(requests))
-            signature = reward_signing.sign(other_secret, other_public, request.hash)
-            await server.methods[rpc.SUBMIT_REWARD_SIGNATURE](
-                [RewardSignatureResponse(request.hash, signature).to_json()]
-            )
-
-        task = asyncio.create_task(impostor())
+        task = asyncio.create_task(answer_next_request(other_secret, other_public))
         await asyncio.sleep(0)
         assert not await node._request_signature(b"\x22" * 32, PUBLIC_KEY)
         await task

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from py_arkworks_bls12381 import G1Point
 
 from autonomys_farmer.backends.cpu import fr_kernel as fr
 from autonomys_farmer.protocol.constants import (
@@ -148,9 +149,10 @@ def are_pieces_valid(kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], rando
     the single-piece check, the weight being invertible)."""
     weights = batch_weights(randomness, len(pieces))
     valid = [True] * len(pieces)
+    commitments: dict[int, G1Point] = {}  # decoded once, used by every batch a piece is in
     for k, (piece, seg_commitment, _position) in enumerate(pieces):
         try:
-            decode_g1(piece.commitment)
+            commitments[k] = decode_g1(piece.commitment)
             decode_g1(piece.witness)
             decode_g1(seg_commitment)
         except KzgError:
@@ -162,7 +164,7 @@ def are_pieces_valid(kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], rando
         combined = _weighted_record(pieces[batch[0]][0], weights[batch[0]])
         for k in batch[1:]:  # one record's rows at a time: memory stays at two records
             combined = fr.add_rows(combined, _weighted_record(pieces[k][0], weights[k]))
-        expected = multiexp([decode_g1(pieces[k][0].commitment) for k in batch], [weights[k] for k in batch])
+        expected = multiexp([commitments[k] for k in batch], [weights[k] for k in batch])
         if kzg.commit(kzg.poly(combined)) != bytes(expected.to_compressed_bytes()):
             return False
         openings = [

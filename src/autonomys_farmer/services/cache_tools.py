@@ -19,7 +19,7 @@ from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items, group_name
+from autonomys_farmer.services.piece_getter import PieceGetter, ShardMaps, fetch_items, group_name
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,6 @@ async def verify_pieces(
     bus = await _connect(nats_servers, "util-verify-piece")
     report = VerifyReport()
     try:
-        verifier = PieceVerifier(bus, kzg)
         getter = PieceGetter(bus, kzg, priority_cache=True)  # verifies; the node (controller) comes last
         members = [
             (group, member)
@@ -216,7 +215,7 @@ async def verify_pieces(
             for start in range(0, len(keys), VERIFY_BATCH):
                 batch = keys[start : start + VERIFY_BATCH]
                 items = await fetch_items(member.address, batch)
-                right = await _right_items(verifier, getter, group, member.instance_id, batch, items)
+                right = await _right_items(getter, group, member.instance_id, batch, items)
                 report.checked += len(batch)
                 for key in batch:
                     good = right.get(key)
@@ -238,13 +237,14 @@ async def verify_pieces(
 
 
 async def _right_items(
-    verifier: PieceVerifier, getter: PieceGetter, group: str, instance: str, keys: list[int], items: dict[int, bytes]
+    getter: PieceGetter, group: str, instance: str, keys: list[int], items: dict[int, bytes]
 ) -> dict[int, bytes]:
     """What each key should hold: the item itself where it verifies, else a verified copy from
     elsewhere (absent when none can be found). A lone split-parity shard cannot be checked on its
     own, so shards are compared with the same shard of a verified copy of their piece."""
     if not group.endswith(m.SPLIT_PARITY_PIECE):
-        verdicts = await verifier.valid_many(items)
+        assert getter.verifier is not None
+        verdicts = await getter.verifier.valid_many(items)
         right = {key: items[key] for key, ok in verdicts.items() if ok}
         lacking = [key for key in keys if key not in right]
         if lacking:

@@ -8,7 +8,6 @@ say how far the history goes; pieces the node cannot serve are reported, never i
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,6 @@ from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.services.node_client import NodeClient
 from autonomys_farmer.services.piece_store import PieceStore
 
-log = logging.getLogger(__name__)
-
-DEFAULT_OUTPUT = "full-cache-tmp"
 NODE_URL_ENV = "NODE_URL"
 CONNECT_TIMEOUT_S = 30.0
 CONCURRENT_REQUESTS = 10  # the node allows 10 concurrent `subspace_piece` calls per client

@@ -213,6 +213,6 @@ async def retry_forever(what: str, fn: Callable[[], Awaitable[T]], max_delay: fl
         try:
             return await fn()
         except (nats.errors.Error, TimeoutError, OSError, ConnectionError) as e:
-            log.warning("%s failed (%s); retrying in %.1fs", what, e or type(e).__name__, delay)
+            log.warning("%s failed (%s); retrying in %.1fs", what, str(e) or type(e).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, max_delay)

@@ -14,6 +14,7 @@ from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.farmer_rpc import MAX_SEGMENT_HEADERS_PER_REQUEST
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
 from autonomys_farmer.services import bulk
@@ -48,20 +49,26 @@ class ShardMaps:
 
 
 class SegmentCommitments:
+    """Commitments of archived segments, asked from the controller in batches and kept (they never
+    change once a segment is archived)."""
+
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self._known: dict[int, bytes] = {}
 
-    async def get(self, segment_index: int) -> bytes | None:
-        if segment_index not in self._known:
+    async def get_many(self, segment_indexes: Iterable[int]) -> dict[int, bytes]:
+        """Those of `segment_indexes` that are archived (the node caps a request's length)."""
+        wanted = set(segment_indexes)
+        unknown = sorted(wanted - self._known.keys())
+        for start in range(0, len(unknown), MAX_SEGMENT_HEADERS_PER_REQUEST):
+            batch = tuple(unknown[start : start + MAX_SEGMENT_HEADERS_PER_REQUEST])
             response = await self.bus.request_as(
-                m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest((segment_index,))
+                m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest(batch)
             )
-            (header,) = response.headers
-            if header is None:
-                return None
-            self._known[segment_index] = SegmentHeader.from_json(header).segment_commitment
-        return self._known[segment_index]
+            for segment_index, header in zip(batch, response.headers, strict=True):
+                if header is not None:
+                    self._known[segment_index] = SegmentHeader.from_json(header).segment_commitment
+        return {i: self._known[i] for i in wanted if i in self._known}
 
 
 async def fetch_items(address: str, keys: list[int]) -> dict[int, bytes]:
@@ -98,10 +105,11 @@ class PieceVerifier:
 
     async def valid_many(self, items: dict[int, bytes]) -> dict[int, bool]:
         result = dict.fromkeys(items, False)
+        commitments = await self.commitments.get_many(index // NUM_PIECES for index in items)
         keys, triples = [], []
         for index, data in items.items():
-            commitment = await self.commitments.get(index // NUM_PIECES) if len(data) == PIECE_SIZE else None
-            if commitment is not None:
+            commitment = commitments.get(index // NUM_PIECES)
+            if commitment is not None and len(data) == PIECE_SIZE:
                 keys.append(index)
                 triples.append((Piece(data), commitment, index % NUM_PIECES))
         if triples:
@@ -112,9 +120,6 @@ class PieceVerifier:
                 self.invalid += 1
                 log.warning("piece %d failed verification against its segment commitment", index)
         return result
-
-    async def valid(self, index: int, data: bytes) -> bool:
-        return (await self.valid_many({index: data}))[index]
 
 
 def source_order(priority_cache: bool) -> list[str]:

@@ -17,7 +17,6 @@ from nats.aio.msg import Msg
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import wire
-from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol import reward_signing
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.auditing import AuditResult, audit_sector
@@ -33,6 +32,7 @@ from autonomys_farmer.services import bulk, metrics
 from autonomys_farmer.services.component import Component
 from autonomys_farmer.services.farm import Farm
 from autonomys_farmer.services.nats_bus import retry_forever
+from autonomys_farmer.services.piece_getter import SegmentCommitments
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class PlotClient(Component):
         self._farming = False
         self.farming_timeout = 4.0
         self.proof_estimate_s = 0.0  # moving average of win-to-submission time
+        self.segment_commitments: SegmentCommitments | None = None
         self._proof_server_strikes = 0
         self._bypass_proof_servers_until = 0.0
         self.counts = {
@@ -99,6 +100,7 @@ class PlotClient(Component):
 
     async def start(self) -> None:
         await super().start()
+        self.segment_commitments = SegmentCommitments(self.nats)
         info = await self._app_info()
         self.farming_timeout = info.farming_timeout_secs
         pieces = info.protocol_info.max_pieces_in_sector
@@ -222,9 +224,10 @@ class PlotClient(Component):
     async def _check_expiry(self, current_segment: int) -> None:
         info = (await self._app_info()).protocol_info
         sectors = [(farm, index, meta) for farm in self.farms for index, meta in list(farm.plotted.items())]
-        commitments = await self._segment_commitments(
-            sorted({meta.history_size + info.min_sector_lifetime - 1 for _, _, meta in sectors})
-        )
+        segments = {meta.history_size + info.min_sector_lifetime - 1 for _, _, meta in sectors}
+        assert self.segment_commitments is not None
+        known = self.segment_commitments
+        commitments = await retry_forever("segment headers", lambda: known.get_many(segments))
         for farm, index, meta in sectors:
             commitment = commitments.get(meta.history_size + info.min_sector_lifetime - 1)
             if commitment is None:  # that segment is not archived yet: the sector cannot expire so soon
@@ -235,22 +238,6 @@ class PlotClient(Component):
                 log.info("farm %s: sector %d expires at segment %d: replotting", farm.id[:8], index, expires - 1)
                 self.replot[farm.id].add(index)
                 await self.nats.publish(f"{m.FARM_EVENTS}.{farm.id}", m.FarmEvent(farm.id, "replotting", index))
-
-    async def _segment_commitments(self, segments: list[int]) -> dict[int, bytes]:
-        """Commitments of archived segments, asked for in batches (the node caps a request's length)."""
-        commitments: dict[int, bytes] = {}
-        for start in range(0, len(segments), rpc.MAX_SEGMENT_HEADERS_PER_REQUEST):
-            batch = tuple(segments[start : start + rpc.MAX_SEGMENT_HEADERS_PER_REQUEST])
-            response = await retry_forever(
-                "segment headers",
-                lambda b=batch: self.nats.request_as(
-                    m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest(b)
-                ),
-            )
-            for segment, header in zip(batch, response.headers, strict=True):
-                if header is not None:
-                    commitments[segment] = SegmentHeader.from_json(header).segment_commitment
-        return commitments
 
     # --- farming ----------------------------------------------------------------------------------
 

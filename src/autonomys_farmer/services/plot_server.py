@@ -250,4 +250,4 @@ async def _settle(ack: Awaitable[None]) -> None:
     try:
         await ack
     except (nats.errors.Error, TimeoutError) as e:
-        log.warning("could not settle a plot job (%s); it will be redelivered", e or type(e).__name__)
+        log.warning("could not settle a plot job (%s); it will be redelivered", str(e) or type(e).__name__)

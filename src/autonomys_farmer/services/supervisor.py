@@ -41,7 +41,6 @@ def nats_server_config(
     host: str = "127.0.0.1",
     cluster_port: int | None = None,
     routes: Sequence[str] = (),
-    cluster_name: str = "autonomys",
 ) -> str:
     """nats-server config: JetStream on, max_payload big enough for a proving request, and with
     `cluster_port` a routed cluster (`routes`: the other servers' host:cluster_port)."""
@@ -53,7 +52,7 @@ def nats_server_config(
     ]
     if cluster_port is not None:
         route_list = ", ".join(f"nats-route://{route}" for route in routes)
-        lines.append(f"cluster {{ name: {cluster_name}, listen: {host}:{cluster_port}, routes: [{route_list}] }}")
+        lines.append(f"cluster {{ name: autonomys, listen: {host}:{cluster_port}, routes: [{route_list}] }}")
     return "\n".join(lines) + "\n"
 
 
