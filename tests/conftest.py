@@ -14,6 +14,19 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KZG_PARAMETERS = SHARED / "kzg" / "eth-public-parameters.bin"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests run only where numba-cuda finds a usable GPU."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    from autonomys_farmer.backends.cuda.device import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=f"no GPU: {reason}"))
+
+
 @pytest.fixture(scope="session")
 def kzg() -> Kzg:
     if not KZG_PARAMETERS.exists():
@@ -22,12 +35,18 @@ def kzg() -> Kzg:
 
 
 @pytest.fixture(scope="session")
-def s35_table():
+def compute():
+    """The CPU backend: what every protocol function takes when CI has no GPU."""
+    from autonomys_farmer.backends.cpu.backend import CpuBackend
+
+    return CpuBackend()
+
+
+@pytest.fixture(scope="session")
+def s35_table(compute):
     from vectors import S35
 
-    from autonomys_farmer.backends.cpu.pos_table import PosTable
-
-    return PosTable(S35)
+    return compute.proof_table(S35)
 
 
 @pytest.fixture(scope="session")

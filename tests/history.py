@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import NUM_PIECES, RECORD_NUM_CHUNKS
 from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
 from autonomys_farmer.protocol.pieces import (
@@ -29,7 +30,7 @@ def source_like_record(rng: np.random.Generator) -> np.ndarray:
 
 
 class SyntheticHistory:
-    def __init__(self, kzg: Kzg, piece_indices: list[int], seed: int = 0) -> None:
+    def __init__(self, compute: Compute, kzg: Kzg, piece_indices: list[int], seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.pieces: dict[int, Piece] = {}
         self.segment_commitments: dict[int, bytes] = {}
@@ -40,8 +41,8 @@ class SyntheticHistory:
             records = {i: source_like_record(rng) for i in indices}
             commitments = [IDENTITY_G1] * NUM_PIECES
             for i, rec in records.items():
-                commitments[piece_position(i)] = record_commitment(kzg, rec)
-            self.segment_commitments[seg] = segment_commitment(kzg, commitments)
-            witnesses = record_witnesses(kzg, commitments, [piece_position(i) for i in indices])
+                commitments[piece_position(i)] = record_commitment(compute, kzg, rec)
+            self.segment_commitments[seg] = segment_commitment(compute, kzg, commitments)
+            witnesses = record_witnesses(compute, kzg, commitments, [piece_position(i) for i in indices])
             for i, w in zip(indices, witnesses, strict=True):
                 self.pieces[i] = Piece.assemble(records[i].tobytes(), commitments[piece_position(i)], w)

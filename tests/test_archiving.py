@@ -50,10 +50,10 @@ class Recorder:
         return b"\x99" * 48, []
 
 
-def test_genesis_fills_segment_zero_and_spills_six_bytes():
+def test_genesis_fills_segment_zero_and_spills_six_bytes(compute):
     recorder = Recorder()
     archiver = Archiver(recorder)
-    genesis = genesis_block_with_padding(b"genesis block", b"\x05" * 32)
+    genesis = genesis_block_with_padding(compute, b"genesis block", b"\x05" * 32)
     assert len(genesis) == SIZE
     (segment,) = archiver.add_block(genesis, 0)
     assert segment.header.last_archived_block == LastArchivedBlock(0, SIZE - 6)
@@ -94,18 +94,17 @@ def test_segment_records_prepend_zero_bytes():
         segment_records(data[:-1])
 
 
-def test_extend_commitments_is_erasure_coding_in_the_exponent(kzg):
+def test_extend_commitments_is_erasure_coding_in_the_exponent(compute, kzg):
     """By linearity, extending commitments of constants v_i·G1 gives the commitments of extend(v)."""
     from py_arkworks_bls12381 import G1Point, Scalar
 
-    from autonomys_farmer.backends.cpu import fr_kernel as fr
-    from autonomys_farmer.protocol import erasure
+    from autonomys_farmer.protocol import erasure, field
     from autonomys_farmer.protocol.archiving import extend_commitments
 
     values = list(range(1, 129))
     source = [bytes((G1Point() * Scalar(v)).to_compressed_bytes()) for v in values]
     extended = extend_commitments(kzg, source)
-    parity = fr.mont_to_ints(erasure.extend(fr.ints_to_mont(values)))
+    parity = field.rows_to_ints(erasure.extend(compute, field.ints_to_rows(values)))
     assert extended[0::2] == source
     for i in (0, 1, 77, 127):
         assert extended[2 * i + 1] == bytes((G1Point() * Scalar(parity[i])).to_compressed_bytes())

@@ -18,7 +18,7 @@ from autonomys_farmer.protocol.chain import DEV
 from autonomys_farmer.protocol.constants import PIECE_SIZE, RECORDED_HISTORY_SEGMENT_SIZE
 from autonomys_farmer.protocol.farmer_rpc import RewardSignatureResponse, RewardSigningInfo
 from autonomys_farmer.protocol.pieces import is_piece_valid
-from autonomys_farmer.protocol.plotting import plot_sector
+from autonomys_farmer.protocol.plotting import plot_sector_in_memory
 from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.services.dev_node import DevNode
@@ -73,36 +73,36 @@ def test_raw_json_shapes(dev_node):
     asyncio.run(run())
 
 
-def test_pieces_are_valid_against_segment_commitments(dev_node, kzg):
+def test_pieces_are_valid_against_segment_commitments(dev_node, compute, kzg):
     async def run():
         client = NodeClient(dev_node.url)
         (header,) = await client.all_segment_headers()
         for index in (0, 1, 128, 255):
             piece = await client.piece(index)
-            assert piece is not None and is_piece_valid(kzg, piece, header.segment_commitment, index)
+            assert piece is not None and is_piece_valid(compute, kzg, piece, header.segment_commitment, index)
         await client.close()
 
     asyncio.run(run())
 
 
-def test_solutions_are_verified_as_a_node_does(dev_node, kzg):
+def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg):
     async def run():
         client = NodeClient(dev_node.url)
         info = (await client.farmer_app_info()).protocol_info
         sid = sec.sector_id(PUBLIC_KEY, 0, info.history_size)
         indices = sec.sector_piece_indices(sid, 2, info)
         pieces = [await client.piece(i) for i in indices]
-        plotted = plot_sector(PUBLIC_KEY, 0, info.history_size, pieces)
+        plotted = plot_sector_in_memory(compute, PUBLIC_KEY, 0, info.history_size, pieces)
         view = PlottedSectorView.open(plotted.data, plotted.metadata)
         first_slot = None
         async for slot in client.slot_info():
             # Slots count from the chain's start (wall clock), which was archived before other tests ran.
             first_slot = slot.slot_number if first_slot is None else first_slot
             audit = audit_sector(
-                PUBLIC_KEY, slot.global_challenge, slot.voting_solution_range, plotted.data, plotted.metadata
+                compute, PUBLIC_KEY, slot.global_challenge, slot.voting_solution_range, plotted.data, plotted.metadata
             )
             if winning_records(view, audit):
-                proofs = prove_audit(PUBLIC_KEY, PUBLIC_KEY, view, audit, kzg)
+                proofs = prove_audit(compute, kzg, PUBLIC_KEY, PUBLIC_KEY, view, audit)
                 solution = await asyncio.to_thread(next, proofs)
                 try:
                     await client.submit_solution_response(slot.slot_number, solution)
@@ -158,9 +158,9 @@ def test_restart_keeps_history_and_client_reconnects(dev_node):
     assert startup < 60  # no re-archiving of the genesis segment
 
 
-def test_reward_signing_round_trip(tmp_path, kzg):
+def test_reward_signing_round_trip(tmp_path, compute, kzg):
     async def run():
-        node = DevNode(tmp_path, DEV, kzg)
+        node = DevNode(tmp_path, DEV, compute, kzg)
         server = node.rpc_server()
         requests = node.reward_signing.subscribe([])
 
@@ -211,7 +211,7 @@ if os.environ.get("AUTONOMYS_FARMER_SKIP_DEV_NODE"):
     pytestmark = pytest.mark.skip("AUTONOMYS_FARMER_SKIP_DEV_NODE is set")
 
 
-def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, kzg, tmp_path):
+def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, compute, kzg, tmp_path):
     """`NODE_URL=http://... autonomys-farmer export-piece`: every piece, in the piece_cache.bin format
     the full-piece cache opens as is; run again after losing some, it fetches only those."""
     import subprocess
@@ -246,7 +246,7 @@ def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, kzg, t
     store = PieceStore(output, PIECE_SIZE)
     segment_commitment = asyncio.run(commitment())
     triples = [(Piece(store.get(i)), segment_commitment, i) for i in (0, 3, 100, 255)]
-    assert are_pieces_valid(kzg, triples, os.urandom(16)) == [True] * 4
+    assert are_pieces_valid(compute, kzg, triples, os.urandom(16)) == [True] * 4
     store.close()
     with pytest.raises(ValueError, match="expected http://"):
         asyncio.run(export_pieces("ftp://nowhere", output))

@@ -13,7 +13,7 @@ from autonomys_farmer.protocol.auditing import audit_sector, chunk_distance
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, U64_MAX
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid, is_piece_valid, piece_position, segment_index
-from autonomys_farmer.protocol.plotting import plot_sector
+from autonomys_farmer.protocol.plotting import plot_sector_in_memory
 from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, read_piece
 from autonomys_farmer.protocol.verification import (
@@ -42,14 +42,16 @@ class Farm:
 
 
 @pytest.fixture(scope="module")
-def farm(kzg) -> Farm:
+def farm(compute, kzg) -> Farm:
     sid = sec.sector_id(PUBLIC_KEY, 0, INFO.history_size)
     indices = sec.sector_piece_indices(sid, 2, INFO)
-    history = SyntheticHistory(kzg, indices)
+    history = SyntheticHistory(compute, kzg, indices)
     for index in indices:
-        assert is_piece_valid(kzg, history.pieces[index], history.segment_commitments[0], piece_position(index))
+        piece, commitment = history.pieces[index], history.segment_commitments[0]
+        assert is_piece_valid(compute, kzg, piece, commitment, piece_position(index))
     done = []
-    plotted = plot_sector(
+    plotted = plot_sector_in_memory(
+        compute,
         PUBLIC_KEY,
         0,
         INFO.history_size,
@@ -61,19 +63,19 @@ def farm(kzg) -> Farm:
     return Farm(history, indices, plotted.data, PlottedSectorView.open(plotted.data, metadata))
 
 
-def _winning_slot(farm: Farm) -> tuple[int, object]:
+def _winning_slot(farm: Farm, compute) -> tuple[int, object]:
     for slot in range(1, 200):
         challenge = sec.global_challenge(sec.global_randomness(POT), slot)
-        audit = audit_sector(PUBLIC_KEY, challenge, U64_MAX, farm.data, farm.view.metadata)
+        audit = audit_sector(compute, PUBLIC_KEY, challenge, U64_MAX, farm.data, farm.view.metadata)
         if winning_records(farm.view, audit):
             return slot, audit
     raise AssertionError("no slot with an encoded candidate in 200 slots")
 
 
 @pytest.fixture(scope="module")
-def solution(farm, kzg):
-    slot, audit = _winning_slot(farm)
-    return slot, next(prove_audit(PUBLIC_KEY, REWARD_ADDRESS, farm.view, audit, kzg))
+def solution(farm, compute, kzg):
+    slot, audit = _winning_slot(farm, compute)
+    return slot, next(prove_audit(compute, kzg, PUBLIC_KEY, REWARD_ADDRESS, farm.view, audit))
 
 
 def _piece_check(farm: Farm, **overrides) -> PieceCheckParams:
@@ -99,18 +101,18 @@ def test_sector_layout(farm):
         assert record_meta.piece_checksum == blake3_hash(piece.data)
 
 
-def test_read_back_every_piece(farm):
+def test_read_back_every_piece(farm, compute):
     for offset, index in enumerate(farm.piece_indices):
-        assert read_piece(farm.view, PUBLIC_KEY, offset) == farm.history.pieces[index]
+        assert read_piece(compute, farm.view, PUBLIC_KEY, offset) == farm.history.pieces[index]
 
 
-def test_corrupted_chunk_is_detected(farm):
+def test_corrupted_chunk_is_detected(farm, compute):
     data = bytearray(farm.data)
     data[farm.view.layout.chunks_offset + 32 * 5] ^= 0x01
     view = PlottedSectorView.open(bytes(data), farm.view.metadata)
     with pytest.raises(ReadingError):
         for offset in range(2):
-            read_piece(view, PUBLIC_KEY, offset)
+            read_piece(compute, view, PUBLIC_KEY, offset)
 
 
 def test_truncated_sector_is_rejected(farm):
@@ -199,11 +201,12 @@ def test_consensus_limits(farm, kzg, solution):
     assert verify_solution(sol, slot, POT, U64_MAX, kzg, fresh) == distance
 
 
-def test_batch_piece_verification_flags_exactly_the_bad_pieces(farm, kzg):
+def test_batch_piece_verification_flags_exactly_the_bad_pieces(farm, compute, kzg):
     commitment = farm.history.segment_commitments[0]
     first, second = (farm.history.pieces[i] for i in farm.piece_indices)
     p1, p2 = (piece_position(i) for i in farm.piece_indices)
-    assert are_pieces_valid(kzg, [(first, commitment, p1), (second, commitment, p2)], bytes(16)) == [True, True]
+    both = [(first, commitment, p1), (second, commitment, p2)]
+    assert are_pieces_valid(compute, kzg, both, bytes(16)) == [True, True]
     flipped = Piece(bytes([first.data[0] ^ 1]) + first.data[1:])  # record no longer matches its commitment
     swapped = Piece.assemble(second.record, second.commitment, first.witness)  # witness of another position
     batch = [
@@ -213,6 +216,6 @@ def test_batch_piece_verification_flags_exactly_the_bad_pieces(farm, kzg):
         (swapped, commitment, p2),
         (first, commitment, p1),
     ]
-    expected = [is_piece_valid(kzg, piece, c, position) for piece, c, position in batch]
+    expected = [is_piece_valid(compute, kzg, piece, c, position) for piece, c, position in batch]
     assert expected == [False, True, False, False, True]
-    assert are_pieces_valid(kzg, batch, b"\x01" * 16) == expected
+    assert are_pieces_valid(compute, kzg, batch, b"\x01" * 16) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import KZG_PARAMETERS
 
-from autonomys_farmer.backends.cpu import fr_kernel as fr
+from autonomys_farmer.protocol import field
 from autonomys_farmer.protocol.kzg import (
     IDENTITY_G1,
     PARAMETERS_SIZE,
@@ -29,19 +29,19 @@ def test_parameters(kzg):
     assert bytes(kzg.g1_powers[0].to_compressed_bytes()).hex().startswith("97f1d3a7")
 
 
-def test_commit_and_witness_vectors(kzg):
-    poly = kzg.poly(fr.ints_to_mont(list(range(1, 9))))
-    commitment = kzg.commit(poly)
+def test_commit_and_witness_vectors(compute, kzg):
+    poly = kzg.poly(compute, field.ints_to_rows(list(range(1, 9))))
+    commitment = kzg.commit(compute, poly)
     assert commitment.hex() == COMMIT_1_TO_8
-    witness = kzg.create_witness(poly, 8, 3)
+    witness = kzg.create_witness(compute, poly, 8, 3)
     assert witness.hex() == WITNESS_8_3
     assert kzg.verify(commitment, 8, 3, (4).to_bytes(32, "big"), witness)
 
 
-def test_verify_rejects(kzg):
-    poly = kzg.poly(fr.ints_to_mont(list(range(1, 9))))
-    commitment = kzg.commit(poly)
-    witness = kzg.create_witness(poly, 8, 3)
+def test_verify_rejects(compute, kzg):
+    poly = kzg.poly(compute, field.ints_to_rows(list(range(1, 9))))
+    commitment = kzg.commit(compute, poly)
+    witness = kzg.create_witness(compute, poly, 8, 3)
     assert not kzg.verify(commitment, 8, 3, (5).to_bytes(32, "big"), witness)
     assert not kzg.verify(commitment, 8, 2, (4).to_bytes(32, "big"), witness)
     assert not kzg.verify(commitment, 8, 3, (4).to_bytes(32, "big"), IDENTITY_G1)
@@ -81,11 +81,11 @@ def test_load_checks_size_and_hash(tmp_path):
         Kzg.from_bytes(b"\x00" * 10)
 
 
-def test_insecure_dev_setup_round_trip():
+def test_insecure_dev_setup_round_trip(compute):
     kzg = Kzg.from_bytes(insecure_parameters(b"test", num_g1=16))
-    poly = kzg.poly(fr.ints_to_mont([9, 8, 7, 6, 5, 4, 3, 2]))
-    commitment = kzg.commit(poly)
-    witness = kzg.create_witness(poly, 8, 5)
+    poly = kzg.poly(compute, field.ints_to_rows([9, 8, 7, 6, 5, 4, 3, 2]))
+    commitment = kzg.commit(compute, poly)
+    witness = kzg.create_witness(compute, poly, 8, 5)
     assert kzg.verify(commitment, 8, 5, (4).to_bytes(32, "big"), witness)
     assert not kzg.verify(commitment, 8, 5, (3).to_bytes(32, "big"), witness)
     assert insecure_parameters(b"test", num_g1=16) == insecure_parameters(b"test", num_g1=16)

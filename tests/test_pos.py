@@ -25,15 +25,39 @@ from vectors import (
 )
 
 from autonomys_farmer.backends.cpu import pos_table
-from autonomys_farmer.backends.cpu.pos_table import PosTable, fn_batch
+from autonomys_farmer.backends.cpu.hashing import keystream_launch
+from autonomys_farmer.backends.cpu.kernels import CPU
+from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.protocol import pos
+
+
+def keystream(seed: bytes, k: int) -> np.ndarray:
+    out = np.zeros(-(-(k << k) // 512) * 64 + 8, np.uint8)
+    keystream_launch(True, np.array(pos.chacha8_key_words(seed), np.uint32), out)
+    return out
+
+
+def f1_all(ks: np.ndarray, k: int) -> np.ndarray:
+    y = np.empty(1 << k, np.int64)
+    pos_table.f1_launch(True, ks, k, y)
+    return y
+
+
+def fn_batch(table: int, k: int, y_left, meta_left: list[int], meta_right: list[int]) -> tuple[list[int], list[int]]:
+    """The compiled fn kernel body over explicit (y, meta_left, meta_right) triples."""
+    ys, metas = [], []
+    for y, ml, mr in zip(y_left, meta_left, meta_right, strict=True):
+        yy, hi, lo = CPU.fn(table, k, int(y), np.uint64(ml >> 64), np.uint64(ml & (2**64 - 1)),
+                            np.uint64(mr >> 64), np.uint64(mr & (2**64 - 1)))  # fmt: skip
+        ys.append(int(yy))
+        metas.append((int(hi) << 64) | int(lo))
+    return ys, metas
 
 
 @pytest.mark.parametrize(("k", "cases"), [(25, F1_K25), (22, F1_K22)])
 def test_f1_vectors_reference_and_kernel(k, cases):
     seed = to_chia_seed(CHIA_TEST_KEY)
-    keystream = pos_table.chacha8_keystream(np.array(pos.chacha8_key_words(seed), np.uint64), -(-(k << k) // 512))
-    ys = pos_table.f1_all(keystream, k)
+    ys = f1_all(keystream(seed, k), k)
     for x, y in cases:
         assert pos.f1(seed, x, k) == y
         assert ys[x] == y
@@ -158,11 +182,11 @@ def test_matches_satisfy_chia_check_at_k12():
         )
     )
     k = 12
-    ks = pos_table.chacha8_keystream(np.array(pos.chacha8_key_words(seed), np.uint64), -(-(k << k) // 512))
-    y = np.sort(pos_table.f1_all(ks, k))
+    y = np.sort(f1_all(keystream(seed, k), k))
     nb = pos.num_buckets(k)
     starts = np.searchsorted(y, np.arange(nb + 1) * pos.PARAM_BC)
-    left, right, n = pos_table.find_matches(y, starts, nb, pos_table.LEFT_TARGETS)
+    left, right = pos_table.find_matches(y, starts, parallel=True)
+    n = len(left)
     assert 2**11 < n < 2**13
     for i in range(n):
         yl, yr = int(y[left[i]]), int(y[right[i]])

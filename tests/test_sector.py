@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from autonomys_farmer.protocol import sector as sec
+from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.pieces import (
     PieceError,
     from_source_position,
@@ -17,6 +18,7 @@ from autonomys_farmer.protocol.pieces import (
     segment_index,
     source_position,
 )
+from autonomys_farmer.protocol.plotting import kept_s_buckets, write_sector
 from autonomys_farmer.protocol.solution import (
     Solution,
     SolutionError,
@@ -198,3 +200,57 @@ def test_malformed_solution_json(field, value, message):
     obj[field] = value
     with pytest.raises(SolutionError, match=message):
         Solution.from_json(obj)
+
+
+def _naive_layout(chunks: np.ndarray, encoded: np.ndarray) -> bytes:
+    """The chunks region written the obvious way: for each s-bucket, each record that keeps a chunk there."""
+    kept = kept_s_buckets(encoded)
+    position = np.zeros(len(chunks), np.int64)
+    out = []
+    for s in range(kept.shape[1]):
+        for o in np.flatnonzero(kept[:, s]):
+            out.append(chunks[o, position[o]].tobytes())
+            position[o] += 1
+    return b"".join(out)
+
+
+def _encoded_maps(rng: np.random.Generator, records: int) -> np.ndarray:
+    bits = np.zeros((records, RECORD_NUM_S_BUCKETS), bool)
+    for o in range(records):
+        bits[o, rng.choice(RECORD_NUM_S_BUCKETS, int(rng.integers(0, 32769)), replace=False)] = True
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def test_sector_layout_equals_the_naive_order_and_streams_in_bounded_memory():
+    import io
+    import tracemalloc
+
+    rng = np.random.default_rng(9)
+    records = 3
+    chunks = rng.integers(0, 256, (records, 32768, 32), dtype=np.uint8)
+    encoded = _encoded_maps(rng, records)
+    meta = [sec.RecordMetadata(bytes([o]) * 48, bytes(48), bytes(32)) for o in range(records)]
+    out = io.BytesIO()
+    metadata = write_sector(out, chunks, encoded, meta, 5, 9)
+    data = out.getvalue()
+    layout = sec.SectorLayout(records)
+    assert len(data) == layout.size and data[layout.chunks_offset : layout.metadata_offset] == _naive_layout(
+        chunks, encoded
+    )
+    assert metadata.s_bucket_sizes.sum() == records * 32768
+
+    # 200 records (200 MiB of chunks): the layout holds one slab of s-buckets at a time, not a sector copy.
+    many = 200
+    chunks = np.zeros((many, 32768, 32), np.uint8)
+    encoded = np.repeat(_encoded_maps(rng, 1), many, axis=0)
+    meta = [sec.RecordMetadata(bytes(48), bytes(48), bytes(32))] * many
+
+    class Discard(io.RawIOBase):
+        def write(self, data):  # type: ignore[override]
+            return len(data)
+
+    tracemalloc.start()
+    write_sector(Discard(), chunks, encoded, meta, 0, 1)
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, f"laying out {many} records took {peak / 2**20:.0f} MiB at its peak"

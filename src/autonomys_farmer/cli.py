@@ -13,7 +13,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from autonomys_farmer.protocol.compute import Compute
     from autonomys_farmer.services.component import Component
+
+GPU_CONCURRENCY_ENV = "GPU_CONCURRENCY"
+
+
+def _gpu_concurrency() -> int:
+    """GPU_CONCURRENCY: records (plot server) or proofs (proof server) in flight on the GPU at once."""
+    value = os.environ.get(GPU_CONCURRENCY_ENV, "1")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise SystemExit(f"{GPU_CONCURRENCY_ENV} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _compute(choice: str) -> Compute:
+    """The compute backend `--backend` names (one-line error when it cannot run here)."""
+    from autonomys_farmer.backends import BackendUnavailableError, select_backend
+
+    try:
+        return select_backend(choice, _gpu_concurrency())
+    except BackendUnavailableError as e:
+        raise SystemExit(str(e)) from e
 
 
 def _kzg_fetch(args: argparse.Namespace) -> int:
@@ -44,7 +65,7 @@ def _dev_node(args: argparse.Namespace) -> int:
 
     kzg = load_kzg(args.kzg_parameters)
     try:
-        asyncio.run(dev_node.serve(base_path, CHAINS[args.chain], kzg, host, port))
+        asyncio.run(dev_node.serve(base_path, CHAINS[args.chain], _compute("cpu"), kzg, host, port))
     except KeyboardInterrupt:
         pass
     return 0
@@ -91,8 +112,13 @@ def _component_parser(name: str) -> argparse.ArgumentParser:
     return p
 
 
-def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | None) -> Component:
-    """Build one cluster component from its own command line."""
+COMPUTING_COMPONENTS = ("proof-server", "plot-server", "plot-client")
+
+
+def _component(
+    name: str, argv: list[str], servers: list[str], kzg_path: str | None, compute: Compute | None
+) -> Component:
+    """Build one cluster component from its own command line (`compute` for COMPUTING_COMPONENTS)."""
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
 
@@ -104,7 +130,6 @@ def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | N
             raise SystemExit("controller: --base-path DIR or --tmp is required")
         base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if args.tmp else Path(args.base_path)
         return Controller(servers, args.node_rpc_url, base)
-    kzg = load_kzg(kzg_path)
     if name == "sharded-cache":
         from autonomys_farmer.services.sharded_cache import ShardedCache
 
@@ -112,7 +137,7 @@ def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | N
             raise SystemExit("sharded-cache: give one path=DIR[,size=SIZE] per instance")
         options = parse_path_options(args.disks[0], ("path", "size"))
         size = parse_size(options["size"]) if "size" in options else None
-        return ShardedCache(servers, Path(options["path"]), kzg, size, args.item_type)
+        return ShardedCache(servers, Path(options["path"]), size, args.item_type)
     if name == "full-piece-sharded-cache":
         from autonomys_farmer.services.full_piece_sharded_cache import FullPieceShardedCache
 
@@ -126,16 +151,24 @@ def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | N
             if temporary
             else Path(parse_path_options(args.disks[0], ("path",))["path"])
         )
-        return FullPieceShardedCache(servers, directory, kzg, temporary=temporary)
+        return FullPieceShardedCache(servers, directory, temporary=temporary)
+    assert compute is not None
+    kzg = load_kzg(kzg_path)
     if name == "proof-server":
         from autonomys_farmer.services.proof_server import ProofServer
 
-        return ProofServer(servers, kzg)
+        return ProofServer(servers, compute, kzg, _gpu_concurrency())
     if name == "plot-server":
         from autonomys_farmer.services.plot_server import PlotServer
 
         return PlotServer(
-            servers, Path(args.base_path), args.listen_port, kzg, args.priority_cache, args.max_buffered_sectors
+            servers,
+            Path(args.base_path),
+            args.listen_port,
+            compute,
+            kzg,
+            args.priority_cache,
+            args.max_buffered_sectors,
         )
     from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
     from autonomys_farmer.services.plot_client import PlotClient
@@ -150,7 +183,9 @@ def _component(name: str, argv: list[str], servers: list[str], kzg_path: str | N
         if not options["sectors"].isdigit() or int(options["sectors"]) < 1:
             raise SystemExit(f"plot-client: sectors must be a positive integer in {spec!r}")
         farms.append((Path(options["path"]), int(options["sectors"])))
-    return PlotClient(servers, reward_address, farms, kzg, args.max_plotting_sectors_per_farm, args.proof_timeout)
+    return PlotClient(
+        servers, reward_address, farms, compute, kzg, args.max_plotting_sectors_per_farm, args.proof_timeout
+    )
 
 
 def _cluster(args: argparse.Namespace) -> int:
@@ -161,12 +196,15 @@ def _cluster(args: argparse.Namespace) -> int:
             groups.append([])
         else:
             groups[-1].append(word)
-    components = []
     for group in groups:
         if not group or group[0] not in CLUSTER_COMPONENTS:
             raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(CLUSTER_COMPONENTS)}")
+    computing = any(group[0] in COMPUTING_COMPONENTS for group in groups)
+    compute = _compute(args.backend) if computing else None
+    components = []
+    for group in groups:
         try:
-            components.append(_component(group[0], group[1:], args.nats_server, args.kzg_parameters))
+            components.append(_component(group[0], group[1:], args.nats_server, args.kzg_parameters, compute))
         except ValueError as e:
             raise SystemExit(f"{group[0]}: {e}") from e
     if args.prometheus_listen_on:
@@ -204,6 +242,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
         epochs = asyncio.run(
             sharded_cache_benchmark(
                 args.nats_servers,
+                _compute("cpu"),
                 kzg,
                 args.sectors,
                 args.epoch,
@@ -231,6 +270,7 @@ def _verify_piece(args: argparse.Namespace) -> int:
             report = asyncio.run(
                 verify_pieces(
                     args.nats_servers,
+                    _compute("cpu"),
                     kzg,
                     repair=not args.no_repair,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -286,10 +326,13 @@ def _dev(args: argparse.Namespace) -> int:
         args.status_interval,
         args.duration,
         args.nats_cluster_size,
+        args.backend,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from autonomys_farmer.backends import BACKEND_CHOICES
+
     parser = argparse.ArgumentParser(prog="autonomys-farmer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('autonomys-farmer')}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -310,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--nats-server", action="append", required=True, metavar="nats://HOST:PORT")
     cluster.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
     cluster.add_argument("--prometheus-listen-on", metavar="HOST:PORT", type=_host_port)
+    cluster.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="compute backend for plot servers, proof servers and plot clients (auto: cuda if a GPU is usable)",
+    )
     cluster.add_argument("component", choices=CLUSTER_COMPONENTS)
     cluster.add_argument("rest", nargs=argparse.REMAINDER)
     cluster.set_defaults(func=_cluster)
@@ -375,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--status-interval", type=float, default=1.0)
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
+    dev.add_argument(
+        "--backend", choices=BACKEND_CHOICES, default="auto", help="compute backend (auto: cuda if usable)"
+    )
     dev.set_defaults(func=_dev)
     return parser
 

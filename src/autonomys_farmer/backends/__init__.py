@@ -1,50 +1,51 @@
-"""Compute backends: the heavy kernels of plotting and proving behind one interface.
+"""Compute backends: implementations of the protocol's compute contract (`protocol.compute.Compute`).
 
-A backend turns PoS seeds into proof tables/proof hashes and records into their erasure-coded
-extension; the protocol layer (`protocol.plotting`, `protocol.proving`) does the rest with numpy.
-`get_backend()` resolves a name to a backend; every backend must produce byte-identical output.
+`cpu` compiles the one kernel source (backends/kernels) with numba for every core; `cuda` compiles the
+same source with numba-cuda for one GPU (the one CUDA_VISIBLE_DEVICES leaves visible). Services pick one
+with `select_backend` and pass it to the protocol functions they call.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from typing import Protocol
+import logging
 
-import numpy as np
+from autonomys_farmer.protocol.compute import Compute
 
+log = logging.getLogger(__name__)
 
-class PosTableLike(Protocol):
-    def find_proof(self, challenge_index: int) -> bytes | None: ...
-
-    def find_proofs(self, challenge_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+BACKEND_CHOICES = ("auto", "cpu", "cuda")
 
 
-class ComputeBackend(Protocol):
-    name: str
-
-    def pos_table(self, seed: bytes) -> PosTableLike:
-        """All seven tables of one seed, for proof lookups (reading, proving)."""
-        ...
-
-    def proof_hashes(self, seeds: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """For each seed: has_proof bool[65536] and H(first proof) uint8[65536, 32] per s-bucket."""
-        ...
-
-    def extend_records(self, records: np.ndarray) -> np.ndarray:
-        """(n, 32768, 32) records -> (n, 65536, 32) s-bucket chunks (source even, parity odd)."""
-        ...
+class BackendUnavailableError(RuntimeError):
+    """The backend asked for cannot run here (the message says why)."""
 
 
-BACKENDS = ("auto", "cpu")
+def select_backend(choice: str = "auto", gpu_concurrency: int = 1) -> Compute:
+    """`cpu`, `cuda`, or `auto`: cuda when numba-cuda finds a usable GPU, else cpu (logged either way).
+
+    gpu_concurrency (GPU_CONCURRENCY) is how many records the GPU keeps in flight at once: more
+    throughput for more GPU memory."""
+    if choice not in BACKEND_CHOICES:
+        raise BackendUnavailableError(f"unknown compute backend {choice!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+    if choice == "cpu":
+        return _cpu()
+    from autonomys_farmer.backends.cuda.device import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        from autonomys_farmer.backends.cuda.backend import CudaBackend
+
+        backend = CudaBackend(gpu_concurrency)
+        log.info("compute backend: cuda on %s", backend.device)
+        return backend
+    if choice == "cuda":
+        raise BackendUnavailableError(f"--backend cuda: {reason}")
+    backend = _cpu()
+    log.info("compute backend: cpu on %s (no usable GPU: %s)", backend.device, reason)
+    return backend
 
 
-def get_backend(name: str | None = None) -> ComputeBackend:
-    """`cpu` or `auto` (default, or $AUTONOMYS_FARMER_BACKEND). Only the CPU backend exists so far,
-    so `auto` resolves to it; asking for anything else is an error naming the value."""
-    choice = (name or os.environ.get("AUTONOMYS_FARMER_BACKEND") or "auto").lower()
-    if choice not in BACKENDS:
-        raise ValueError(f"unknown compute backend {choice!r}: available are {', '.join(BACKENDS)}")
+def _cpu() -> Compute:
     from autonomys_farmer.backends.cpu.backend import CpuBackend
 
     return CpuBackend()

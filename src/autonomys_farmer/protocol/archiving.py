@@ -8,7 +8,6 @@ across the 128 source records, record commitments, the segment commitment and re
 
 from __future__ import annotations
 
-import os
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -19,9 +18,9 @@ from typing import Literal
 import numpy as np
 from py_arkworks_bls12381 import G1Point, Scalar
 
-from autonomys_farmer.backends.cpu import fr_kernel as fr
-from autonomys_farmer.backends.cpu.pos_table import chacha8_keystream
 from autonomys_farmer.protocol import erasure
+from autonomys_farmer.protocol import field as fr
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import (
     NUM_PIECES,
     NUM_RAW_RECORDS,
@@ -32,7 +31,6 @@ from autonomys_farmer.protocol.field import BLS_MODULUS, SAFE_BYTES, bit_reverse
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
 from autonomys_farmer.protocol.pieces import Piece, record_witnesses, segment_commitment
-from autonomys_farmer.protocol.pos import chacha8_key_words
 from autonomys_farmer.protocol.scale import ScaleError, compact_size, encode_compact
 
 
@@ -165,8 +163,8 @@ class Archiver:
     buffer: deque[SegmentItem] = field(default_factory=deque)
 
     @classmethod
-    def with_kzg(cls, kzg: Kzg) -> Archiver:
-        return cls(lambda segment: archive_segment(kzg, segment))
+    def with_kzg(cls, compute: Compute, kzg: Kzg) -> Archiver:
+        return cls(lambda segment: archive_segment(compute, kzg, segment))
 
     def add_block(self, block: bytes, number: int) -> list[ArchivedSegment]:
         self.buffer.append(SegmentItem("block", block, number, 0, len(block)))
@@ -225,12 +223,12 @@ class Archiver:
         return ArchivedSegment(header, [Piece.assemble(*p) for p in pieces])
 
 
-def genesis_block_with_padding(genesis_block: bytes, state_root: bytes) -> bytes:
+def genesis_block_with_padding(compute: Compute, genesis_block: bytes, state_root: bytes) -> bytes:
     """Genesis is extended with ChaCha8 bytes (seeded by its state root) to fill segment 0 at once."""
     missing = RECORDED_HISTORY_SEGMENT_SIZE - len(genesis_block)
     if missing <= 0:
         return genesis_block
-    keystream = chacha8_keystream(np.array(chacha8_key_words(state_root), np.uint64), -(-missing // 64))
+    keystream = compute.chacha8_keystream(state_root, -(-missing // 64))
     return genesis_block + keystream[:missing].tobytes()
 
 
@@ -278,21 +276,21 @@ def segment_records(segment_bytes: bytes) -> np.ndarray:
     return records
 
 
-def archive_segment(kzg: Kzg, segment_bytes: bytes) -> tuple[bytes, list[tuple[bytes, bytes, bytes]]]:
+def archive_segment(compute: Compute, kzg: Kzg, segment_bytes: bytes) -> tuple[bytes, list[tuple[bytes, bytes, bytes]]]:
     """(segment commitment, [(record, record commitment, witness)] for the 256 piece positions)."""
     source = segment_records(segment_bytes)
     # Erasure coding across records: chunk k of the 128 source records -> 128 parity chunks.
     by_chunk = np.ascontiguousarray(source.transpose(1, 0, 2)).reshape(-1, 32)
-    rows = fr.scalars_to_mont(by_chunk).reshape(RECORD_NUM_CHUNKS, NUM_RAW_RECORDS, 8)
-    parity_rows = erasure.extend_batch(rows)
-    parity = fr.mont_to_scalars(parity_rows.reshape(-1, 8)).reshape(RECORD_NUM_CHUNKS, NUM_RAW_RECORDS, 32)
+    rows = fr.scalars_to_rows(compute, by_chunk).reshape(RECORD_NUM_CHUNKS, NUM_RAW_RECORDS, 8)
+    parity_rows = erasure.extend_batch(compute, rows)
+    parity = fr.rows_to_scalars(compute, parity_rows.reshape(-1, 8)).reshape(RECORD_NUM_CHUNKS, NUM_RAW_RECORDS, 32)
     parity = parity.transpose(1, 0, 2)
     # py-arkworks releases the GIL inside MSMs: commit to records on all cores.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        source_commitments = list(pool.map(lambda record: _record_commitment(kzg, record), source))
+    with ThreadPoolExecutor() as pool:
+        source_commitments = list(pool.map(lambda record: _record_commitment(compute, kzg, record), source))
     commitments = extend_commitments(kzg, source_commitments)
-    seg_commitment = segment_commitment(kzg, commitments)
-    witnesses = record_witnesses(kzg, commitments, list(range(NUM_PIECES)))
+    seg_commitment = segment_commitment(compute, kzg, commitments)
+    witnesses = record_witnesses(compute, kzg, commitments, list(range(NUM_PIECES)))
     pieces = []
     for position in range(NUM_PIECES):
         record = source[position // 2] if position % 2 == 0 else parity[position // 2]
@@ -300,10 +298,10 @@ def archive_segment(kzg: Kzg, segment_bytes: bytes) -> tuple[bytes, list[tuple[b
     return seg_commitment, pieces
 
 
-def _record_commitment(kzg: Kzg, record: np.ndarray) -> bytes:
+def _record_commitment(compute: Compute, kzg: Kzg, record: np.ndarray) -> bytes:
     if not record.any():
         return IDENTITY_G1  # the zero polynomial; skips a 2^15-point MSM for empty records
-    return kzg.commit(kzg.poly(fr.scalars_to_mont(record)))
+    return kzg.commit(compute, kzg.poly(compute, fr.scalars_to_rows(compute, record)))
 
 
 __all__ = ["ArchivedSegment", "Archiver", "ScaleError", "SegmentHeader", "archive_segment"]

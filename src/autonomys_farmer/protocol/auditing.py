@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autonomys_farmer.backends.cpu.blake3_kernel import keyed_hash_rows
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.hashes import keyed_hash
 from autonomys_farmer.protocol.sector import (
     SectorBytes,
@@ -51,10 +51,12 @@ def chunk_distance(global_challenge: bytes, sector_slot_challenge: bytes, chunk:
     return bidirectional_distance(int.from_bytes(global_challenge[:8], "little"), audit)
 
 
-def chunk_distances(global_challenge: bytes, sector_slot_challenge: bytes, chunks: np.ndarray) -> np.ndarray:
+def chunk_distances(
+    compute: Compute, global_challenge: bytes, sector_slot_challenge: bytes, chunks: np.ndarray
+) -> np.ndarray:
     """Vectorised chunk_distance over (n, 32) chunks, as uint64."""
-    key = np.frombuffer(sector_slot_challenge, np.uint8)
-    audit = keyed_hash_rows(key, np.ascontiguousarray(chunks, np.uint8))[:, :8].copy().view("<u8").ravel()
+    digests = compute.keyed_hash_rows(sector_slot_challenge, np.ascontiguousarray(chunks, np.uint8))
+    audit = digests[:, :8].copy().view("<u8").ravel()
     target = np.uint64(int.from_bytes(global_challenge[:8], "little"))
     forward = target - audit  # uint64 arithmetic wraps mod 2^64
     backward = audit - target
@@ -62,6 +64,7 @@ def chunk_distances(global_challenge: bytes, sector_slot_challenge: bytes, chunk
 
 
 def audit_sector(
+    compute: Compute,
     public_key: bytes,
     global_challenge: bytes,
     solution_range: int,
@@ -77,7 +80,7 @@ def audit_sector(
         return AuditResult(metadata.sector_index, s, ())
     start = SectorLayout(metadata.pieces_in_sector).chunks_offset + 32 * int(metadata.s_bucket_offsets()[s])
     chunks = np.frombuffer(memoryview(sector)[start : start + 32 * size], np.uint8).reshape(size, 32)
-    distances = chunk_distances(global_challenge, ssc, chunks)
+    distances = chunk_distances(compute, global_challenge, ssc, chunks)
     winners = np.flatnonzero(distances <= np.uint64(solution_range // 2))
     order = winners[np.argsort(distances[winners], kind="stable")]
     return AuditResult(metadata.sector_index, s, tuple(ChunkCandidate(int(k), int(distances[k])) for k in order))

@@ -1,6 +1,6 @@
 """KZG over BLS12-381 with the monomial 2^15 setup (protocol.md §4), on py-arkworks-bls12381.
 
-Polynomials are coefficient vectors (Montgomery rows of `fr_kernel`); values/points are scalars.
+Polynomials are coefficient vectors (Montgomery rows, protocol.field); values/points are scalars.
 Encodings are blst's compressed G1 (48 bytes); decoding follows blst exactly (no subgroup check,
 reject x = 0 and non-canonical infinity), which arkworks' unchecked decoder needs help with.
 """
@@ -15,7 +15,8 @@ import blake3
 import numpy as np
 from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
 
-from autonomys_farmer.backends.cpu import fr_kernel as fr
+from autonomys_farmer.protocol import field
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.field import BLS_MODULUS, next_power_of_two, root_of_unity
 
 NUM_G1_POWERS = 32768
@@ -55,8 +56,8 @@ def decode_g1(data: bytes) -> G1Point:
         raise KzgError(f"G1 point {data.hex()} is not on the curve") from e
 
 
-def _rows_to_arkworks(rows: np.ndarray) -> list[Scalar]:
-    raw = fr.from_montgomery(rows)  # little-endian u32 limbs == little-endian bytes
+def _rows_to_arkworks(compute: Compute, rows: np.ndarray) -> list[Scalar]:
+    raw = field.from_montgomery(compute, rows)  # little-endian u32 limbs == little-endian bytes
     blob = np.ascontiguousarray(raw.astype("<u4")).tobytes()
     return [Scalar.from_le_bytes(blob[32 * i : 32 * i + 32]) for i in range(raw.shape[0])]
 
@@ -87,21 +88,21 @@ class Kzg:
         tau_g2 = G2Point.from_compressed_bytes_unchecked(data[base + G2_SIZE : base + 2 * G2_SIZE])
         return cls(g1, g2, tau_g2)
 
-    def commit(self, coeffs: np.ndarray) -> bytes:
+    def commit(self, compute: Compute, coeffs: np.ndarray) -> bytes:
         """Σ c_j·[τ^j]G1, compressed."""
         n = coeffs.shape[0]
         if n > NUM_G1_POWERS:
             raise KzgError(f"polynomial of {n} coefficients exceeds the {NUM_G1_POWERS}-power setup")
         if n == 0:
             return IDENTITY_G1
-        point = G1Point.multiexp_unchecked(list(self.g1_powers[:n]), _rows_to_arkworks(coeffs))
+        point = G1Point.multiexp_unchecked(list(self.g1_powers[:n]), _rows_to_arkworks(compute, coeffs))
         return bytes(point.to_compressed_bytes())
 
-    def poly(self, values: np.ndarray) -> np.ndarray:
+    def poly(self, compute: Compute, values: np.ndarray) -> np.ndarray:
         """Coefficients of the polynomial through values at ω_n^i (n must be a power of two)."""
-        return fr.ifft(values)
+        return field.ifft(compute, values)
 
-    def create_witness(self, coeffs: np.ndarray, num_values: int, index: int) -> bytes:
+    def create_witness(self, compute: Compute, coeffs: np.ndarray, num_values: int, index: int) -> bytes:
         """Opening proof at x = ω_M^index, M = next_power_of_two(num_values)."""
         if coeffs.shape[0] == 0:
             raise KzgError("cannot open an empty polynomial")
@@ -109,8 +110,8 @@ class Kzg:
             raise KzgError(f"quotient of {coeffs.shape[0] - 1} coefficients exceeds the setup")
         x = root_of_unity(next_power_of_two(num_values))
         point = pow(x, index, BLS_MODULUS)
-        quotient = fr.synthetic_division(np.ascontiguousarray(coeffs), fr.ints_to_mont([point]))
-        return self.commit(quotient)
+        quotient = compute.synthetic_division(np.ascontiguousarray(coeffs), field.ints_to_rows([point]))
+        return self.commit(compute, quotient)
 
     def verify(self, commitment: bytes, num_values: int, index: int, value: bytes, witness: bytes) -> bool:
         """e(C − y·G1, G2) == e(π, [τ]G2 − x·G2); False on any undecodable input."""

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from py_arkworks_bls12381 import G1Point
 
-from autonomys_farmer.backends.cpu import fr_kernel as fr
+from autonomys_farmer.protocol import field
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import (
     COMMITMENT_SIZE,
     NUM_PIECES,
@@ -85,40 +86,40 @@ class Piece:
         return np.frombuffer(self.record, np.uint8).reshape(RECORD_NUM_CHUNKS, 32)
 
 
-def record_commitment(kzg: Kzg, record_chunks: np.ndarray) -> bytes:
+def record_commitment(compute: Compute, kzg: Kzg, record_chunks: np.ndarray) -> bytes:
     """commit(poly(chunks)) over the size-32768 domain."""
-    return kzg.commit(kzg.poly(fr.scalars_to_mont(record_chunks)))
+    return kzg.commit(compute, kzg.poly(compute, field.scalars_to_rows(compute, record_chunks)))
 
 
-def segment_polynomial(record_commitments: list[bytes]) -> np.ndarray:
+def segment_polynomial(compute: Compute, record_commitments: list[bytes]) -> np.ndarray:
     """poly([H254(commitment_k)]) over the size-256 domain."""
     if len(record_commitments) != NUM_PIECES:
         raise PieceError(f"a segment has {NUM_PIECES} record commitments, got {len(record_commitments)}")
     values = np.frombuffer(b"".join(blake3_254_hash_to_scalar(c) for c in record_commitments), np.uint8)
-    return fr.ifft(fr.scalars_to_mont(values.reshape(NUM_PIECES, 32)))
+    return field.ifft(compute, field.scalars_to_rows(compute, values.reshape(NUM_PIECES, 32)))
 
 
-def segment_commitment(kzg: Kzg, record_commitments: list[bytes]) -> bytes:
-    return kzg.commit(segment_polynomial(record_commitments))
+def segment_commitment(compute: Compute, kzg: Kzg, record_commitments: list[bytes]) -> bytes:
+    return kzg.commit(compute, segment_polynomial(compute, record_commitments))
 
 
-def record_witnesses(kzg: Kzg, record_commitments: list[bytes], positions: list[int]) -> list[bytes]:
+def record_witnesses(compute: Compute, kzg: Kzg, record_commitments: list[bytes], positions: list[int]) -> list[bytes]:
     """Record witnesses (openings of the segment polynomial) for the given piece positions."""
-    poly = segment_polynomial(record_commitments)
-    return [kzg.create_witness(poly, NUM_PIECES, p) for p in positions]
+    poly = segment_polynomial(compute, record_commitments)
+    return [kzg.create_witness(compute, poly, NUM_PIECES, p) for p in positions]
 
 
 def is_record_witness_valid(kzg: Kzg, commitment: bytes, witness: bytes, seg_commitment: bytes, position: int) -> bool:
     return kzg.verify(seg_commitment, NUM_PIECES, position, blake3_254_hash_to_scalar(commitment), witness)
 
 
-def is_piece_valid(kzg: Kzg, piece: Piece, seg_commitment: bytes, position: int) -> bool:
+def is_piece_valid(compute: Compute, kzg: Kzg, piece: Piece, seg_commitment: bytes, position: int) -> bool:
     """Farmer-side check of a downloaded piece: chunks are scalars, the commitment is the record's,
     and the witness opens the segment commitment at this position."""
     try:
         decode_g1(piece.witness)
         decode_g1(seg_commitment)
-        computed = record_commitment(kzg, piece.record_chunks())
+        computed = record_commitment(compute, kzg, piece.record_chunks())
     except (KzgError, FieldError):
         return False
     if computed != piece.commitment:
@@ -139,7 +140,9 @@ def batch_weights(randomness: bytes, count: int) -> list[int]:
     ]
 
 
-def are_pieces_valid(kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], randomness: bytes) -> list[bool]:
+def are_pieces_valid(
+    compute: Compute, kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], randomness: bytes
+) -> list[bool]:
     """`is_piece_valid` for (piece, segment commitment, position) triples at about the cost of one.
 
     Commitments and openings are linear, so with random weights w_k a batch holds iff (but for a
@@ -157,15 +160,15 @@ def are_pieces_valid(kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], rando
             decode_g1(seg_commitment)
         except KzgError:
             valid[k] = False
-        if valid[k] and not fr.canonical_mask(piece.record_chunks()).all():
+        if valid[k] and not field.canonical_mask(piece.record_chunks()).all():
             valid[k] = False
 
     def holds(batch: list[int]) -> bool:
-        combined = _weighted_record(pieces[batch[0]][0], weights[batch[0]])
+        combined = _weighted_record(compute, pieces[batch[0]][0], weights[batch[0]])
         for k in batch[1:]:  # one record's rows at a time: memory stays at two records
-            combined = fr.add_rows(combined, _weighted_record(pieces[k][0], weights[k]))
+            combined = compute.add(combined, _weighted_record(compute, pieces[k][0], weights[k]))
         expected = multiexp([commitments[k] for k in batch], [weights[k] for k in batch])
-        if kzg.commit(kzg.poly(combined)) != bytes(expected.to_compressed_bytes()):
+        if kzg.commit(compute, kzg.poly(compute, combined)) != bytes(expected.to_compressed_bytes()):
             return False
         openings = [
             (seg, NUM_PIECES, position, blake3_254_hash_to_scalar(piece.commitment), piece.witness)
@@ -185,7 +188,7 @@ def are_pieces_valid(kzg: Kzg, pieces: Sequence[tuple[Piece, bytes, int]], rando
     return valid
 
 
-def _weighted_record(piece: Piece, weight: int) -> np.ndarray:
+def _weighted_record(compute: Compute, piece: Piece, weight: int) -> np.ndarray:
     """Montgomery rows of weight·record in one multiplication: mont_mul(raw, w·R²) = w·raw·R."""
-    factor = np.array([fr.int_to_limbs(weight * fr.R_MONT * fr.R_MONT % BLS_MODULUS)], np.uint32)
-    return fr.mont_mul_rows(fr.bytes_to_rows(piece.record_chunks()), factor)
+    factor = field.int_to_limbs(weight * field.R_MONT * field.R_MONT % BLS_MODULUS)[None, :]
+    return compute.mul(field.bytes_to_rows(piece.record_chunks()), factor)

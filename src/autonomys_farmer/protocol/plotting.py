@@ -1,43 +1,51 @@
-"""Plotting (protocol.md §5): record encoding and the exact sector byte layout.
+"""Plotting (protocol.md §5): which chunks a record keeps, and the exact sector byte layout.
 
-A record's 65536 extended chunks are masked with H(first PoS proof) for the first 32768 s-buckets
-that have a proof; if fewer exist, the lowest unset s-buckets are kept raw. The sector stores the
-chunks s-bucket-major (for s ascending, records o ascending), so auditing one s-bucket is one read.
+A record's 65536 extended chunks are masked with H(first PoS proof) for the first 32768 s-buckets that
+have a proof; if fewer exist, the lowest unset s-buckets are kept raw. The sector stores the chunks
+s-bucket-major (for s ascending, records o ascending), so auditing one s-bucket is one read. The heavy
+part (extension, PoS tables, proofs) is the compute backend's `encode_records`; the layout is here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
+import blake3
 import numpy as np
 
-from autonomys_farmer.backends import ComputeBackend, get_backend
+from autonomys_farmer.protocol import erasure, field
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.sector import (
     RecordMetadata,
-    SectorContentsMap,
-    SectorError,
+        SectorError,
     SectorLayout,
     SectorMetadata,
     derive_evaluation_seed,
     sector_id,
 )
 
-
-@dataclass(frozen=True)
-class EncodedRecord:
-    """The 32768 chunks a record keeps: encoded[s] marks masked chunks; s_buckets ascending."""
-
-    encoded: np.ndarray  # bool[65536]
-    s_buckets: np.ndarray  # int64[32768], ascending
-    chunks: np.ndarray  # uint8[32768, 32], stored bytes in s_buckets order
+Progress = Callable[[int, int], None]
+LAYOUT_SLAB_S_BUCKETS = 2048  # s-buckets laid out per write: ~32 MiB of a 1000-piece sector at a time
 
 
-def select_chunks(has_proof: np.ndarray, proof_hashes: np.ndarray, extended: np.ndarray) -> EncodedRecord:
-    """§5.2 steps 4–6 for one record (also the rule the GPU must reproduce)."""
+def extend_record(compute: Compute, record: np.ndarray) -> np.ndarray:
+    """The record's 65536 erasure-coded chunks in s-bucket order (source even, parity odd), as bytes."""
+    parity = erasure.extend(compute, field.scalars_to_rows(compute, record))
+    return erasure.interleave(np.asarray(record, np.uint8), field.rows_to_scalars(compute, parity))
+
+
+def select_chunks(
+    has_proof: np.ndarray, proof_hashes: np.ndarray, extended: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """§5.2 steps 4–6 for one record: (stored chunks uint8[32768, 32] by ascending s-bucket, encoded map
+    uint8[8192] Lsb0). proof_hashes[s] must be H(first proof of s) wherever the result depends on it: for
+    the first 32768 proven s-buckets, and all of them when `needs_all_proofs`."""
     candidates = extended ^ proof_hashes
     # A masked chunk of 32 zero bytes is the "no proof" sentinel upstream; reproduce the quirk.
     usable = has_proof & candidates.any(axis=1)
@@ -47,16 +55,149 @@ def select_chunks(has_proof: np.ndarray, proof_hashes: np.ndarray, extended: np.
     fill_s = np.flatnonzero(~encoded)[: RECORD_NUM_CHUNKS - len(encoded_s)]
     s_buckets = np.sort(np.concatenate([encoded_s, fill_s]))
     chunks = np.where(encoded[s_buckets, None], candidates[s_buckets], extended[s_buckets])
-    return EncodedRecord(encoded, s_buckets, chunks)
+    return chunks, np.packbits(encoded, bitorder="little")
 
 
-def encode_records(
-    seeds: Sequence[bytes], records: np.ndarray, backend: ComputeBackend | None = None
-) -> list[EncodedRecord]:
-    backend = backend or get_backend()
-    has, hashes = backend.proof_hashes(seeds)
-    extended = backend.extend_records(records)
-    return [select_chunks(has[i], hashes[i], extended[i]) for i in range(len(seeds))]
+def needs_all_proofs(has_proof: np.ndarray, proof_hashes: np.ndarray, extended: np.ndarray) -> bool:
+    """With hashes of only the first 32768 proven s-buckets: does the selection need more? Only if one of
+    them masks its chunk to zero (never seen: probability 2^-256 per chunk) and more proven ones exist."""
+    proven = np.flatnonzero(has_proof)
+    if len(proven) <= RECORD_NUM_CHUNKS:
+        return False
+    traced = proven[:RECORD_NUM_CHUNKS]
+    return not bool((extended[traced] ^ proof_hashes[traced]).any(axis=1).all())
+
+
+@dataclass
+class SectorRecords:
+    """A sector's records by piece offset, plus the metadata each keeps. Encoding overwrites `records`
+    with the stored chunks, so a sector never needs a second record-sized copy in memory."""
+
+    records: np.ndarray  # uint8[pieces_in_sector, 32768, 32]
+    metadata: list[RecordMetadata]
+
+    @classmethod
+    def gather(cls, pieces: Iterable[Piece], pieces_in_sector: int) -> SectorRecords:
+        """From the sector's pieces in offset order; each piece is copied and let go before the next
+        (a caller yielding pieces it releases keeps one sector of records in memory, not two)."""
+        if pieces_in_sector < 1:
+            raise SectorError("a sector needs at least one piece")
+        records = np.empty((pieces_in_sector, RECORD_NUM_CHUNKS, 32), np.uint8)
+        metadata = []
+        for offset, piece in enumerate(pieces):
+            if offset == pieces_in_sector:
+                raise SectorError(f"more than {pieces_in_sector} pieces for the sector")
+            records[offset] = piece.record_chunks()
+            metadata.append(RecordMetadata(piece.commitment, piece.witness, blake3_hash(piece.data)))
+        if len(metadata) != pieces_in_sector:
+            raise SectorError(f"{len(metadata)} pieces for a sector of {pieces_in_sector}")
+        return cls(records, metadata)
+
+    @classmethod
+    def from_pieces(cls, pieces: Sequence[Piece]) -> SectorRecords:
+        return cls.gather(pieces, len(pieces))
+
+    def __len__(self) -> int:
+        return self.records.shape[0]
+
+
+def plot_sector(
+    compute: Compute,
+    public_key: bytes,
+    sector_index: int,
+    history_size: int,
+    sector: SectorRecords,
+    out: BinaryIO,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> SectorMetadata:
+    """Encode a sector's records (`sector.records[o]` is the piece at offset o, see
+    `sector_piece_indices`) and write the plotted sector to `out`; returns its metadata."""
+    pieces_in_sector = len(sector)
+    if pieces_in_sector == 0:
+        raise SectorError("a sector needs at least one piece")
+    sid = sector_id(public_key, sector_index, history_size)
+    batch_size = batch_size or compute.batch_records
+    encoded = np.empty((pieces_in_sector, RECORD_NUM_S_BUCKETS // 8), np.uint8)
+    for start in range(0, pieces_in_sector, batch_size):
+        stop = min(start + batch_size, pieces_in_sector)
+        seeds = [derive_evaluation_seed(sid, offset) for offset in range(start, stop)]
+        result = compute.encode_records(seeds, sector.records[start:stop])
+        sector.records[start:stop] = result.chunks
+        encoded[start:stop] = result.encoded
+        if progress is not None:
+            progress(stop, pieces_in_sector)
+    return write_sector(out, sector.records, encoded, sector.metadata, sector_index, history_size)
+
+
+def kept_s_buckets(encoded: np.ndarray) -> np.ndarray:
+    """bool[n, 65536]: the s-buckets each record keeps a chunk in, from its encoded map (n, 8192)."""
+    bits = np.unpackbits(encoded, axis=1, bitorder="little").astype(bool)
+    fill = RECORD_NUM_CHUNKS - bits.sum(axis=1, dtype=np.int32)
+    return _kept_slab(bits, np.zeros(len(bits), np.int32), fill)
+
+
+def _kept_slab(bits: np.ndarray, clear_before: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Which s-buckets of a slab each record keeps: its encoded ones, and unencoded ones while fewer than
+    `fill` (32768 - encoded count) came before; clear_before counts the unencoded ones of earlier slabs."""
+    clear = ~bits
+    before = clear_before[:, None] + np.cumsum(clear, axis=1, dtype=np.int32) - clear
+    return bits | (clear & (before < fill[:, None]))
+
+
+def write_sector(
+    out: BinaryIO,
+    chunks: np.ndarray,
+    encoded: np.ndarray,
+    record_metadata: Sequence[RecordMetadata],
+    sector_index: int,
+    history_size: int,
+) -> SectorMetadata:
+    """Lay encoded records out as on disk, slab by slab of s-buckets (bounded memory), and build the
+    sector metadata. chunks: uint8[n, 32768, 32] stored chunks per record; encoded: uint8[n, 8192]."""
+    pieces_in_sector = chunks.shape[0]
+    layout = SectorLayout(pieces_in_sector)
+    encoded = np.ascontiguousarray(encoded, np.uint8)
+    counts = np.unpackbits(encoded, axis=1, bitorder="little").sum(axis=1, dtype=np.int32)
+    if (counts > RECORD_NUM_CHUNKS).any():
+        raise SectorError("a record claims more than 32768 encoded chunks")
+    fill = RECORD_NUM_CHUNKS - counts
+    hasher = blake3.blake3()
+    written = 0
+
+    def emit(data: bytes | np.ndarray) -> None:
+        nonlocal written
+        view = memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else memoryview(data)
+        hasher.update(view)
+        out.write(view)
+        written += len(view)
+
+    bitfields = encoded.tobytes()  # the contents map: the encoded maps (Lsb0) and their checksum
+    emit(bitfields + blake3_hash(bitfields))
+    flat = np.ascontiguousarray(chunks).reshape(-1, 32).view("V32").ravel()
+    sizes = np.zeros(RECORD_NUM_S_BUCKETS, np.uint16)
+    before = np.zeros(pieces_in_sector, np.int32)  # chunks of each record in earlier slabs
+    clear_before = np.zeros(pieces_in_sector, np.int32)  # unencoded s-buckets in earlier slabs
+    record_base = np.arange(pieces_in_sector, dtype=np.int32)[:, None] * RECORD_NUM_CHUNKS
+    for s0 in range(0, RECORD_NUM_S_BUCKETS, LAYOUT_SLAB_S_BUCKETS):
+        bits = np.unpackbits(encoded[:, s0 // 8 : (s0 + LAYOUT_SLAB_S_BUCKETS) // 8], axis=1, bitorder="little")
+        bits = bits.astype(bool)
+        mask = _kept_slab(bits, clear_before, fill)
+        # Index of each kept (record, s) chunk in `flat`, taken s-major (records ascending within s).
+        index = record_base + before[:, None] + np.cumsum(mask, axis=1, dtype=np.int32) - 1
+        emit(flat[index.T[mask.T]])
+        sizes[s0 : s0 + LAYOUT_SLAB_S_BUCKETS] = mask.sum(axis=0)
+        before += mask.sum(axis=1, dtype=np.int32)
+        clear_before += LAYOUT_SLAB_S_BUCKETS - bits.sum(axis=1, dtype=np.int32)
+    if (before != RECORD_NUM_CHUNKS).any():
+        raise SectorError("a record does not keep exactly 32768 chunks")
+    for meta in record_metadata:
+        emit(meta.to_bytes())
+    checksum = hasher.digest()
+    out.write(checksum)
+    if written + len(checksum) != layout.size:
+        raise SectorError(f"sector is {written + len(checksum)} bytes, layout says {layout.size}")
+    return SectorMetadata(sector_index, pieces_in_sector, sizes, history_size)
 
 
 @dataclass(frozen=True)
@@ -65,53 +206,18 @@ class PlottedSector:
     metadata: SectorMetadata
 
 
-def write_sector(
-    encoded: Sequence[EncodedRecord], record_metadata: Sequence[RecordMetadata], sector_index: int, history_size: int
-) -> PlottedSector:
-    """Lay encoded records out as on disk and build the sector metadata."""
-    pieces_in_sector = len(encoded)
-    layout = SectorLayout(pieces_in_sector)
-    sizes = np.zeros(RECORD_NUM_S_BUCKETS, np.int64)
-    for rec in encoded:
-        sizes[rec.s_buckets] += 1
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    chunks_region = np.empty((pieces_in_sector * RECORD_NUM_CHUNKS, 32), np.uint8)
-    seen = np.zeros(RECORD_NUM_S_BUCKETS, np.int64)
-    for rec in encoded:
-        chunks_region[offsets[rec.s_buckets] + seen[rec.s_buckets]] = rec.chunks
-        seen[rec.s_buckets] += 1
-    contents = SectorContentsMap(np.stack([rec.encoded for rec in encoded]))
-    body = contents.to_bytes() + chunks_region.tobytes() + b"".join(m.to_bytes() for m in record_metadata)
-    data = body + blake3_hash(body)
-    if len(data) != layout.size:
-        raise SectorError(f"sector is {len(data)} bytes, layout says {layout.size}")
-    metadata = SectorMetadata(sector_index, pieces_in_sector, sizes.astype(np.uint16), history_size)
-    return PlottedSector(data, metadata)
-
-
-def plot_sector(
+def plot_sector_in_memory(
+    compute: Compute,
     public_key: bytes,
     sector_index: int,
     history_size: int,
     pieces: Sequence[Piece],
-    backend: ComputeBackend | None = None,
-    batch_size: int = 4,
-    progress: object | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
 ) -> PlottedSector:
-    """Encode pieces[o] (the piece for offset o, from `sector_piece_indices`) into a sector.
-
-    `progress`, if given, is called as progress(records_done, pieces_in_sector).
-    """
-    if not pieces:
-        raise SectorError("a sector needs at least one piece")
-    sid = sector_id(public_key, sector_index, history_size)
-    encoded: list[EncodedRecord] = []
-    for start in range(0, len(pieces), batch_size):
-        batch = pieces[start : start + batch_size]
-        seeds = [derive_evaluation_seed(sid, start + i) for i in range(len(batch))]
-        records = np.stack([p.record_chunks() for p in batch])
-        encoded.extend(encode_records(seeds, records, backend))
-        if callable(progress):
-            progress(len(encoded), len(pieces))
-    metadata = [RecordMetadata(p.commitment, p.witness, blake3_hash(p.data)) for p in pieces]
-    return write_sector(encoded, metadata, sector_index, history_size)
+    """plot_sector into bytes: for small sectors (tests, tools)."""
+    out = io.BytesIO()
+    metadata = plot_sector(
+        compute, public_key, sector_index, history_size, SectorRecords.from_pieces(pieces), out, batch_size, progress
+    )
+    return PlottedSector(out.getvalue(), metadata)

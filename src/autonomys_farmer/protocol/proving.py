@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autonomys_farmer.backends import ComputeBackend, get_backend
-from autonomys_farmer.backends.cpu import fr_kernel as fr
-from autonomys_farmer.protocol import erasure
+from autonomys_farmer.protocol import erasure, field
 from autonomys_farmer.protocol.auditing import AuditResult
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, RecordChunks, decode_chunks
@@ -61,18 +60,17 @@ class RecordWin:
         )
 
 
-def prove_win(win: RecordWin, kzg: Kzg, backend: ComputeBackend | None = None) -> Solution:
+def prove_win(compute: Compute, kzg: Kzg, win: RecordWin) -> Solution:
     """Regenerate the record's PoS table, recover its polynomial and open it at the winning s-bucket."""
-    backend = backend or get_backend()
     piece_offset = win.record.piece_offset
     sid = sector_id(win.public_key, win.sector_index, win.history_size)
-    table = backend.pos_table(derive_evaluation_seed(sid, piece_offset))
+    table = compute.proof_table(derive_evaluation_seed(sid, piece_offset))
     proof = table.find_proof(win.s_bucket)
     if proof is None:
         raise ReadingError(f"record {piece_offset}: no PoS proof for s-bucket {win.s_bucket}")
-    present, shards = decode_chunks(win.record, table)
-    chunk = fr.mont_to_scalars(shards[win.s_bucket : win.s_bucket + 1]).tobytes()
-    poly = erasure.recover_poly(shards, present)
+    present, shards = decode_chunks(compute, win.record, table)
+    chunk = field.rows_to_scalars(compute, shards[win.s_bucket : win.s_bucket + 1]).tobytes()
+    poly = erasure.recover_poly(compute, shards, present)
     return Solution(
         public_key=win.public_key,
         reward_address=win.reward_address,
@@ -82,31 +80,31 @@ def prove_win(win: RecordWin, kzg: Kzg, backend: ComputeBackend | None = None) -
         record_commitment=win.record_metadata.commitment,
         record_witness=win.record_metadata.witness,
         chunk=chunk,
-        chunk_witness=kzg.create_witness(poly, RECORD_NUM_S_BUCKETS, win.s_bucket),
+        chunk_witness=kzg.create_witness(compute, poly, RECORD_NUM_S_BUCKETS, win.s_bucket),
         proof_of_space=proof,
     )
 
 
 def prove_record(
+    compute: Compute,
+    kzg: Kzg,
     public_key: bytes,
     reward_address: bytes,
     sector: PlottedSectorView,
     piece_offset: int,
     s_bucket: int,
-    kzg: Kzg,
-    backend: ComputeBackend | None = None,
 ) -> Solution:
-    return prove_win(RecordWin.read(public_key, reward_address, sector, piece_offset, s_bucket), kzg, backend)
+    return prove_win(compute, kzg, RecordWin.read(public_key, reward_address, sector, piece_offset, s_bucket))
 
 
 def prove_audit(
+    compute: Compute,
+    kzg: Kzg,
     public_key: bytes,
     reward_address: bytes,
     sector: PlottedSectorView,
     audit: AuditResult,
-    kzg: Kzg,
-    backend: ComputeBackend | None = None,
 ) -> Iterator[Solution]:
     """Solutions for an audit's winning records, best distance first (lazily: stop when done)."""
     for piece_offset, _distance in winning_records(sector, audit):
-        yield prove_record(public_key, reward_address, sector, piece_offset, audit.s_bucket, kzg, backend)
+        yield prove_record(compute, kzg, public_key, reward_address, sector, piece_offset, audit.s_bucket)

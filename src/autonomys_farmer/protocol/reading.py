@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autonomys_farmer.backends import ComputeBackend, PosTableLike, get_backend
-from autonomys_farmer.backends.cpu import fr_kernel as fr
-from autonomys_farmer.backends.cpu.blake3_kernel import hash_rows
-from autonomys_farmer.protocol import erasure
+from autonomys_farmer.protocol import erasure, field
+from autonomys_farmer.protocol.compute import Compute, ProofTable
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.field import FieldError
 from autonomys_farmer.protocol.hashes import blake3_hash
@@ -95,7 +93,7 @@ class RecordChunks:
         return cls(piece_offset, s_buckets, encoded, sector.read_chunks(positions).copy())
 
 
-def decode_chunks(record: RecordChunks, table: PosTableLike) -> tuple[np.ndarray, np.ndarray]:
+def decode_chunks(compute: Compute, record: RecordChunks, table: ProofTable) -> tuple[np.ndarray, np.ndarray]:
     """§6 step 2: (present bool[65536], Montgomery rows[65536]) of the record's erasure-coded chunks."""
     chunks = record.chunks.copy()
     s_buckets, encoded = record.s_buckets, record.encoded
@@ -104,9 +102,9 @@ def decode_chunks(record: RecordChunks, table: PosTableLike) -> tuple[np.ndarray
         if not has.all():
             missing = int(s_buckets[encoded][~has][0])
             raise ReadingError(f"record {record.piece_offset}: no PoS proof for encoded s-bucket {missing}")
-        chunks[encoded] ^= hash_rows(proofs)
+        chunks[encoded] ^= compute.hash_rows(proofs)
     try:
-        rows = fr.scalars_to_mont(chunks)
+        rows = field.scalars_to_rows(compute, chunks)
     except FieldError as e:
         raise ReadingError(f"record {record.piece_offset}: {e}") from e
     shards = np.zeros((RECORD_NUM_S_BUCKETS, 8), np.uint32)
@@ -116,24 +114,17 @@ def decode_chunks(record: RecordChunks, table: PosTableLike) -> tuple[np.ndarray
     return present, shards
 
 
-def decode_record_chunks(
-    sector: PlottedSectorView, piece_offset: int, table: PosTableLike
-) -> tuple[np.ndarray, np.ndarray]:
-    return decode_chunks(RecordChunks.read(sector, piece_offset), table)
-
-
-def read_piece(
-    sector: PlottedSectorView, public_key: bytes, piece_offset: int, backend: ComputeBackend | None = None
-) -> Piece:
+def read_piece(compute: Compute, sector: PlottedSectorView, public_key: bytes, piece_offset: int) -> Piece:
     """Recover the original piece stored at piece_offset and check it against its checksum."""
-    backend = backend or get_backend()
     meta = sector.metadata
     sid = sector_id(public_key, meta.sector_index, meta.history_size)
-    table = backend.pos_table(derive_evaluation_seed(sid, piece_offset))
-    present, shards = decode_record_chunks(sector, piece_offset, table)
-    source = erasure.recover(shards, present)[0::2]
+    table = compute.proof_table(derive_evaluation_seed(sid, piece_offset))
+    present, shards = decode_chunks(compute, RecordChunks.read(sector, piece_offset), table)
+    source = erasure.recover(compute, shards, present)[0::2]
     record_meta = sector.record_metadata(piece_offset)
-    piece = Piece.assemble(fr.mont_to_scalars(source).tobytes(), record_meta.commitment, record_meta.witness)
+    piece = Piece.assemble(
+        field.rows_to_scalars(compute, source).tobytes(), record_meta.commitment, record_meta.witness
+    )
     if blake3_hash(piece.data) != record_meta.piece_checksum:
         raise ReadingError(f"piece at offset {piece_offset} of sector {meta.sector_index}: checksum mismatch")
     return piece

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import sharding, wire
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.piece_getter import PieceGetter, ShardMaps, fetch_items, group_name
+from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items, group_name
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class BenchmarkEpoch:
 
 async def sharded_cache_benchmark(
     nats_servers: list[str],
+    compute: Compute,
     kzg: Kzg,
     sectors: int,
     epochs: int,
@@ -124,7 +126,7 @@ async def sharded_cache_benchmark(
             raise RuntimeError(f"no live {group} instances in the cluster")
         results = []
         for epoch in range(1, epochs + 1):
-            getter = PieceGetter(bus, kzg, verify=verify, sources=[group])
+            getter = PieceGetter(bus, PieceVerifier(bus, compute, kzg) if verify else None, sources=[group])
             result = await _benchmark_epoch(getter, info, epoch, sectors, concurrency)
             report(result)
             results.append(result)
@@ -179,6 +181,7 @@ class VerifyReport:
 
 async def verify_pieces(
     nats_servers: list[str],
+    compute: Compute,
     kzg: Kzg,
     repair: bool = True,
     progress: Callable[[int, int], None] = lambda done, total: None,
@@ -194,7 +197,8 @@ async def verify_pieces(
     bus = await _connect(nats_servers, "util-verify-piece")
     report = VerifyReport()
     try:
-        getter = PieceGetter(bus, kzg, priority_cache=True)  # verifies; the node (controller) comes last
+        # Verifies; the node (via the controller) comes last.
+        getter = PieceGetter(bus, PieceVerifier(bus, compute, kzg), priority_cache=True)
         members = [
             (group, member)
             for group, shard_map in (await cache_members(bus)).items()

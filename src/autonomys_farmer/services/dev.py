@@ -34,6 +34,7 @@ class DevLayout:
     base: Path
     sectors: int = 4
     nats_servers: int = 1
+    backend: str = "auto"
     node_port: int = field(default_factory=free_port)
     plot_server_port: int = field(default_factory=free_port)
     nats_ports: list[int] = field(default_factory=list)
@@ -79,7 +80,8 @@ class DevLayout:
         servers = [arg for url in self.nats_urls for arg in ("--nats-server", url)]
         port = self.metrics_ports.setdefault(component[0], free_port())
         metrics = ["--prometheus-listen-on", f"127.0.0.1:{port}"]
-        return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *metrics, *component]
+        backend = ["--backend", self.backend]
+        return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *metrics, *backend, *component]
 
     def programs(self) -> list[Program]:
         b = self.base
@@ -227,12 +229,13 @@ def run_dev(
     status_interval: float,
     duration: float,
     nats_servers: int = 1,
+    backend: str = "auto",
 ) -> int:
     kzg_path = kzg_parameters or os.environ.get(PARAMETERS_ENV)
     load_kzg(kzg_path)  # fail early (or download once) before starting anything
     if kzg_path:
         os.environ[PARAMETERS_ENV] = str(Path(kzg_path).resolve())
-    layout = DevLayout(base_path.resolve(), sectors, nats_servers)
+    layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend)
     try:
         asyncio.run(_run(layout, status_interval, duration))
     except (KeyboardInterrupt, asyncio.CancelledError):

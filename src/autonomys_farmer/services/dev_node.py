@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from autonomys_farmer.backends.cpu.pos_table import chacha8_keystream
 from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol import reward_signing
 from autonomys_farmer.protocol.archiving import (
@@ -35,11 +32,11 @@ from autonomys_farmer.protocol.archiving import (
     genesis_block_with_padding,
 )
 from autonomys_farmer.protocol.chain import ChainParams
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.pos import chacha8_key_words
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, global_challenge, global_randomness
 from autonomys_farmer.protocol.solution import Solution, SolutionError
 from autonomys_farmer.protocol.verification import (
@@ -58,18 +55,20 @@ REWARD_SIGNATURE_TIMEOUT = 0.5
 MAX_SOLUTIONS_PER_SLOT = 10
 
 
-def block_bytes(number: int, payload_size: int) -> bytes:
+def block_header(number: int) -> bytes:
+    return b"DEVB" + struct.pack("<I", number) + blake3_hash(b"dev block parent", struct.pack("<I", number))
+
+
+def block_bytes(compute: Compute, number: int, payload_size: int) -> bytes:
     """Block `number`: a small header and deterministic ChaCha8 payload (the "extrinsics")."""
-    header = b"DEVB" + struct.pack("<I", number) + blake3_hash(b"dev block parent", struct.pack("<I", number))
     if payload_size == 0:
-        return header
+        return block_header(number)
     key = blake3_hash(b"dev block payload", struct.pack("<I", number))
-    stream = chacha8_keystream(np.array(chacha8_key_words(key), np.uint64), -(-payload_size // 64))
-    return header + stream[:payload_size].tobytes()
+    return block_header(number) + compute.chacha8_keystream(key, -(-payload_size // 64))[:payload_size].tobytes()
 
 
 def genesis_hash() -> bytes:
-    return blake3_hash(block_bytes(0, 0))
+    return blake3_hash(block_header(0))
 
 
 class Broadcast:
@@ -118,9 +117,10 @@ class DevNodeStats:
 
 
 class DevNode:
-    def __init__(self, base_path: Path, params: ChainParams, kzg: Kzg) -> None:
+    def __init__(self, base_path: Path, params: ChainParams, compute: Compute, kzg: Kzg) -> None:
         self.base_path = base_path
         self.params = params
+        self.compute = compute
         self.kzg = kzg
         self.segments_dir = base_path / "segments"
         self.state_file = base_path / "chain.json"
@@ -152,7 +152,7 @@ class DevNode:
             self.chain_start = state["chainStart"]
             self.headers = [SegmentHeader.from_json(h) for h in state["segmentHeaders"]]
             self.headers = [h for h in self.headers if self._segment_file(h.segment_index).exists()]
-        self._archiver = Archiver.with_kzg(self.kzg)
+        self._archiver = Archiver.with_kzg(self.compute, self.kzg)
         self._next_to_archive = 0
         if self.headers:
             last = self.headers[-1]
@@ -173,8 +173,8 @@ class DevNode:
 
     def _archived_block_bytes(self, number: int) -> bytes:
         if number == 0:
-            return genesis_block_with_padding(block_bytes(0, 0), GENESIS_STATE_ROOT)
-        return block_bytes(number, self.params.block_payload_size)
+            return genesis_block_with_padding(self.compute, block_header(0), GENESIS_STATE_ROOT)
+        return block_bytes(self.compute, number, self.params.block_payload_size)
 
     def _segment_file(self, index: int) -> Path:
         return self.segments_dir / f"{index:08d}.pieces"
@@ -427,10 +427,16 @@ def _single_object(params: list[Any], what: str) -> dict[str, Any]:
 
 
 async def serve(
-    base_path: Path, params: ChainParams, kzg: Kzg, host: str, port: int, ready: asyncio.Event | None = None
+    base_path: Path,
+    params: ChainParams,
+    compute: Compute,
+    kzg: Kzg,
+    host: str,
+    port: int,
+    ready: asyncio.Event | None = None,
 ) -> None:
     """Run the dev node until cancelled: archive genesis if needed, serve RPC, issue slots."""
-    node = DevNode(base_path, params, kzg)
+    node = DevNode(base_path, params, compute, kzg)
     node.load_or_init()
     server = await node.rpc_server().serve(host, port)
     log.info("dev node RPC listening on ws://%s:%d (chain %s, pid %d)", host, port, params.name, os.getpid())

@@ -9,15 +9,14 @@ import shutil
 from pathlib import Path
 
 from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.services.sharded_cache import ShardedCache
 
 
 class FullPieceShardedCache(ShardedCache):
     kind = m.FULL_PIECE_CACHE
 
-    def __init__(self, nats_servers: list[str], directory: Path, kzg: Kzg, temporary: bool = False) -> None:
-        super().__init__(nats_servers, directory, kzg, size=None, item_type=m.PIECE)
+    def __init__(self, nats_servers: list[str], directory: Path, temporary: bool = False) -> None:
+        super().__init__(nats_servers, directory, size=None, item_type=m.PIECE)
         self.temporary = temporary
 
     async def run(self) -> None:

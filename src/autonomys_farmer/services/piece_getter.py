@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.archiving import SegmentHeader
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import MAX_SEGMENT_HEADERS_PER_REQUEST
 from autonomys_farmer.protocol.kzg import Kzg
@@ -98,7 +99,8 @@ class PieceVerifier:
     """Checks pieces against their segment commitments (protocol.md §3.6) in batches (one MSM and
     one pairing check per batch, `are_pieces_valid`); counts what failed."""
 
-    def __init__(self, bus: Bus, kzg: Kzg) -> None:
+    def __init__(self, bus: Bus, compute: Compute, kzg: Kzg) -> None:
+        self.compute = compute
         self.kzg = kzg
         self.commitments = SegmentCommitments(bus)
         self.invalid = 0
@@ -113,7 +115,7 @@ class PieceVerifier:
                 keys.append(index)
                 triples.append((Piece(data), commitment, index % NUM_PIECES))
         if triples:
-            verdicts = await asyncio.to_thread(are_pieces_valid, self.kzg, triples, os.urandom(32))
+            verdicts = await asyncio.to_thread(are_pieces_valid, self.compute, self.kzg, triples, os.urandom(32))
             result.update(zip(keys, verdicts, strict=True))
         for index, ok in result.items():
             if not ok:
@@ -133,13 +135,13 @@ class PieceGetter:
     def __init__(
         self,
         bus: Bus,
-        kzg: Kzg,
+        verifier: PieceVerifier | None,
         priority_cache: bool = False,
-        verify: bool = True,
         sources: list[str] | None = None,
     ) -> None:
+        """`verifier` None: pieces are taken as they come (caches trust their sources)."""
         self.maps = ShardMaps(bus)
-        self.verifier = PieceVerifier(bus, kzg) if verify else None
+        self.verifier = verifier
         self.order = sources if sources is not None else source_order(priority_cache)
         self.stats = {"hits": 0, "misses": 0}
 

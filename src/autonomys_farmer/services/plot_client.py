@@ -20,6 +20,7 @@ from autonomys_farmer.cluster import wire
 from autonomys_farmer.protocol import reward_signing
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.auditing import AuditResult, audit_sector
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import SECTOR_METADATA_CHECKSUMMED_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
@@ -51,6 +52,7 @@ class PlotClient(Component):
         nats_servers: list[str],
         reward_address: bytes,
         farm_specs: list[tuple[Path, int]],
+        compute: Compute,
         kzg: Kzg,
         max_plotting_sectors_per_farm: int = 2,
         proof_timeout: float = PROOF_TIMEOUT_S,
@@ -58,6 +60,7 @@ class PlotClient(Component):
         super().__init__(nats_servers)
         self.reward_address = reward_address
         self.farm_specs = farm_specs
+        self.compute = compute
         self.kzg = kzg
         self.max_plotting = max_plotting_sectors_per_farm
         self.proof_timeout = proof_timeout
@@ -263,7 +266,12 @@ class PlotClient(Component):
                 if index in self.plotting[farm.id]:
                     continue
                 audit = audit_sector(
-                    farm.public_key, slot.global_challenge, slot.voting_solution_range, farm.sector_bytes(index), meta
+                    self.compute,
+                    farm.public_key,
+                    slot.global_challenge,
+                    slot.voting_solution_range,
+                    farm.sector_bytes(index),
+                    meta,
                 )
                 if audit.candidates:
                     found.append((audit.candidates[0].distance, farm, index, audit))
@@ -341,7 +349,7 @@ class PlotClient(Component):
             except Exception as e:
                 log.info("no proof server answered (%s); proving locally on the CPU", type(e).__name__)
         self.counts["local_proofs"] += 1
-        return await asyncio.to_thread(prove_win, win, self.kzg)
+        return await asyncio.to_thread(prove_win, self.compute, self.kzg, win)
 
     async def _submit_solution(self, farm: Farm, slot_number: int, solution: Solution) -> bool:
         result = await self.nats.request_as(

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +23,19 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from autonomys_farmer.backends import get_backend
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import wire
-from autonomys_farmer.protocol.hashes import blake3_hash
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.plotting import plot_sector
+from autonomys_farmer.protocol.pieces import Piece
+from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.bulk import Frame
 from autonomys_farmer.services.component import Component
-from autonomys_farmer.services.files import write_atomically
+from autonomys_farmer.services.files import HashingWriter, atomic_writer, write_atomically
 from autonomys_farmer.services.nats_bus import retry_forever
-from autonomys_farmer.services.piece_getter import PieceGetter
+from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,11 @@ class PlotServer(Component):
         nats_servers: list[str],
         base_path: Path,
         listen_port: int,
+        compute: Compute,
         kzg: Kzg,
         priority_cache: bool = False,
         max_buffered: int = 4,
-        backend: str = "auto",
+        concurrency: int = 1,
     ) -> None:
         super().__init__(nats_servers)
         self.buffer = base_path / "sectors"
@@ -74,14 +75,23 @@ class PlotServer(Component):
         self.kzg = kzg
         self.priority_cache = priority_cache
         self.max_buffered = max_buffered
-        self.backend = get_backend(backend)
-        self.concurrency = max(1, int(os.environ.get("GPU_CONCURRENCY", "1")))
+        self.compute = compute
+        self.concurrency = max(1, concurrency)
+
         self.getter: PieceGetter | None = None
         self.counts = {"plotted": 0, "failed": 0, "encoding": 0}
         self.last_sector_s = 0.0
+        self.records_per_s = 0.0
 
     def status(self) -> dict[str, Any]:
-        return dict(self.counts, buffered=len(self._buffered()), backend=self.backend.name, last_s=self.last_sector_s)
+        return dict(
+            self.counts,
+            buffered=len(self._buffered()),
+            backend=self.compute.name,
+            device=self.compute.device,
+            records_per_s=self.records_per_s,
+            last_s=self.last_sector_s,
+        )
 
     def _buffered(self) -> list[Path]:
         return sorted(p for p in self.buffer.glob("*.sector") if p.with_suffix(".job").exists())
@@ -89,7 +99,7 @@ class PlotServer(Component):
     async def start(self) -> None:
         await super().start()
         await self.start_bulk(self._serve, self.listen_port)
-        self.getter = PieceGetter(self.nats, self.kzg, self.priority_cache)
+        self.getter = PieceGetter(self.nats, PieceVerifier(self.nats, self.compute, self.kzg), self.priority_cache)
         await self.nats.ensure_work_queue(m.PLOT_JOBS_STREAM, m.PLOT_JOBS)
         for path in self.buffer.glob("*.sector"):  # finished before a restart: tell their farms again
             await self._announce(path)
@@ -138,7 +148,7 @@ class PlotServer(Component):
             await self._plot(job, path)
         except Exception as e:
             self.counts["failed"] += 1
-            metrics.PLOTTER_ERRORS.labels(self.backend.name).inc()
+            metrics.PLOTTER_ERRORS.labels(self.compute.name).inc()
             log.warning("sector %d of farm %s failed: %s", job.sector_index, job.farm_id, e)
             await self._progress(job, "error", error=str(e))
             await _settle(msg.nak(delay=2.0))
@@ -169,7 +179,7 @@ class PlotServer(Component):
         indexes = sector_piece_indices(sid, job.pieces_in_sector, info)
         await self._progress(job, "downloading", total=len(indexes))
         found = await self.getter.get_pieces(indexes)
-        metrics.PLOTTER_DOWNLOADING_TIME.labels(self.backend.name).observe(time.monotonic() - started)
+        metrics.PLOTTER_DOWNLOADING_TIME.labels(self.compute.name).observe(time.monotonic() - started)
         missing = [i for i in indexes if i not in found]
         if missing:
             raise RuntimeError(f"{len(missing)} piece(s) unavailable, first {missing[0]}")
@@ -181,27 +191,52 @@ class PlotServer(Component):
         self.counts["encoding"] += 1
         encoding_started = time.monotonic()
         try:
-            plotted = await asyncio.to_thread(
-                plot_sector,
+            size, checksum = await asyncio.to_thread(self._encode_to_file, job, info, indexes, found, path, report)
+        finally:
+            self.counts["encoding"] -= 1
+        encoding_s = time.monotonic() - encoding_started
+        self.records_per_s = round(job.pieces_in_sector / encoding_s, 1)
+        metrics.PLOTTER_ENCODING_TIME.labels(self.compute.name).observe(encoding_s)
+        write_atomically(path.with_suffix(".job"), wire.encode(BufferedSector(job, size, checksum)))
+        self.counts["plotted"] += 1
+        self.last_sector_s = round(time.monotonic() - started, 2)
+        metrics.PLOTTER_PLOTTING_TIME.labels(self.compute.name).observe(self.last_sector_s)
+        metrics.PLOTTER_PLOTTED.labels(self.compute.name).inc()
+        log.info("sector %d of farm %s plotted in %.1fs", job.sector_index, job.farm_id[:8], self.last_sector_s)
+
+    def _encode_to_file(
+        self,
+        job: m.PlotJob,
+        info: FarmerProtocolInfo,
+        indexes: list[int],
+        found: dict[int, Piece],
+        path: Path,
+        report: Callable[[int, int], None],
+    ) -> tuple[int, bytes]:
+        """Encode the sector straight into its buffer file (sector, then its metadata); returns the
+        file's size and checksum. Pieces are moved into one records array as it fills, so a sector is
+        held once in memory."""
+        last_use = {index: offset for offset, index in enumerate(indexes)}
+
+        def pieces_in_order() -> Iterator[Piece]:
+            for offset, index in enumerate(indexes):
+                yield found.pop(index) if last_use[index] == offset else found[index]
+
+        records = SectorRecords.gather(pieces_in_order(), len(indexes))
+        with atomic_writer(path) as f:
+            out = HashingWriter(f)
+            metadata = plot_sector(
+                self.compute,
                 job.public_key,
                 job.sector_index,
                 info.history_size,
-                [found[i] for i in indexes],
-                self.backend,
-                4,
+                records,
+                out,  # type: ignore[arg-type]
+                self.compute.batch_records,
                 report,
             )
-        finally:
-            self.counts["encoding"] -= 1
-        metrics.PLOTTER_ENCODING_TIME.labels(self.backend.name).observe(time.monotonic() - encoding_started)
-        body = plotted.data + plotted.metadata.to_bytes()
-        await asyncio.to_thread(write_atomically, path, body)
-        write_atomically(path.with_suffix(".job"), wire.encode(BufferedSector(job, len(body), blake3_hash(body))))
-        self.counts["plotted"] += 1
-        self.last_sector_s = round(time.monotonic() - started, 2)
-        metrics.PLOTTER_PLOTTING_TIME.labels(self.backend.name).observe(self.last_sector_s)
-        metrics.PLOTTER_PLOTTED.labels(self.backend.name).inc()
-        log.info("sector %d of farm %s plotted in %.1fs", job.sector_index, job.farm_id[:8], self.last_sector_s)
+            out.write(metadata.to_bytes())
+        return out.size, out.digest()
 
     async def _announce(self, path: Path) -> None:
         try:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
-from autonomys_farmer.backends import get_backend
 from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.proving import prove_win
 from autonomys_farmer.services.component import Component
@@ -22,16 +21,16 @@ log = logging.getLogger(__name__)
 class ProofServer(Component):
     kind = m.PROOF_SERVER
 
-    def __init__(self, nats_servers: list[str], kzg: Kzg, backend: str = "auto") -> None:
+    def __init__(self, nats_servers: list[str], compute: Compute, kzg: Kzg, concurrency: int = 1) -> None:
         super().__init__(nats_servers)
+        self.compute = compute
         self.kzg = kzg
-        self.backend = get_backend(backend)
-        self._slots = asyncio.Semaphore(max(1, int(os.environ.get("GPU_CONCURRENCY", "1"))))
+        self._slots = asyncio.Semaphore(max(1, concurrency))
         self.counts = {"proved": 0, "failed": 0}
         self.last_ms = 0.0
 
     def status(self) -> dict[str, Any]:
-        return dict(self.counts, backend=self.backend.name, last_ms=self.last_ms)
+        return dict(self.counts, backend=self.compute.name, device=self.compute.device, last_ms=self.last_ms)
 
     async def start(self) -> None:
         await super().start()
@@ -42,7 +41,7 @@ class ProofServer(Component):
         async with self._slots:
             started = time.monotonic()
             try:
-                solution = await asyncio.to_thread(prove_win, win, self.kzg, self.backend)
+                solution = await asyncio.to_thread(prove_win, self.compute, self.kzg, win)
             except Exception as e:
                 self.counts["failed"] += 1
                 log.warning("proving sector %d offset %d failed: %s", win.sector_index, win.record.piece_offset, e)

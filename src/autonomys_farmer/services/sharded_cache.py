@@ -21,7 +21,6 @@ from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
-from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.bulk import Frame
 from autonomys_farmer.services.component import Component
@@ -64,9 +63,7 @@ def parse_path_options(text: str, allowed: tuple[str, ...], required: tuple[str,
 class ShardedCache(Component):
     kind = m.SHARDED_CACHE
 
-    def __init__(
-        self, nats_servers: list[str], directory: Path, kzg: Kzg, size: int | None, item_type: str = m.PIECE
-    ) -> None:
+    def __init__(self, nats_servers: list[str], directory: Path, size: int | None, item_type: str = m.PIECE) -> None:
         super().__init__(nats_servers)
         if item_type not in m.CACHE_ITEM_TYPES:
             raise ValueError(f"unknown cache item type {item_type!r}; expected one of {', '.join(m.CACHE_ITEM_TYPES)}")
@@ -76,7 +73,6 @@ class ShardedCache(Component):
         if capacity is not None and capacity < 1:
             raise ValueError(f"cache size {size} holds no {item_type} of {item_size + 40} bytes")
         self.store = PieceStore(directory, item_size, capacity)
-        self.kzg = kzg
         self.group = group_name(self.kind, item_type)
         self._wake = asyncio.Event()
         self.synced = False
@@ -94,7 +90,7 @@ class ShardedCache(Component):
         await self.start_bulk(self._serve)
         # Caches trust their sources as the official cache does (node, other caches); every piece is
         # verified by the plot server before it is encoded, so a bad one never reaches a sector.
-        self.getter = PieceGetter(self.nats, self.kzg, priority_cache=True, verify=False)
+        self.getter = PieceGetter(self.nats, None, priority_cache=True)
         await self.nats.subscribe(m.ARCHIVED_SEGMENT_HEADER, self._on_segment)
         await self.nats.subscribe(m.REINITIALIZE_CACHES, self._on_reinitialize)
         self.spawn(self._sync_forever())

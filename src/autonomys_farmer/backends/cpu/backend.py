@@ -1,38 +1,161 @@
-"""The CPU backend: numba PoS tables, numba BLAKE3 for proof hashes, numba NTTs for extension."""
+"""The CPU backend: the shared kernel bodies compiled by numba, every core busy.
+
+A batch of records is encoded one record per core (single-core kernels without the GIL, in a thread
+pool); a single big job (one proof table, one large NTT) spreads over all cores instead.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from autonomys_farmer.backends.cpu import fr_kernel as fr
-from autonomys_farmer.backends.cpu.blake3_kernel import hash_rows
+from autonomys_farmer.backends.cpu import field as fr
+from autonomys_farmer.backends.cpu import hashing
 from autonomys_farmer.backends.cpu.pos_table import PosTable
-from autonomys_farmer.protocol import erasure
-from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol import field
+from autonomys_farmer.protocol.compute import EncodedRecords
+from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS, S_BUCKET_BITFIELD_BYTES
+from autonomys_farmer.protocol.field import FieldError
+from autonomys_farmer.protocol.plotting import extend_record, needs_all_proofs, select_chunks
+from autonomys_farmer.protocol.pos import chacha8_key_words
 
 ALL_S_BUCKETS = np.arange(RECORD_NUM_S_BUCKETS, dtype=np.uint32)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (numactl -C and cgroup affinity respected)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class CpuBackend:
     name = "cpu"
 
-    def pos_table(self, seed: bytes) -> PosTable:
-        return PosTable(seed)
+    def __init__(self, parallel: bool = True) -> None:
+        self.parallel = parallel
+        self.cores = usable_cores() if parallel else 1
+        self.device = f"{self.cores} CPU core{'s' if self.cores > 1 else ''}"
+        self.batch_records = self.cores
 
-    def proof_hashes(self, seeds: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        has = np.zeros((len(seeds), RECORD_NUM_S_BUCKETS), bool)
-        hashes = np.zeros((len(seeds), RECORD_NUM_S_BUCKETS, 32), np.uint8)
-        for i, seed in enumerate(seeds):
-            has[i], proofs = PosTable(seed).find_proofs(ALL_S_BUCKETS)
-            hashes[i, has[i]] = hash_rows(proofs[has[i]])
-        return has, hashes
+    # --- plotting and proof lookups -------------------------------------------------------------------
 
-    def extend_records(self, records: np.ndarray) -> np.ndarray:
-        out = np.empty((records.shape[0], 2 * records.shape[1], 32), np.uint8)
-        for i, record in enumerate(records):
-            parity = erasure.extend(fr.scalars_to_mont(record))
-            out[i, 0::2] = record
-            out[i, 1::2] = fr.mont_to_scalars(parity)
+    def proof_table(self, seed: bytes) -> PosTable:
+        return PosTable(seed, parallel=self.parallel)
+
+    def encode_records(self, seeds: Sequence[bytes], records: np.ndarray) -> EncodedRecords:
+        batch = len(seeds)
+        if records.shape != (batch, RECORD_NUM_CHUNKS, 32):
+            raise ValueError(f"{batch} seeds for records of shape {records.shape}")
+        chunks = np.empty((batch, RECORD_NUM_CHUNKS, 32), np.uint8)
+        encoded = np.empty((batch, S_BUCKET_BITFIELD_BYTES), np.uint8)
+        if batch == 1 or self.cores == 1:
+            for i in range(batch):
+                self._encode_into(seeds[i], records[i], chunks[i], encoded[i])
+        else:
+            one_core = CpuBackend(parallel=False)
+            with ThreadPoolExecutor(min(self.cores, batch)) as pool:
+                for done in [
+                    pool.submit(one_core._encode_into, seeds[i], records[i], chunks[i], encoded[i])
+                    for i in range(batch)
+                ]:
+                    done.result()
+        return EncodedRecords(chunks, encoded)
+
+    def _encode_into(self, seed: bytes, record: np.ndarray, chunks_out: np.ndarray, encoded_out: np.ndarray) -> None:
+        extended = extend_record(self, record)
+        table = self.proof_table(seed)
+        positions = table.first_candidates(ALL_S_BUCKETS)
+        has_proof = positions >= 0
+        proven = np.flatnonzero(has_proof)
+        hashes = np.zeros((RECORD_NUM_S_BUCKETS, 32), np.uint8)
+        traced = proven[:RECORD_NUM_CHUNKS]
+        hashes[traced] = self.hash_rows(table.proofs_at(positions[traced]))
+        if needs_all_proofs(has_proof, hashes, extended):
+            rest = proven[RECORD_NUM_CHUNKS:]
+            hashes[rest] = self.hash_rows(table.proofs_at(positions[rest]))
+        chunks_out[:], encoded_out[:] = select_chunks(has_proof, hashes, extended)
+
+    def warm_up(self) -> None:
+        """Load (or compile, once per machine: numba caches on disk) every kernel a proof needs."""
+        self.proof_table(bytes(32)).find_proof(0)
+        self.ntt(np.zeros((1, 2, 8), np.uint32))
+
+    # --- Fr vectors -----------------------------------------------------------------------------------
+
+    def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = np.ascontiguousarray(a, np.uint32)
+        out = np.empty_like(a)
+        fr.mul_launch(self.parallel, a, np.ascontiguousarray(b, np.uint32), out)
+        return out
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.array(a, np.uint32, copy=True)
+        fr.add_launch(self.parallel, out, np.ascontiguousarray(b, np.uint32))
+        return out
+
+    def negate(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, np.uint32)
+        out = np.empty_like(rows)
+        fr.negate_launch(self.parallel, rows, out)
+        return out
+
+    def ntt(self, blocks: np.ndarray, inverse: bool = False) -> np.ndarray:
+        out = np.array(blocks, np.uint32, copy=True)
+        n = out.shape[1]
+        field.check_domain_size(n)
+        if n == 1:
+            return out
+        twiddles = field.twiddles(inverse)
+        log_n = n.bit_length() - 1
+        if self.parallel and out.shape[0] < self.cores:  # few large transforms: split each one
+            for block in out:
+                fr.ntt_stages_launch(True, block, twiddles, field.MAX_DOMAIN, log_n)
+        else:
+            fr.ntt_blocks_launch(self.parallel, out, twiddles, field.MAX_DOMAIN, log_n)
+        return out
+
+    def invert(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, np.uint32)
+        prefix = np.empty_like(rows)
+        fr.prefix_products_launch(False, rows, prefix)
+        (total,) = field.rows_to_ints(prefix[-1:])
+        if total == 0:
+            raise FieldError("cannot invert zero")
+        out = np.empty_like(rows)
+        total_inverse = field.ints_to_rows([pow(total, -1, field.BLS_MODULUS)])
+        fr.inverse_sweep_launch(False, rows, prefix, total_inverse, out)
+        return out
+
+    def synthetic_division(self, coeffs: np.ndarray, point: np.ndarray) -> np.ndarray:
+        q = np.zeros((max(coeffs.shape[0] - 1, 0), 8), np.uint32)
+        fr.synthetic_division_launch(False, np.ascontiguousarray(coeffs, np.uint32), point, q)
+        return q
+
+    def mul_monic_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.zeros((a.shape[0], 2 * a.shape[1], 8), np.uint32)
+        fr.mul_monic_pairs_launch(self.parallel, np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+        return out
+
+    # --- hashing and keystreams -----------------------------------------------------------------------
+
+    def hash_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, np.uint8)
+        out = np.empty((rows.shape[0], 32), np.uint8)
+        hashing.hash_rows_launch(self.parallel, rows, out)
+        return out
+
+    def keyed_hash_rows(self, key: bytes, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, np.uint8)
+        out = np.empty((rows.shape[0], 32), np.uint8)
+        hashing.keyed_hash_rows_launch(self.parallel, np.frombuffer(key, np.uint8), rows, out)
+        return out
+
+    def chacha8_keystream(self, seed: bytes, nblocks: int) -> np.ndarray:
+        out = np.zeros(64 * nblocks, np.uint8)
+        hashing.keystream_launch(self.parallel, np.array(chacha8_key_words(seed), np.uint32), out)
         return out

@@ -1,0 +1,10 @@
+"""numba-cuda's own versions of the kernel source's intrinsics (backends/kernels/intrinsics.py)."""
+
+from __future__ import annotations
+
+from numba import cuda
+
+
+@cuda.jit(device=True)
+def atomic_add(array, index, value):  # type: ignore[no-untyped-def]
+    return cuda.atomic.add(array, index, value)

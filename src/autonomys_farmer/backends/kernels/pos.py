@@ -1,0 +1,238 @@
+"""Proof-of-space kernel bodies (pos.md §3–§7): fn, the matching probe, proof lookup and traceback.
+
+Table entries live in canonical order (pos.md §6.1): table 1 by (y, x), tables 2..7 by (y, left, right),
+left/right being positions in the previous table. Tables 2..7 of one seed are stored flat in `lefts` and
+`rights`, table t starting at offsets[t].
+"""
+
+from __future__ import annotations
+
+from autonomys_farmer.backends.kernels.blake3 import compress, hash_chunk, iv_words, store_digest
+from autonomys_farmer.backends.kernels.ints import I64, U8, U16, U32, U64, bswap32, mask64
+from autonomys_farmer.backends.kernels.source import kernel
+
+PARAM_EXT = 6
+PARAM_M = 64
+PARAM_BC = 15113
+FN_FLAGS = 1 | 2 | 8  # CHUNK_START | CHUNK_END | ROOT: every fn input is one block
+NO_ENTRY = 0xFFFF  # rmap value of an r that does not occur in the right bucket
+
+
+@kernel
+def metadata_multiplier(table):
+    """Metadata bits of a table entry in multiples of k (pos.md §5): (0, 1, 2, 4, 4, 3, 2, 0)[table]."""
+    if table == 1:
+        return 1
+    if table == 2:
+        return 2
+    if table == 3 or table == 4:
+        return 4
+    if table == 5:
+        return 3
+    if table == 6:
+        return 2
+    return 0
+
+
+# --- a 256-bit big-endian bit buffer as four uint64 words (w0 holds bits 0..63) -------------------------
+
+
+@kernel
+def or_word(w0, w1, w2, w3, index, value):
+    if index == 0:
+        return U64(w0 | value), w1, w2, w3
+    if index == 1:
+        return w0, U64(w1 | value), w2, w3
+    if index == 2:
+        return w0, w1, U64(w2 | value), w3
+    return w0, w1, w2, U64(w3 | value)
+
+
+@kernel
+def word_at(w0, w1, w2, w3, index):
+    if index == 0:
+        return w0
+    if index == 1:
+        return w1
+    if index == 2:
+        return w2
+    return w3
+
+
+@kernel
+def put_bits(w0, w1, w2, w3, pos, value, nbits):
+    """OR the low nbits (<= 64) of value into the buffer at bit position pos (MSB-first)."""
+    if nbits == 0:
+        return w0, w1, w2, w3
+    v = U64(U64(value) & mask64(nbits))
+    index = pos >> 6
+    end = (pos & 63) + nbits
+    if end <= 64:
+        return or_word(w0, w1, w2, w3, index, U64(v << U64(64 - end)))
+    spill = end - 64
+    w0, w1, w2, w3 = or_word(w0, w1, w2, w3, index, U64(v >> U64(spill)))
+    return or_word(w0, w1, w2, w3, index + 1, U64(v << U64(64 - spill)))
+
+
+@kernel
+def get_bits(w0, w1, w2, w3, pos, nbits):
+    """nbits (<= 64) read from bit position pos (MSB-first)."""
+    index = pos >> 6
+    end = (pos & 63) + nbits
+    if end <= 64:
+        v = U64(word_at(w0, w1, w2, w3, index) >> U64(64 - end))
+    else:
+        spill = end - 64
+        v = U64(
+            U64(word_at(w0, w1, w2, w3, index) << U64(spill))
+            | U64(word_at(w0, w1, w2, w3, index + 1) >> U64(64 - spill))
+        )
+    return U64(v & mask64(nbits))
+
+
+@kernel
+def put_metadata(w0, w1, w2, w3, pos, hi, lo, nbits):
+    """A metadata value of nbits (<= 128) held as (hi, lo) words, at bit position pos."""
+    if nbits > 64:
+        w0, w1, w2, w3 = put_bits(w0, w1, w2, w3, pos, hi, nbits - 64)
+        return put_bits(w0, w1, w2, w3, pos + nbits - 64, lo, 64)
+    return put_bits(w0, w1, w2, w3, pos, lo, nbits)
+
+
+@kernel
+def be_words(w):
+    """A uint64 as two big-endian-loaded uint32 message words (BLAKE3 reads bytes little-endian)."""
+    return bswap32(U32(w >> U64(32))), bswap32(U32(w & U64(0xFFFFFFFF)))
+
+
+@kernel
+def fn(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
+    """(y, metadata hi, metadata lo) of a table-`table` entry (pos.md §5), one BLAKE3 block."""
+    yb = k + PARAM_EXT
+    pb = k * metadata_multiplier(table - 1)
+    ob = k * metadata_multiplier(table)
+    nbytes = (yb + 2 * pb + 7) // 8
+    z = U64(0)
+    w0, w1, w2, w3 = put_bits(z, z, z, z, 0, U64(y_left), yb)
+    w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, yb, meta_left_hi, meta_left_lo, pb)
+    w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, yb + pb, meta_right_hi, meta_right_lo, pb)
+    m0, m1 = be_words(w0)
+    m2, m3 = be_words(w1)
+    m4, m5 = be_words(w2)
+    m6, m7 = be_words(w3)
+    zw = U32(0)
+    message = (m0, m1, m2, m3, m4, m5, m6, m7, zw, zw, zw, zw, zw, zw, zw, zw)
+    h = compress(iv_words(), message, 0, nbytes, FN_FLAGS)
+    o0 = U64(U64(U64(bswap32(h[0])) << U64(32)) | U64(bswap32(h[1])))
+    o1 = U64(U64(U64(bswap32(h[2])) << U64(32)) | U64(bswap32(h[3])))
+    o2 = U64(U64(U64(bswap32(h[4])) << U64(32)) | U64(bswap32(h[5])))
+    o3 = U64(U64(U64(bswap32(h[6])) << U64(32)) | U64(bswap32(h[7])))
+    y = I64(o0 >> U64(64 - yb))
+    if table == 2 or table == 3:  # metadata is the parents' metadata concatenated
+        w0, w1, w2, w3 = put_metadata(z, z, z, z, 256 - 2 * pb, meta_left_hi, meta_left_lo, pb)
+        w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, 256 - pb, meta_right_hi, meta_right_lo, pb)
+        return y, w2, w3
+    if ob == 0:
+        return y, z, z
+    if ob > 64:
+        return y, get_bits(o0, o1, o2, o3, yb, ob - 64), get_bits(o0, o1, o2, o3, yb + ob - 64, 64)
+    return y, z, get_bits(o0, o1, o2, o3, yb, ob)
+
+
+# --- matching (pos.md §4): the right bucket as an r -> first position map, probed per left entry ---------
+
+
+@kernel
+def mark_right_entry(j, y, right_start, right_base, rmap):
+    """rmap[r] = offset in the right bucket (uint16) of its first entry with that r (entries sorted by y)."""
+    if j == right_start or y[j] != y[j - 1]:
+        rmap[I64(y[j]) - right_base] = U16(j - right_start)
+
+
+@kernel
+def unmark_right_entry(j, y, right_base, rmap):
+    rmap[I64(y[j]) - right_base] = U16(NO_ENTRY)
+
+
+@kernel
+def probe_left_entry(i, y, left_base, right_start, right_end, right_base, rmap, targets, left_out, right_out, at):
+    """Matches of left entry i with the right bucket: their count, and when left_out has room from `at`,
+    the pairs (i, j) written there with j ascending."""
+    parity = (left_base // PARAM_BC) & 1
+    r_left = I64(y[i]) - left_base
+    found = 0
+    for m in range(PARAM_M):
+        target = I64(targets[parity, r_left, m])
+        first = I64(rmap[target])
+        if first == NO_ENTRY:
+            continue
+        j = right_start + first
+        while j < right_end and I64(y[j]) == right_base + target:
+            if at + found < left_out.shape[0]:
+                # Insert keeping j ascending among this entry's matches (there are one or two).
+                p = at + found
+                while p > at and right_out[p - 1] > j:
+                    left_out[p] = left_out[p - 1]
+                    right_out[p] = right_out[p - 1]
+                    p -= 1
+                left_out[p] = i
+                right_out[p] = j
+            found += 1
+            j += 1
+    return found
+
+
+# --- proofs (pos.md §7) ----------------------------------------------------------------------------------
+
+
+@kernel
+def challenge_prefix(challenge_index, k):
+    """fk: the first k bits of the challenge index's little-endian bytes."""
+    return I64(bswap32(U32(challenge_index)) >> U32(32 - k))
+
+
+@kernel
+def first_candidate(challenge_index, y7, n7, k):
+    """Position of the first table-7 entry with y >> PARAM_EXT == fk (canonical order), or -1."""
+    fk = challenge_prefix(challenge_index, k)
+    lo_y = fk << I64(PARAM_EXT)
+    lo = 0
+    hi = n7
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if I64(y7[mid]) < lo_y:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < n7 and (I64(y7[lo]) >> I64(PARAM_EXT)) == fk:
+        return I64(lo)
+    return I64(-1)
+
+
+@kernel
+def trace_proof(t7_position, x_sorted, lefts, rights, offsets, k, out, start):
+    """Expand a table-7 entry into its 64 x values (left before right) packed MSB-first at out[start:]."""
+    acc = U64(0)
+    nbits = 0
+    o = start
+    for leaf in range(64):
+        p = I64(t7_position)
+        for level in range(6):  # table 7 down to table 2
+            table = 7 - level
+            if (leaf >> (5 - level)) & 1:
+                p = I64(rights[offsets[table] + p])
+            else:
+                p = I64(lefts[offsets[table] + p])
+        acc = U64(U64(acc << U64(k)) | U64(x_sorted[p]))
+        nbits += k
+        while nbits >= 8:
+            nbits -= 8
+            out[o] = U8(U64(acc >> U64(nbits)) & U64(0xFF))
+            o += 1
+        acc = U64(acc & mask64(nbits)) if nbits > 0 else U64(0)
+
+
+@kernel
+def hash_proof(proofs, start, proof_size, out, out_start):
+    """BLAKE3 of proofs[start:start+proof_size] (PosProof::hash) into out[out_start:out_start+32]."""
+    store_digest(hash_chunk(proofs, start, proof_size, iv_words(), 0), out, out_start)
