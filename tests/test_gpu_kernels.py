@@ -150,3 +150,26 @@ def test_t3_every_kernel_cross_compiles_to_sm90(emulated, capsys):
     for r in reports:
         assert r.registers > 0
         assert r.shared_bytes <= 48 * 1024, f"{r.name} needs more static shared memory than a block may have"
+
+
+def test_backend_choice_without_a_gpu(caplog):
+    import logging
+
+    from autonomys_farmer.backends import BackendUnavailableError, select_backend
+    from autonomys_farmer.backends.cuda.device import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        pytest.skip("a GPU is usable here")
+    with caplog.at_level(logging.INFO, logger="autonomys_farmer.backends"):
+        assert select_backend("auto").name == "cpu"
+    assert f"no usable GPU: {reason}" in caplog.text
+    with pytest.raises(BackendUnavailableError, match=f"--backend cuda: {reason}"):
+        select_backend("cuda")
+    done = subprocess.run(
+        [sys.executable, "-m", "autonomys_farmer.cli", "cluster", "--nats-server", "nats://127.0.0.1:9",
+         "--backend", "cuda", "proof-server"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"--backend cuda: {reason}"

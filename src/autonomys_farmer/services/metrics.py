@@ -3,7 +3,8 @@
 The instruments below carry the official farmer's names (node-and-cluster.md §7.2: registry prefix
 `subspace_farmer`, sub-prefixes `farm_`, `plotter_`, `disk_piece_cache_`, the same labels; the client
 library adds `_total` to counters). Besides them, every numeric status figure a component reports in
-its heartbeat is exposed as a gauge `subspace_farmer_<component>_<figure>{instance}`."""
+its heartbeat is exposed as a gauge `subspace_farmer_<component>_<figure>{instance}`, and its text
+figures (a plot server's backend and GPU) as labels of `subspace_farmer_<component>_info{instance,...} 1`."""
 
 from __future__ import annotations
 
@@ -68,13 +69,22 @@ class ComponentCollector(Collector):
         families: dict[str, GaugeMetricFamily] = {}
         for component in self.components:
             prefix = _NAME.sub("_", f"subspace_farmer_{component.kind}")
+            texts = {}
             for key, value in component.status().items():
+                if isinstance(value, str):
+                    texts[_NAME.sub("_", key)] = value
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     continue
                 name = f"{prefix}_{_NAME.sub('_', key)}"
                 if name not in families:
                     families[name] = GaugeMetricFamily(name, f"{component.kind} {key}", labels=["instance"])
                 families[name].add_metric([component.instance_id], float(value))
+            if texts:
+                info = GaugeMetricFamily(
+                    f"{prefix}_info", f"{component.kind} text figures", labels=["instance", *texts]
+                )
+                info.add_metric([component.instance_id, *texts.values()], 1.0)
+                yield info
         yield from families.values()
 
 

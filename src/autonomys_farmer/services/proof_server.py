@@ -33,6 +33,9 @@ class ProofServer(Component):
         return dict(self.counts, backend=self.compute.name, device=self.compute.device, last_ms=self.last_ms)
 
     async def start(self) -> None:
+        started = time.monotonic()
+        await asyncio.to_thread(self.compute.warm_up)  # no proof pays for kernel compilation
+        log.info("%s backend on %s ready in %.1fs", self.compute.name, self.compute.device, time.monotonic() - started)
         await super().start()
         await self.nats.serve(m.PROVE, self._prove, queue=m.PROOF_SERVERS_QUEUE)
 

@@ -210,26 +210,44 @@ def first_candidate(challenge_index, y7, n7, k):
 
 
 @kernel
+def parents(table, p, lefts, rights, offsets):
+    """Positions in table - 1 of the two entries entry p of `table` was matched from."""
+    return I64(lefts[offsets[table] + p]), I64(rights[offsets[table] + p])
+
+
+@kernel
+def pack_x(acc, nbits, o, x, k, out):
+    """Append k bits of x to the MSB-first bit stream at out[o:] (acc holds nbits pending bits)."""
+    acc = U64(U64(acc << U64(k)) | U64(x))
+    nbits += k
+    while nbits >= 8:
+        nbits -= 8
+        out[o] = U8(U64(acc >> U64(nbits)) & U64(0xFF))
+        o += 1
+    return U64(acc & mask64(nbits)) if nbits > 0 else U64(0), nbits, o
+
+
+@kernel
 def trace_proof(t7_position, x_sorted, lefts, rights, offsets, k, out, start):
-    """Expand a table-7 entry into its 64 x values (left before right) packed MSB-first at out[start:]."""
+    """Expand a table-7 entry into its 64 x values (left before right) packed MSB-first at out[start:].
+
+    Depth first, one loop per table: each tree node is read once (126 reads), no scratch arrays."""
     acc = U64(0)
     nbits = 0
     o = start
-    for leaf in range(64):
-        p = I64(t7_position)
-        for level in range(6):  # table 7 down to table 2
-            table = 7 - level
-            if (leaf >> (5 - level)) & 1:
-                p = I64(rights[offsets[table] + p])
-            else:
-                p = I64(lefts[offsets[table] + p])
-        acc = U64(U64(acc << U64(k)) | U64(x_sorted[p]))
-        nbits += k
-        while nbits >= 8:
-            nbits -= 8
-            out[o] = U8(U64(acc >> U64(nbits)) & U64(0xFF))
-            o += 1
-        acc = U64(acc & mask64(nbits)) if nbits > 0 else U64(0)
+    p6 = parents(7, I64(t7_position), lefts, rights, offsets)
+    for a in range(2):
+        p5 = parents(6, p6[a], lefts, rights, offsets)
+        for b in range(2):
+            p4 = parents(5, p5[b], lefts, rights, offsets)
+            for c in range(2):
+                p3 = parents(4, p4[c], lefts, rights, offsets)
+                for d in range(2):
+                    p2 = parents(3, p3[d], lefts, rights, offsets)
+                    for e in range(2):
+                        p1 = parents(2, p2[e], lefts, rights, offsets)
+                        acc, nbits, o = pack_x(acc, nbits, o, x_sorted[p1[0]], k, out)
+                        acc, nbits, o = pack_x(acc, nbits, o, x_sorted[p1[1]], k, out)
 
 
 @kernel
