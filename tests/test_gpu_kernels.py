@@ -134,11 +134,14 @@ def test_t3_every_kernel_cross_compiles_to_sm90(emulated, capsys):
 
     if crosscompile.ptxas_binary() is None:
         pytest.fail("ptxas not installed: the test extra brings nvidia-cuda-nvcc")
-    device = EmulatedDevice()
-    device.record_launches = True
-    rng = np.random.default_rng(0)
-    CudaBackend(1, device=device, k=12).encode_records([bytes(32)], source_like_record(rng)[None])
-    launched = {(spec, crosscompile.signature(spec, args)): (spec, args) for spec, args in device.launches}
+    emulated.launches.clear()
+    emulated.record_launches = True
+    try:
+        rng = np.random.default_rng(0)
+        CudaBackend(1, device=emulated, k=12).encode_records([bytes(32)], source_like_record(rng)[None])
+    finally:
+        emulated.record_launches = False
+    launched = {(spec, crosscompile.signature(spec, args)): (spec, args) for spec, args in emulated.launches}
     assert {spec for spec, _ in launched} == {
         spec for spec in vars(kx).values() if isinstance(spec, (kx.GridKernel, kx.BlockKernel))
     }, "every kernel spec is launched by the pipeline"

@@ -35,14 +35,14 @@ def select_backend(choice: str = "auto", gpu_concurrency: int = 1) -> Compute:
     if reason is None:
         from autonomys_farmer.backends.cuda.backend import CudaBackend
 
-        backend = CudaBackend(gpu_concurrency)
-        log.info("compute backend: cuda on %s", backend.device)
-        return backend
+        gpu = CudaBackend(gpu_concurrency)
+        log.info("compute backend: cuda on %s", gpu.device)
+        return gpu
     if choice == "cuda":
         raise BackendUnavailableError(f"--backend cuda: {reason}")
-    backend = _cpu()
-    log.info("compute backend: cpu on %s (no usable GPU: %s)", backend.device, reason)
-    return backend
+    cpu = _cpu()
+    log.info("compute backend: cpu on %s (no usable GPU: %s)", cpu.device, reason)
+    return cpu
 
 
 def _cpu() -> Compute:

@@ -23,7 +23,7 @@ from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.sector import (
     RecordMetadata,
-        SectorError,
+    SectorError,
     SectorLayout,
     SectorMetadata,
     derive_evaluation_seed,
@@ -167,7 +167,7 @@ def write_sector(
 
     def emit(data: bytes | np.ndarray) -> None:
         nonlocal written
-        view = memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else memoryview(data)
+        view = np.ascontiguousarray(data).data.cast("B") if isinstance(data, np.ndarray) else memoryview(data)
         hasher.update(view)
         out.write(view)
         written += len(view)

@@ -35,7 +35,7 @@ def kernel_cache_dir() -> Path:
     return Path(base) / digest.hexdigest()[:16]
 
 
-numba.config.CACHE_DIR = str(kernel_cache_dir())  # before any cached function below is declared
+numba.config.CACHE_DIR = str(kernel_cache_dir())  # type: ignore[attr-defined]  # before any cached function below is declared
 
 from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  # noqa: E402
 
@@ -71,8 +71,9 @@ class Launcher:
         return self.serial(*args)
 
 
-def launcher(fn: FunctionType) -> Launcher:
+def launcher(fn: Callable[..., Any]) -> Launcher:
     """Compile a launcher for all cores and for one core (distinct names keep numba's caches apart)."""
+    assert isinstance(fn, FunctionType)
     serial_copy = FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
     serial_copy.__qualname__ = fn.__qualname__ + "_serial"
     serial_copy.__module__ = fn.__module__

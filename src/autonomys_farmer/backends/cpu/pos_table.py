@@ -34,7 +34,7 @@ def left_targets() -> np.ndarray:
     """targets[parity, r, m]: the 64 right-entry r values a left entry matches (uint16, 3.9 MB)."""
     r = np.arange(pos.PARAM_BC, dtype=np.int64)[:, None]
     m = np.arange(pos.PARAM_M, dtype=np.int64)[None, :]
-    return np.stack([pos.target(parity, r, m) for parity in (0, 1)]).astype(np.uint16)
+    return np.stack([pos.target(parity, r, m) for parity in (0, 1)]).astype(np.uint16)  # type: ignore[arg-type]
 
 
 LEFT_TARGETS = left_targets()
