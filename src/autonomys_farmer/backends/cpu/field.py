@@ -11,7 +11,7 @@ mont_mul_into = CPU.mont_mul_into
 add_into = CPU.add_into
 negate_row = CPU.negate_row
 ntt_butterfly = CPU.ntt_butterfly
-bit_reverse = CPU.bit_reverse
+bit_reverse_swap = CPU.bit_reverse_swap
 mont_mul = CPU.mont_mul
 store_row = CPU.store_row
 
@@ -58,12 +58,7 @@ def ntt_blocks_launch(blocks, twiddles, max_domain, log_n):
         t = np.empty(10, np.uint64)
         v = np.empty(8, np.uint64)
         for i in range(n):
-            j = bit_reverse(i, log_n)
-            if i < j:
-                for q in range(8):
-                    tmp = x[i, q]
-                    x[i, q] = x[j, q]
-                    x[j, q] = tmp
+            bit_reverse_swap(x, i, log_n)
         length = 2
         while length <= n:
             for k in range(n >> 1):
@@ -78,12 +73,7 @@ def ntt_stages_launch(x, twiddles, max_domain, log_n):
     half_n = n >> 1
     nchunks = min(32, half_n)
     for i in prange(n):
-        j = bit_reverse(i, log_n)
-        if i < j:
-            for q in range(8):
-                tmp = x[i, q]
-                x[i, q] = x[j, q]
-                x[j, q] = tmp
+        bit_reverse_swap(x, i, log_n)
     length = 2
     while length <= n:
         for c in prange(nchunks):

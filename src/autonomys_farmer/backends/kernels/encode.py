@@ -21,7 +21,7 @@ import numpy as np
 from autonomys_farmer.backends.kernels.blake3 import compress  # noqa: F401  (kernel namespace)
 from autonomys_farmer.backends.kernels.chacha import chacha8_block, f1
 from autonomys_farmer.backends.kernels.fr import (
-    bit_reverse,
+    bit_reverse_swap,
     is_canonical,
     load_scalar,
     mont_mul,
@@ -78,14 +78,7 @@ def to_montgomery_thread(i, records, limbs, r2, bad, v, t):
 def bit_reverse_thread(i, x, log_n):
     n = x.shape[1]
     rec = i // n
-    j = i - rec * n
-    r = I64(bit_reverse(j, log_n))
-    if j < r:
-        rows = x[rec]
-        for q in range(8):
-            tmp = rows[j, q]
-            rows[j, q] = rows[r, q]
-            rows[r, q] = tmp
+    bit_reverse_swap(x[rec], i - rec * n, log_n)
 
 
 @kernel
@@ -167,12 +160,18 @@ def bucket_scatter_thread(i, y, sizes, starts, fill, order):
 
 
 @kernel
-def rank_sort_load(block, thread, nthreads, keys, sources, y, tie, starts, counts, order, overflow, perm):
+def sort_bucket(block, counts):
+    """(record, bucket, size) of a sorting block: one block per bucket."""
     nb = counts.shape[1]
     rec = block // nb
     b = block - rec * nb
-    size = counts[rec, b]
-    if size > keys.shape[0]:
+    return rec, b, counts[rec, b]
+
+
+@kernel
+def rank_sort_load(block, thread, nthreads, keys, sources, y, tie, starts, counts, order, overflow, perm):
+    rec, b, size = sort_bucket(block, counts)
+    if size > keys.shape[0]:  # past shared memory: the CPU redoes this record
         if thread == 0:
             overflow[rec] = U32(1)
         return
@@ -187,10 +186,7 @@ def rank_sort_load(block, thread, nthreads, keys, sources, y, tie, starts, count
 @kernel
 def rank_sort_place(block, thread, nthreads, keys, sources, y, tie, starts, counts, order, overflow, perm):
     """Each entry's place is the number of smaller keys in its bucket (keys are unique)."""
-    nb = counts.shape[1]
-    rec = block // nb
-    b = block - rec * nb
-    size = counts[rec, b]
+    rec, b, size = sort_bucket(block, counts)
     if size > keys.shape[0]:
         return
     start = starts[rec, b]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autonomys_farmer.backends.kernels.ints import U8, U32, U64
+from autonomys_farmer.backends.kernels.ints import I64, U8, U32, U64
 from autonomys_farmer.backends.kernels.source import kernel
 from autonomys_farmer.protocol.field import BLS_MODULUS
 
@@ -139,6 +139,17 @@ def bit_reverse(i, log_n):
         r = U32(U32(r << U32(1)) | U32(x & U32(1)))
         x = U32(x >> U32(1))
     return r
+
+
+@kernel
+def bit_reverse_swap(x, i, log_n):
+    """The input permutation of a radix-2 NTT, one index at a time: swap row i with its bit reversal."""
+    j = I64(bit_reverse(i, log_n))
+    if i < j:
+        for q in range(8):
+            tmp = x[i, q]
+            x[i, q] = x[j, q]
+            x[j, q] = tmp
 
 
 @kernel
