@@ -78,7 +78,7 @@ def main() -> None:
     kzg = load_kzg(args.kzg)
     pk = bytes(range(32))
     info = sec.FarmerProtocolInfo(1, 1, 5, (1, 10), 4)
-    indices = sec.sector_piece_indices(sec.sector_id(pk, 0, 1), 1, info)
+    indices = sec.derive_sector_piece_indices(sec.derive_sector_id(pk, 0, 1), 1, info)
     history = SyntheticHistory(compute, kzg, indices)
     plotted = plot_sector_in_memory(compute, pk, 0, 1, [history.pieces[indices[0]]])
     view = PlottedSectorView.open(plotted.data, plotted.metadata)

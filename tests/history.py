@@ -14,12 +14,11 @@ from autonomys_farmer.protocol.constants import NUM_PIECES, RECORD_NUM_CHUNKS
 from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
 from autonomys_farmer.protocol.pieces import (
     Piece,
-    piece_position,
     record_commitment,
     record_witnesses,
     segment_commitment,
-    segment_index,
 )
+from autonomys_farmer.protocol.types import PieceIndex
 
 
 def source_like_record(rng: np.random.Generator) -> np.ndarray:
@@ -36,13 +35,13 @@ class SyntheticHistory:
         self.segment_commitments: dict[int, bytes] = {}
         by_segment: dict[int, list[int]] = {}
         for index in sorted(set(piece_indices)):
-            by_segment.setdefault(segment_index(index), []).append(index)
+            by_segment.setdefault(PieceIndex(index).segment_index(), []).append(index)
         for seg, indices in by_segment.items():
             records = {i: source_like_record(rng) for i in indices}
             commitments = [IDENTITY_G1] * NUM_PIECES
             for i, rec in records.items():
-                commitments[piece_position(i)] = record_commitment(compute, kzg, rec)
+                commitments[PieceIndex(i).position()] = record_commitment(compute, kzg, rec)
             self.segment_commitments[seg] = segment_commitment(compute, kzg, commitments)
-            witnesses = record_witnesses(compute, kzg, commitments, [piece_position(i) for i in indices])
+            witnesses = record_witnesses(compute, kzg, commitments, [PieceIndex(i).position() for i in indices])
             for i, w in zip(indices, witnesses, strict=True):
-                self.pieces[i] = Piece.assemble(records[i].tobytes(), commitments[piece_position(i)], w)
+                self.pieces[i] = Piece.assemble(records[i].tobytes(), commitments[PieceIndex(i).position()], w)

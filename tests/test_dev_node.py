@@ -89,8 +89,8 @@ def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg):
     async def run():
         client = NodeClient(dev_node.url)
         info = (await client.farmer_app_info()).protocol_info
-        sid = sec.sector_id(PUBLIC_KEY, 0, info.history_size)
-        indices = sec.sector_piece_indices(sid, 2, info)
+        sid = sec.derive_sector_id(PUBLIC_KEY, 0, info.history_size)
+        indices = sec.derive_sector_piece_indices(sid, 2, info)
         pieces = [await client.piece(i) for i in indices]
         plotted = plot_sector_in_memory(compute, PUBLIC_KEY, 0, info.history_size, pieces)
         view = PlottedSectorView.open(plotted.data, plotted.metadata)

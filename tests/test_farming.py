@@ -12,10 +12,11 @@ from autonomys_farmer.protocol import sector as sec
 from autonomys_farmer.protocol.auditing import audit_sector, chunk_distance
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, U64_MAX
 from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid, is_piece_valid, piece_position, segment_index
+from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid, is_piece_valid
 from autonomys_farmer.protocol.plotting import plot_sector_in_memory
 from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, read_piece
+from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.protocol.verification import (
     PieceCheckParams,
     SolutionVerificationError,
@@ -43,12 +44,12 @@ class Farm:
 
 @pytest.fixture(scope="module")
 def farm(compute, kzg) -> Farm:
-    sid = sec.sector_id(PUBLIC_KEY, 0, INFO.history_size)
-    indices = sec.sector_piece_indices(sid, 2, INFO)
+    sid = sec.derive_sector_id(PUBLIC_KEY, 0, INFO.history_size)
+    indices = sec.derive_sector_piece_indices(sid, 2, INFO)
     history = SyntheticHistory(compute, kzg, indices)
     for index in indices:
         piece, commitment = history.pieces[index], history.segment_commitments[0]
-        assert is_piece_valid(compute, kzg, piece, commitment, piece_position(index))
+        assert is_piece_valid(compute, kzg, piece, commitment, PieceIndex(index).position())
     done = []
     plotted = plot_sector_in_memory(
         compute,
@@ -65,7 +66,7 @@ def farm(compute, kzg) -> Farm:
 
 def _winning_slot(farm: Farm, compute) -> tuple[int, object]:
     for slot in range(1, 200):
-        challenge = sec.global_challenge(sec.global_randomness(POT), slot)
+        challenge = sec.derive_global_challenge(sec.derive_global_randomness(POT), slot)
         audit = audit_sector(compute, PUBLIC_KEY, challenge, U64_MAX, farm.data, farm.view.metadata)
         if winning_records(farm.view, audit):
             return slot, audit
@@ -122,11 +123,11 @@ def test_truncated_sector_is_rejected(farm):
 
 def test_solution_verifies_with_piece_checks(farm, kzg, solution):
     slot, sol = solution
-    assert segment_index(solution_piece_index(sol, 2, 5, (1, 10))) == 0
+    assert solution_piece_index(sol, 2, 5, (1, 10)).segment_index() == 0
     distance = verify_solution(sol, slot, POT, U64_MAX, kzg, _piece_check(farm))
     assert distance == verify_solution(sol, slot, POT, U64_MAX, kzg)
-    challenge = sec.global_challenge(sec.global_randomness(POT), slot)
-    sid = sec.sector_id(PUBLIC_KEY, 0, 1)
+    challenge = sec.derive_global_challenge(sec.derive_global_randomness(POT), slot)
+    sid = sec.derive_sector_id(PUBLIC_KEY, 0, 1)
     from autonomys_farmer.protocol.pos import proof_hash
 
     masked = bytes(a ^ b for a, b in zip(sol.chunk, proof_hash(sol.proof_of_space), strict=True))
@@ -185,7 +186,8 @@ def test_consensus_limits(farm, kzg, solution):
     assert verify_solution(sol, slot, POT, 2 * distance, kzg) == distance
     # A sector from the future: only reachable after PoS/KZG pass, so check the piece stage directly.
     with pytest.raises(SolutionVerificationError) as err:
-        _check_piece(dataclasses.replace(sol, history_size=3), sec.sector_id(PUBLIC_KEY, 0, 3), _piece_check(farm), kzg)
+        future = dataclasses.replace(sol, history_size=3)
+        _check_piece(future, sec.derive_sector_id(PUBLIC_KEY, 0, 3), _piece_check(farm), kzg)
     assert err.value.kind is VerificationErrorKind.FUTURE_HISTORY_SIZE
     _expect(
         VerificationErrorKind.INVALID_PIECE_OFFSET,
@@ -204,7 +206,7 @@ def test_consensus_limits(farm, kzg, solution):
 def test_batch_piece_verification_flags_exactly_the_bad_pieces(farm, compute, kzg):
     commitment = farm.history.segment_commitments[0]
     first, second = (farm.history.pieces[i] for i in farm.piece_indices)
-    p1, p2 = (piece_position(i) for i in farm.piece_indices)
+    p1, p2 = (PieceIndex(i).position() for i in farm.piece_indices)
     both = [(first, commitment, p1), (second, commitment, p2)]
     assert are_pieces_valid(compute, kzg, both, bytes(16)) == [True, True]
     flipped = Piece(bytes([first.data[0] ^ 1]) + first.data[1:])  # record no longer matches its commitment

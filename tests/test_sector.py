@@ -9,15 +9,6 @@ import pytest
 
 from autonomys_farmer.protocol import sector as sec
 from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
-from autonomys_farmer.protocol.pieces import (
-    PieceError,
-    from_source_position,
-    is_source,
-    next_source_index,
-    piece_position,
-    segment_index,
-    source_position,
-)
 from autonomys_farmer.protocol.plotting import kept_s_buckets, write_sector
 from autonomys_farmer.protocol.solution import (
     Solution,
@@ -25,13 +16,14 @@ from autonomys_farmer.protocol.solution import (
     pieces_to_solution_range,
     solution_range_to_pieces,
 )
+from autonomys_farmer.protocol.types import PieceIndex, PieceIndexError, SegmentIndex
 
 PUBLIC_KEY = bytes(range(32))
 SECTOR_ID_7_100 = "10e662eae96de52ae47df305ae95a203065068ce55535b659603ddd3c3e14c80"
 
 
 def test_self_generated_vectors():
-    sid = sec.sector_id(PUBLIC_KEY, 7, 100)
+    sid = sec.derive_sector_id(PUBLIC_KEY, 7, 100)
     assert sid.hex() == SECTOR_ID_7_100
     expected = {0: 21965, 1: 24450, 2: 7173, 3: 25262, 199: 24965, 200: 10227, 201: 14400, 999: 5179}
     for offset, index in expected.items():
@@ -39,18 +31,18 @@ def test_self_generated_vectors():
     assert sec.derive_piece_index(sid, 1, 50, 1000, 5, (1, 10)) == 11650
     seed = sec.derive_evaluation_seed(sid, 1)
     assert seed.hex() == "4c096919cefdd1207cc561e0b3f74de03a6b830b32b79dcef1e97b0a4e36662b"
-    randomness = sec.global_randomness(bytes([0x11]) * 16)
+    randomness = sec.derive_global_randomness(bytes([0x11]) * 16)
     assert randomness.hex() == "cc797a5ad3abc14b1efb095786637cadc694580a88d480926fc54a074bd527c3"
-    challenge = sec.global_challenge(randomness, 12345)
+    challenge = sec.derive_global_challenge(randomness, 12345)
     assert challenge.hex() == "fc300d9d70959fc958592eec145557a4996cf0452b7db8caf9ecb65f9436b43c"
     ssc = sec.derive_sector_slot_challenge(sid, challenge)
     assert ssc.hex() == "ecd66f7799f87ae3bc24dde9bac0f5a79f3c988b7e2ee3af6fef6b8c57d7f8bc"
-    assert sec.s_bucket_audit_index(ssc) == 55020
+    assert sec.derive_s_bucket_audit_index(ssc) == 55020
     assert sec.derive_expiration_history_size(sid, 100, b"\x22" * 48, 4) == 324
 
 
 def test_recent_pieces_for_odd_offsets_once_history_is_long():
-    sid = sec.sector_id(PUBLIC_KEY, 7, 100)
+    sid = sec.derive_sector_id(PUBLIC_KEY, 7, 100)
     for offset in range(1, 200, 2):
         assert 24320 <= sec.derive_piece_index(sid, offset, 100, 1000, 5, (1, 10)) < 25600
 
@@ -63,11 +55,11 @@ def test_sector_sizes():
 
 def test_bad_sector_identity_inputs():
     with pytest.raises(sec.SectorError, match="32 bytes"):
-        sec.sector_id(b"short", 0, 1)
+        sec.derive_sector_id(b"short", 0, 1)
     with pytest.raises(sec.SectorError, match="u16"):
-        sec.sector_id(PUBLIC_KEY, 70000, 1)
+        sec.derive_sector_id(PUBLIC_KEY, 70000, 1)
     with pytest.raises(sec.SectorError, match="non-zero"):
-        sec.sector_id(PUBLIC_KEY, 0, 0)
+        sec.derive_sector_id(PUBLIC_KEY, 0, 0)
 
 
 SOURCE = [
@@ -98,23 +90,25 @@ PARITY = [
 
 @pytest.mark.parametrize(("index", "position", "source_pos", "segment", "next_source"), SOURCE)
 def test_source_piece_index_conversion(index, position, source_pos, segment, next_source):
-    assert is_source(index)
-    assert piece_position(index) == position
-    assert source_position(index) == source_pos
-    assert segment_index(index) == segment
-    assert next_source_index(index) == next_source
-    assert from_source_position(source_pos, segment) == index
+    index = PieceIndex(index)
+    assert index.is_source()
+    assert index.position() == position
+    assert index.source_position() == source_pos
+    assert index.segment_index() == segment
+    assert index.next_source_index() == next_source
+    assert PieceIndex.from_source_position(source_pos, SegmentIndex(segment)) == index
 
 
 @pytest.mark.parametrize(("index", "position", "segment"), PARITY)
 def test_parity_piece_index_conversion(index, position, segment):
-    assert not is_source(index)
-    assert piece_position(index) == position
-    assert segment_index(index) == segment
-    with pytest.raises(PieceError):
-        source_position(index)
-    with pytest.raises(PieceError):
-        next_source_index(index)
+    index = PieceIndex(index)
+    assert not index.is_source()
+    assert index.position() == position
+    assert index.segment_index() == segment
+    with pytest.raises(PieceIndexError):
+        index.source_position()
+    with pytest.raises(PieceIndexError):
+        index.next_source_index()
 
 
 @pytest.mark.parametrize("pieces", [1, 3, 5])

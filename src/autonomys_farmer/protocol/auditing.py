@@ -17,9 +17,9 @@ from autonomys_farmer.protocol.sector import (
     SectorBytes,
     SectorLayout,
     SectorMetadata,
+    derive_s_bucket_audit_index,
+    derive_sector_id,
     derive_sector_slot_challenge,
-    s_bucket_audit_index,
-    sector_id,
 )
 
 
@@ -72,9 +72,9 @@ def audit_sector(
     metadata: SectorMetadata,
 ) -> AuditResult:
     """Audit one plotted sector; `sector` is its bytes (an mmap slice is enough: one s-bucket is read)."""
-    sid = sector_id(public_key, metadata.sector_index, metadata.history_size)
+    sid = derive_sector_id(public_key, metadata.sector_index, metadata.history_size)
     ssc = derive_sector_slot_challenge(sid, global_challenge)
-    s = s_bucket_audit_index(ssc)
+    s = derive_s_bucket_audit_index(ssc)
     size = int(metadata.s_bucket_sizes[s])
     if size == 0:
         return AuditResult(metadata.sector_index, s, ())

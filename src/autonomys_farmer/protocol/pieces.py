@@ -27,35 +27,7 @@ from autonomys_farmer.protocol.kzg import Kzg, KzgError, decode_g1, multiexp
 
 
 class PieceError(ValueError):
-    """Bad piece bytes or index."""
-
-
-def segment_index(piece_index: int) -> int:
-    return piece_index // NUM_PIECES
-
-
-def piece_position(piece_index: int) -> int:
-    return piece_index % NUM_PIECES
-
-
-def is_source(piece_index: int) -> bool:
-    return piece_index % 2 == 0
-
-
-def source_position(piece_index: int) -> int:
-    if not is_source(piece_index):
-        raise PieceError(f"piece {piece_index} is a parity piece and has no source position")
-    return piece_position(piece_index) // 2
-
-
-def from_source_position(source_position_: int, segment_index_: int) -> int:
-    return segment_index_ * NUM_PIECES + 2 * source_position_
-
-
-def next_source_index(piece_index: int) -> int:
-    if not is_source(piece_index):
-        raise PieceError(f"piece {piece_index} is a parity piece")
-    return piece_index + 2
+    """Bad piece bytes, or a segment of the wrong shape."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from autonomys_farmer.protocol.sector import (
     SectorLayout,
     SectorMetadata,
     derive_evaluation_seed,
-    sector_id,
+    derive_sector_id,
 )
 
 Progress = Callable[[int, int], None]
@@ -116,7 +116,7 @@ def plot_sector(
     pieces_in_sector = len(sector)
     if pieces_in_sector == 0:
         raise SectorError("a sector needs at least one piece")
-    sid = sector_id(public_key, sector_index, history_size)
+    sid = derive_sector_id(public_key, sector_index, history_size)
     batch_size = batch_size or compute.batch_records
     encoded = np.empty((pieces_in_sector, RECORD_NUM_S_BUCKETS // 8), np.uint8)
     for start in range(0, pieces_in_sector, batch_size):

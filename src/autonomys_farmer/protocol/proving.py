@@ -17,7 +17,7 @@ from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, RecordChunks, decode_chunks
-from autonomys_farmer.protocol.sector import RecordMetadata, derive_evaluation_seed, sector_id
+from autonomys_farmer.protocol.sector import RecordMetadata, derive_evaluation_seed, derive_sector_id
 from autonomys_farmer.protocol.solution import Solution
 
 
@@ -63,7 +63,7 @@ class RecordWin:
 def prove_win(compute: Compute, kzg: Kzg, win: RecordWin) -> Solution:
     """Regenerate the record's PoS table, recover its polynomial and open it at the winning s-bucket."""
     piece_offset = win.record.piece_offset
-    sid = sector_id(win.public_key, win.sector_index, win.history_size)
+    sid = derive_sector_id(win.public_key, win.sector_index, win.history_size)
     table = compute.proof_table(derive_evaluation_seed(sid, piece_offset))
     proof = table.find_proof(win.s_bucket)
     if proof is None:

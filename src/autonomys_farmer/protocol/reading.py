@@ -21,7 +21,7 @@ from autonomys_farmer.protocol.sector import (
     SectorMetadata,
     contents_map_size,
     derive_evaluation_seed,
-    sector_id,
+    derive_sector_id,
 )
 
 
@@ -117,7 +117,7 @@ def decode_chunks(compute: Compute, record: RecordChunks, table: ProofTable) -> 
 def read_piece(compute: Compute, sector: PlottedSectorView, public_key: bytes, piece_offset: int) -> Piece:
     """Recover the original piece stored at piece_offset and check it against its checksum."""
     meta = sector.metadata
-    sid = sector_id(public_key, meta.sector_index, meta.history_size)
+    sid = derive_sector_id(public_key, meta.sector_index, meta.history_size)
     table = compute.proof_table(derive_evaluation_seed(sid, piece_offset))
     present, shards = decode_chunks(compute, RecordChunks.read(sector, piece_offset), table)
     source = erasure.recover(compute, shards, present)[0::2]

@@ -24,6 +24,15 @@ from autonomys_farmer.protocol.constants import (
     SECTOR_METADATA_SIZE,
 )
 from autonomys_farmer.protocol.hashes import blake3_hash, keyed_hash
+from autonomys_farmer.protocol.types import (
+    HistorySize,
+    PieceIndex,
+    PieceOffset,
+    SBucket,
+    SectorIndex,
+    SegmentIndex,
+    SlotNumber,
+)
 
 U64 = 2**64
 SectorBytes = bytes | bytearray | memoryview | mmap.mmap
@@ -66,7 +75,7 @@ class FarmerProtocolInfo:
         )
 
 
-def sector_id(public_key: bytes, sector_index: int, history_size: int) -> bytes:
+def derive_sector_id(public_key: bytes, sector_index: SectorIndex | int, history_size: HistorySize | int) -> bytes:
     """SectorId = KH(H(public_key), u16le(sector_index) ‖ u64le(history_size))."""
     if len(public_key) != 32:
         raise SectorError(f"public key must be 32 bytes, got {len(public_key)}")
@@ -78,32 +87,32 @@ def sector_id(public_key: bytes, sector_index: int, history_size: int) -> bytes:
 
 
 def derive_piece_index(
-    sector_id_: bytes,
-    piece_offset: int,
-    history_size: int,
+    sector_id: bytes,
+    piece_offset: PieceOffset | int,
+    history_size: HistorySize | int,
     max_pieces_in_sector: int,
     recent_segments: int,
     recent_history_fraction: tuple[int, int],
-) -> int:
+) -> PieceIndex:
     """Which piece of history a sector stores at piece_offset (recent segments favoured for odd
     offsets below the interleave bound once history exceeds min_history_pieces)."""
     f0, f1 = recent_history_fraction
     recent_pieces = recent_segments * NUM_PIECES
     min_history_pieces = recent_pieces * (f1 * NUM_PIECES) // (f0 * NUM_PIECES)
     key = struct.pack("<H", piece_offset) + bytes(30)
-    h = int.from_bytes(keyed_hash(key, sector_id_), "little")
+    h = int.from_bytes(keyed_hash(key, sector_id), "little")
     history_pieces = history_size * NUM_PIECES
     num_interleaved = max(1, (max_pieces_in_sector * (f0 * NUM_PIECES) // (f1 * NUM_PIECES)) * 2)
     if history_pieces > min_history_pieces and piece_offset < num_interleaved and piece_offset % 2 == 1:
-        return h % recent_pieces + (history_pieces - recent_pieces)
-    return h % history_pieces
+        return PieceIndex(h % recent_pieces + (history_pieces - recent_pieces))
+    return PieceIndex(h % history_pieces)
 
 
-def sector_piece_indices(sector_id_: bytes, pieces_in_sector: int, info: FarmerProtocolInfo) -> list[int]:
+def derive_sector_piece_indices(sector_id: bytes, pieces_in_sector: int, info: FarmerProtocolInfo) -> list[PieceIndex]:
     """Piece index for every offset of a sector; always derived with the protocol's max pieces."""
     return [
         derive_piece_index(
-            sector_id_,
+            sector_id,
             offset,
             info.history_size,
             info.max_pieces_in_sector,
@@ -114,37 +123,42 @@ def sector_piece_indices(sector_id_: bytes, pieces_in_sector: int, info: FarmerP
     ]
 
 
-def derive_evaluation_seed(sector_id_: bytes, piece_offset: int) -> bytes:
+def derive_evaluation_seed(sector_id: bytes, piece_offset: PieceOffset | int) -> bytes:
     """PoS seed of the record at piece_offset: H(sector_id ‖ u16le(offset))."""
-    return blake3_hash(sector_id_, struct.pack("<H", piece_offset))
+    return blake3_hash(sector_id, struct.pack("<H", piece_offset))
 
 
-def global_randomness(pot_output: bytes) -> bytes:
+def derive_global_randomness(pot_output: bytes) -> bytes:
     return blake3_hash(pot_output)
 
 
-def global_challenge(global_randomness_: bytes, slot: int) -> bytes:
-    return blake3_hash(global_randomness_, struct.pack("<Q", slot))
+def derive_global_challenge(global_randomness: bytes, slot: SlotNumber | int) -> bytes:
+    return blake3_hash(global_randomness, struct.pack("<Q", slot))
 
 
-def derive_sector_slot_challenge(sector_id_: bytes, global_challenge_: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(sector_id_, global_challenge_, strict=True))
+def derive_sector_slot_challenge(sector_id: bytes, global_challenge: bytes) -> bytes:
+    return bytes(a ^ b for a, b in zip(sector_id, global_challenge, strict=True))
 
 
-def s_bucket_audit_index(sector_slot_challenge: bytes) -> int:
-    return int.from_bytes(sector_slot_challenge[:2], "little")
+def derive_s_bucket_audit_index(sector_slot_challenge: bytes) -> SBucket:
+    return SBucket(int.from_bytes(sector_slot_challenge[:2], "little"))
+
+
+def expiration_check_segment_index(history_size: HistorySize | int, min_sector_lifetime: int) -> SegmentIndex:
+    """The segment whose commitment decides when a sector plotted at history_size expires."""
+    return HistorySize(history_size).sector_expiration_check(min_sector_lifetime).in_segments_index()
 
 
 def derive_expiration_history_size(
-    sector_id_: bytes, history_size: int, segment_commitment: bytes, min_sector_lifetime: int
-) -> int | None:
+    sector_id: bytes, history_size: HistorySize | int, segment_commitment: bytes, min_sector_lifetime: int
+) -> HistorySize | None:
     """History size at which the sector expires, uniformly in [h + msl, 4h + msl); None on overflow."""
     check = history_size + min_sector_lifetime
     last = min_sector_lifetime + history_size * 4
     if check >= U64 or last >= U64 or last < check:
         return None
-    x = int.from_bytes(blake3_hash(sector_id_, segment_commitment), "little")
-    return check + x % (last - check)
+    x = int.from_bytes(blake3_hash(sector_id, segment_commitment), "little")
+    return HistorySize(check + x % (last - check))
 
 
 def sector_size(pieces_in_sector: int) -> int:

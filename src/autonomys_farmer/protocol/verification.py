@@ -14,14 +14,15 @@ from autonomys_farmer.protocol.kzg import Kzg, KzgError, decode_g1
 from autonomys_farmer.protocol.sector import (
     derive_evaluation_seed,
     derive_expiration_history_size,
+    derive_global_challenge,
+    derive_global_randomness,
     derive_piece_index,
+    derive_s_bucket_audit_index,
+    derive_sector_id,
     derive_sector_slot_challenge,
-    global_challenge,
-    global_randomness,
-    s_bucket_audit_index,
-    sector_id,
 )
 from autonomys_farmer.protocol.solution import Solution
+from autonomys_farmer.protocol.types import PieceIndex
 
 
 class VerificationErrorKind(Enum):
@@ -55,9 +56,9 @@ class PieceCheckParams:
 
 def solution_piece_index(
     solution: Solution, max_pieces_in_sector: int, recent_segments: int, recent_history_fraction: tuple[int, int]
-) -> int:
+) -> PieceIndex:
     """The piece a solution claims; the node fetches that segment's commitment for the piece check."""
-    sid = sector_id(solution.public_key, solution.sector_index, solution.history_size)
+    sid = derive_sector_id(solution.public_key, solution.sector_index, solution.history_size)
     return derive_piece_index(
         sid,
         solution.piece_offset,
@@ -77,10 +78,10 @@ def verify_solution(
     piece_check: PieceCheckParams | None = None,
 ) -> int:
     """Return the solution distance, or raise SolutionVerificationError for the first failed check."""
-    sid = sector_id(solution.public_key, solution.sector_index, solution.history_size)
-    challenge = global_challenge(global_randomness(proof_of_time), slot)
+    sid = derive_sector_id(solution.public_key, solution.sector_index, solution.history_size)
+    challenge = derive_global_challenge(derive_global_randomness(proof_of_time), slot)
     ssc = derive_sector_slot_challenge(sid, challenge)
-    s_bucket = s_bucket_audit_index(ssc)
+    s_bucket = derive_s_bucket_audit_index(ssc)
 
     seed = derive_evaluation_seed(sid, solution.piece_offset)
     if not pos.is_proof_valid(seed, s_bucket, solution.proof_of_space):
@@ -134,7 +135,7 @@ def _check_piece(solution: Solution, sid: bytes, p: PieceCheckParams, kzg: Kzg) 
     position = derive_piece_index(
         sid, solution.piece_offset, solution.history_size, p.max_pieces_in_sector,
         p.recent_segments, p.recent_history_fraction,
-    ) % NUM_PIECES  # fmt: skip
+    ).position()  # fmt: skip
     try:
         decode_g1(p.segment_commitment)
         decode_g1(solution.record_witness)

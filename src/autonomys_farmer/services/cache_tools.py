@@ -17,7 +17,7 @@ from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
 from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items, group_name
@@ -144,8 +144,8 @@ async def _benchmark_epoch(
 
     async def worker() -> None:
         while todo:
-            sid = sector_id(os.urandom(32), todo.pop(), info.history_size)  # a fresh farmer's sector
-            indexes = set(sector_piece_indices(sid, info.max_pieces_in_sector, info))
+            sid = derive_sector_id(os.urandom(32), todo.pop(), info.history_size)  # a fresh farmer's sector
+            indexes = set(derive_sector_piece_indices(sid, info.max_pieces_in_sector, info))
             started = time.perf_counter()
             found = await getter.get_pieces(indexes)
             latencies.append(time.perf_counter() - started)

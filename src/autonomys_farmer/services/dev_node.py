@@ -37,7 +37,12 @@ from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.sector import FarmerProtocolInfo, global_challenge, global_randomness
+from autonomys_farmer.protocol.sector import (
+    FarmerProtocolInfo,
+    derive_global_challenge,
+    derive_global_randomness,
+    expiration_check_segment_index,
+)
 from autonomys_farmer.protocol.solution import Solution, SolutionError
 from autonomys_farmer.protocol.verification import (
     PieceCheckParams,
@@ -246,7 +251,7 @@ class DevNode:
         self.stats.slots += 1
         # Stand-in for proof of time: a deterministic 16-byte output per slot.
         proof_of_time = blake3_hash(b"dev proof of time", struct.pack("<Q", slot))[:16]
-        challenge = global_challenge(global_randomness(proof_of_time), slot)
+        challenge = derive_global_challenge(derive_global_randomness(proof_of_time), slot)
         self.slots[slot] = SlotState(proof_of_time, challenge)
         for old in [s for s in self.slots if s < self.slot - SLOT_HISTORY]:
             del self.slots[old]
@@ -334,10 +339,10 @@ class DevNode:
         piece_index = solution_piece_index(
             solution, p.max_pieces_in_sector, p.recent_segments, p.recent_history_fraction
         )
-        segment = piece_index // NUM_PIECES
+        segment = piece_index.segment_index()
         if segment >= len(self.headers):
             raise RpcError(rpc.SUBSPACE_ERROR_CODE, f"Solution rejected: SegmentCommitmentNotFound: segment {segment}")
-        expiration_segment = solution.history_size + p.min_sector_lifetime - 1
+        expiration_segment = expiration_check_segment_index(solution.history_size, p.min_sector_lifetime)
         expiration = self.headers[expiration_segment] if expiration_segment < len(self.headers) else None
         return PieceCheckParams(
             max_pieces_in_sector=p.max_pieces_in_sector,

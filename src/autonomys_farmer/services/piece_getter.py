@@ -14,10 +14,11 @@ from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.compute import Compute
-from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import MAX_SEGMENT_HEADERS_PER_REQUEST
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
+from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
 
@@ -107,13 +108,13 @@ class PieceVerifier:
 
     async def valid_many(self, items: dict[int, bytes]) -> dict[int, bool]:
         result = dict.fromkeys(items, False)
-        commitments = await self.commitments.get_many(index // NUM_PIECES for index in items)
+        commitments = await self.commitments.get_many(PieceIndex(index).segment_index() for index in items)
         keys, triples = [], []
         for index, data in items.items():
-            commitment = commitments.get(index // NUM_PIECES)
+            commitment = commitments.get(PieceIndex(index).segment_index())
             if commitment is not None and len(data) == PIECE_SIZE:
                 keys.append(index)
-                triples.append((Piece(data), commitment, index % NUM_PIECES))
+                triples.append((Piece(data), commitment, PieceIndex(index).position()))
         if triples:
             verdicts = await asyncio.to_thread(are_pieces_valid, self.compute, self.kzg, triples, os.urandom(32))
             result.update(zip(keys, verdicts, strict=True))

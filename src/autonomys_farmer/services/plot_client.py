@@ -27,7 +27,12 @@ from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.proving import RecordWin, prove_win, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
-from autonomys_farmer.protocol.sector import SectorMetadata, derive_expiration_history_size, sector_id
+from autonomys_farmer.protocol.sector import (
+    SectorMetadata,
+    derive_expiration_history_size,
+    derive_sector_id,
+    expiration_check_segment_index,
+)
 from autonomys_farmer.protocol.solution import Solution
 from autonomys_farmer.services import bulk, metrics
 from autonomys_farmer.services.component import Component
@@ -227,15 +232,17 @@ class PlotClient(Component):
     async def _check_expiry(self, current_segment: int) -> None:
         info = (await self._app_info()).protocol_info
         sectors = [(farm, index, meta) for farm in self.farms for index, meta in list(farm.plotted.items())]
-        segments = {meta.history_size + info.min_sector_lifetime - 1 for _, _, meta in sectors}
+        segments = {
+            expiration_check_segment_index(meta.history_size, info.min_sector_lifetime) for _, _, meta in sectors
+        }
         assert self.segment_commitments is not None
         known = self.segment_commitments
         commitments = await retry_forever("segment headers", lambda: known.get_many(segments))
         for farm, index, meta in sectors:
-            commitment = commitments.get(meta.history_size + info.min_sector_lifetime - 1)
+            commitment = commitments.get(expiration_check_segment_index(meta.history_size, info.min_sector_lifetime))
             if commitment is None:  # that segment is not archived yet: the sector cannot expire so soon
                 continue
-            sid = sector_id(farm.public_key, index, meta.history_size)
+            sid = derive_sector_id(farm.public_key, index, meta.history_size)
             expires = derive_expiration_history_size(sid, meta.history_size, commitment, info.min_sector_lifetime)
             if expires is not None and expires - 1 <= current_segment + 1 and index not in self.replot[farm.id]:
                 log.info("farm %s: sector %d expires at segment %d: replotting", farm.id[:8], index, expires - 1)

@@ -29,7 +29,7 @@ from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
-from autonomys_farmer.protocol.sector import FarmerProtocolInfo, sector_id, sector_piece_indices
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.bulk import Frame
 from autonomys_farmer.services.component import Component
@@ -178,8 +178,8 @@ class PlotServer(Component):
         assert self.getter is not None
         started = time.monotonic()
         info = FarmerProtocolInfo.from_json(job.protocol_info)
-        sid = sector_id(job.public_key, job.sector_index, info.history_size)
-        indexes = sector_piece_indices(sid, job.pieces_in_sector, info)
+        sid = derive_sector_id(job.public_key, job.sector_index, info.history_size)
+        indexes = derive_sector_piece_indices(sid, job.pieces_in_sector, info)
         await self._progress(job, "downloading", total=len(indexes))
         found = await self.getter.get_pieces(indexes)
         metrics.PLOTTER_DOWNLOADING_TIME.labels(self.compute.name).observe(time.monotonic() - started)

@@ -24,12 +24,15 @@ import autonomys_farmer
 
 
 def kernel_cache_dir() -> Path:
-    """numba's on-disk cache for exactly this source tree. numba keys a cached function by its own file
+    """numba's on-disk cache for exactly this kernel source. numba keys a cached function by its own file
     only, so a launcher would keep a stale copy of a kernel body changed in another file; naming the
-    directory by a hash of the package's sources rules that out (an upgrade compiles afresh, once)."""
+    directory by a hash of every file compiled code depends on (the backends and the protocol constants
+    they import) rules that out: an upgrade compiles afresh, once."""
     package = Path(autonomys_farmer.__file__).resolve().parent
+    sources = sorted((package / "backends").rglob("*.py"))
+    sources += [package / "protocol" / name for name in ("constants.py", "field.py", "pos.py")]
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in sources:
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     base = os.environ.get("NUMBA_CACHE_DIR") or Path.home() / ".cache" / "autonomys-farmer" / "numba"
     return Path(base) / digest.hexdigest()[:16]
