@@ -15,10 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import KZG_PARAMETERS
-from nats.aio.msg import Msg
 
 from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import wire
+from autonomys_farmer.cluster import subjects
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.services.dev import ClusterStatus, DevLayout
@@ -43,12 +42,12 @@ async def wait_for(
 
 def farm_plotted(status: ClusterStatus) -> int:
     for beat in status.live():
-        if beat.kind == m.PLOT_CLIENT:
-            return sum(farm["plotted"] for farm in beat.status.get("farms", {}).values())
+        if isinstance(beat.status, m.PlotClientStatus):
+            return sum(farm.plotted for farm in beat.status.farms)
     return -1
 
 
-def live_instance(status: ClusterStatus, kind: str) -> str | None:
+def live_instance(status: ClusterStatus, kind: m.ComponentKind) -> str | None:
     ids = [beat.instance_id for beat in status.live() if beat.kind == kind]
     return ids[0] if ids else None
 
@@ -73,20 +72,21 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
         await status.attach(bus)
         encoding: list[m.PlotProgress] = []
 
-        async def on_progress(msg: Msg) -> None:
-            encoding.append(wire.decode(m.PlotProgress, msg.data))
+        async def on_progress(progress: m.PlotProgress) -> None:
+            encoding.append(progress)
 
-        await bus.subscribe(f"{m.PLOT_PROGRESS}.>", on_progress)
+        await bus.subscribe(subjects.PLOT_PROGRESS, on_progress)
         try:
             # Mid-sector, kill the plot server, the full-piece cache and a NATS server: the job goes back
             # to the (replicated) queue and is plotted again with pieces from whichever source is up.
-            await wait_for("a sector being encoded", lambda: any(p.stage == "encoding" for p in encoding), supervisor)
-            killed_server = live_instance(status, m.PLOT_SERVER)
+            encoding_now = lambda: any(p.stage == m.PlotStage.ENCODING for p in encoding)  # noqa: E731
+            await wait_for("a sector being encoded", encoding_now, supervisor)
+            killed_server = live_instance(status, m.ComponentKind.PLOT_SERVER)
             for name in ("plot-server", "full-piece-sharded-cache", "nats-server-1"):
                 supervisor.kill(name)
             await wait_for("both sectors plotted", lambda: farm_plotted(status) == 2, supervisor)
             assert supervisor.programs["plot-server"].restarts >= 1
-            assert live_instance(status, m.PLOT_SERVER) != killed_server
+            assert live_instance(status, m.ComponentKind.PLOT_SERVER) != killed_server
 
             # Farming: the dev node accepts solutions proved by the proof server.
             await wait_for("a solution accepted", lambda: status.accepted >= 1, supervisor, 240)
@@ -99,7 +99,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             await wait_for("the plot client back", lambda: farm_plotted(status) == 2, supervisor, 120)
             await wait_for(
                 "the cache back with its pieces",
-                lambda: any(b.kind == m.SHARDED_CACHE and b.status.get("synced") for b in status.live()),
+                lambda: any(isinstance(b.status, m.CacheStatus) and b.status.synced for b in status.live()),
                 supervisor,
                 120,
             )
@@ -132,7 +132,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             )  # fmt: skip
 
             # The cluster's JetStream state was created replicated across the three NATS servers.
-            for stream in (m.PLOT_JOBS_STREAM, f"KV_{m.SHARDS_BUCKET}", f"KV_{m.MEMBERS_BUCKET}"):
+            for stream in (subjects.PLOT_JOBS.stream, f"KV_{subjects.SHARDS.name}", f"KV_{subjects.MEMBERS.name}"):
                 assert (await bus.js.stream_info(stream)).config.num_replicas == 3, stream
 
             # Prometheus metrics under the official farmer's names.
@@ -154,7 +154,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
     asyncio.run(run())
     # The farm on disk is whole: both sectors' metadata verify after all the kills.
     farm = Farm(tmp_path / "farm", 2, 8, _genesis())
-    assert sorted(farm.plotted) == [0, 1]
+    assert sorted(farm.plotted()) == [0, 1]
     farm.close()
 
 

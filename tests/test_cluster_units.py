@@ -14,19 +14,21 @@ from autonomys_farmer.cluster import sharding, wire
 from autonomys_farmer.protocol.constants import PIECE_SIZE, RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.proving import RecordWin
 from autonomys_farmer.protocol.reading import RecordChunks
-from autonomys_farmer.protocol.sector import RecordMetadata
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, RecordMetadata
+from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 from autonomys_farmer.services.farm import Farm, FarmError
 from autonomys_farmer.services.piece_store import PieceStore, StoreFullError
 from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
 
 
 def test_wire_round_trip_and_clear_errors() -> None:
-    job = m.PlotJob("j1", "farm", b"\x01" * 32, 3, 8, {"historySize": 1}, attempt=2)
+    info = FarmerProtocolInfo(HistorySize(1), 8, 5, (1, 10), 4)
+    job = m.PlotJob("j1", "farm", b"\x01" * 32, SectorIndex(3), 8, info, attempt=2)
     assert wire.decode(m.PlotJob, wire.encode(job)) == job
     assert b'"publicKey"' not in wire.encode(job) and b"0101" in wire.encode(job)
     shard_map = m.ShardMap("g", (m.ShardMember("a", "h:1"), m.ShardMember("b", "h:2")))
     assert wire.decode(m.ShardMap, wire.encode(shard_map)) == shard_map
-    with pytest.raises(wire.WireError, match=r"PlotJob.sector_index: expected int"):
+    with pytest.raises(wire.WireError, match=r"PlotJob.sector_index: expected an integer"):
         wire.decode(m.PlotJob, wire.encode(job).replace(b'"sector_index":3', b'"sector_index":"3"'))
     with pytest.raises(wire.WireError, match=r"PlotJob.public_key"):
         wire.decode(m.PlotJob, wire.encode(job).replace(b"0101", b"zz01", 1))
@@ -133,7 +135,7 @@ def test_a_farm_is_locked_by_its_farmer(tmp_path: Path) -> None:
     identity = farm.public_key
     farm.close()
     again = Farm(tmp_path / "farm", 2, 8, genesis)  # the same identity, once the first let go
-    assert again.public_key == identity and again.plotted == {}
+    assert again.public_key == identity and again.plotted() == {}
     again.close()
 
 

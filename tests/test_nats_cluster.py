@@ -6,15 +6,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats.errors
 
 from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import wire
+from autonomys_farmer.cluster import subjects
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo
+from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 from autonomys_farmer.services.dev import DevLayout
 from autonomys_farmer.services.nats_bus import Bus, retry_forever
 from autonomys_farmer.services.supervisor import Supervisor
+
+
+@dataclass(frozen=True)
+class Ping:
+    text: str
+
+
+PING = subjects.Request("test.ping", Ping, Ping, "q")
 
 
 async def eventually(action: Callable[[], Awaitable[object]], timeout: float = 30.0) -> None:
@@ -43,39 +54,38 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
         consumer = await Bus.connect(urls, "consumer")
         try:
             assert await producer.replicas_for_new_state() == 3  # discovered the other two from the first
-            await eventually(lambda: producer.ensure_work_queue(m.PLOT_JOBS_STREAM, m.PLOT_JOBS))
-            assert (await producer.js.stream_info(m.PLOT_JOBS_STREAM)).config.num_replicas == 3
+            await eventually(lambda: producer.ensure_work_queue(subjects.PLOT_JOBS))
+            assert (await producer.js.stream_info(subjects.PLOT_JOBS.stream)).config.num_replicas == 3
             shard_map = m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "127.0.0.1:1"),))
-
-            async def put_map() -> None:
-                await (await producer.kv(m.SHARDS_BUCKET)).put(shard_map.group, wire.encode(shard_map))
-
-            await eventually(put_map)
-            jobs = [m.PlotJob(f"job-{i}", "farm", bytes(32), i, 8, {}) for i in range(3)]
+            await eventually(lambda: producer.kv_put(subjects.SHARDS, shard_map.group, shard_map))
+            info = FarmerProtocolInfo(HistorySize(1), 8, 5, (1, 10), 4)
+            jobs = [m.PlotJob(f"job-{i}", "farm", bytes(32), SectorIndex(i), 8, info) for i in range(3)]
             for job in jobs:
-                await eventually(lambda job=job: producer.js.publish(m.PLOT_JOBS, wire.encode(job)))
+                await eventually(lambda job=job: producer.enqueue(subjects.PLOT_JOBS, job, job.job_id))
 
-            async def answer(data: bytes) -> bytes:
-                return b"pong:" + data
+            async def answer(ping: Ping) -> Ping:
+                return Ping("pong:" + ping.text)
 
-            await consumer.serve("test.ping", answer, queue="q")
+            await consumer.serve(PING, answer)
             await producer.nc.flush()
 
             supervisor.kill("nats-server-0")  # the producer's own server
             await asyncio.sleep(1.0)
 
             after = await Bus.connect(urls[1:], "after")
-            assert await after.request("test.ping", b"1", timeout=2, deadline=20) == b"pong:1"
-            raw = await asyncio.wait_for(
-                retry_forever("shard map", lambda: after.kv_get(m.SHARDS_BUCKET, shard_map.group)), 60
+            assert await after.request(PING, Ping("1"), timeout=2, deadline=20) == Ping("pong:1")
+            stored = await asyncio.wait_for(
+                retry_forever("shard map", lambda: after.kv_get(subjects.SHARDS, shard_map.group)), 60
             )
-            assert raw is not None and wire.decode(m.ShardMap, raw) == shard_map
+            assert stored == shard_map
             # The stream may be electing a new leader (its old one died with the server): retry as the
             # plot server does.
             subscription = await asyncio.wait_for(
                 retry_forever(
                     "pull consumer",
-                    lambda: after.js.pull_subscribe(m.PLOT_JOBS, durable="test", stream=m.PLOT_JOBS_STREAM),
+                    lambda: after.js.pull_subscribe(
+                        subjects.PLOT_JOBS.subject, durable="test", stream=subjects.PLOT_JOBS.stream
+                    ),
                 ),
                 60,
             )
@@ -84,7 +94,7 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
             while len(received) < len(jobs) and time.monotonic() < deadline:
                 try:
                     for msg in await subscription.fetch(len(jobs) - len(received), timeout=5):
-                        received.append(wire.decode(m.PlotJob, msg.data))
+                        received.append(subjects.PLOT_JOBS.codec.decode(msg.data))
                         await msg.ack()
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue

@@ -12,6 +12,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autonomys_farmer.cluster.messages import CacheItemType
+
 if TYPE_CHECKING:
     from autonomys_farmer.protocol.compute import Compute
     from autonomys_farmer.services.component import Component
@@ -90,7 +92,7 @@ def _component_parser(name: str) -> argparse.ArgumentParser:
         where.add_argument("--tmp", action="store_true")
     elif name == "sharded-cache":
         p.add_argument("disks", nargs="+", metavar="path=DIR[,size=SIZE]")
-        p.add_argument("--item-type", choices=["piece", "split-parity-piece"], default="piece")
+        p.add_argument("--item-type", type=CacheItemType, choices=list(CacheItemType), default=CacheItemType.PIECE)
     elif name == "full-piece-sharded-cache":
         p.add_argument("--tmp", action="store_true", help="without path=DIR: a temporary directory, removed at exit")
         p.add_argument("disks", nargs="*", metavar="path=DIR")
@@ -219,6 +221,8 @@ def _cluster(args: argparse.Namespace) -> int:
         asyncio.run(run_all())
     except KeyboardInterrupt:
         pass
+    except RuntimeError as e:  # a component failed; it logged why, and its supervisor restarts it
+        raise SystemExit(str(e)) from None
     return 0
 
 
@@ -332,6 +336,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from autonomys_farmer.backends import BACKEND_CHOICES
+    from autonomys_farmer.cluster.sharding import CACHE_GROUPS
 
     parser = argparse.ArgumentParser(prog="autonomys-farmer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('autonomys-farmer')}")
@@ -387,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     nats_option(bench)
     bench.add_argument("--sectors", type=int, default=16)
     bench.add_argument("--epoch", type=int, default=1, help="rounds of N sectors")
-    bench.add_argument("--cache-item-type", choices=["piece", "split-parity-piece"], default="piece")
+    bench.add_argument(
+        "--cache-item-type", type=CacheItemType, choices=list(CacheItemType), default=CacheItemType.PIECE
+    )
     bench.add_argument("--concurrency", type=int, default=4, help="sectors downloaded at once")
     bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
     bench.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
@@ -399,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--cache-group",
         action="append",
-        choices=["sharded-cache.piece", "sharded-cache.split-parity-piece", "full-piece-sharded-cache.piece"],
+        choices=CACHE_GROUPS,
         help="only these cache groups (repeatable; default: all)",
     )
     verify.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")

@@ -1,74 +1,166 @@
-"""Subjects and messages of the cluster (JSON via `cluster.wire`; node types keep their RPC JSON shapes).
+"""The messages of the cluster: frozen dataclasses whose fields are protocol types.
 
-Control runs over NATS: broadcasts from the controller, requests answered by queue groups, plot jobs on
-a JetStream work queue, membership and shard maps in JetStream KV. Bulk data (pieces, sectors) never
-rides NATS except a proving request (one record, ~1 MiB, hence the 3 MiB max_payload requirement).
+Which subject carries which message, and which reply answers which request, is `cluster.subjects`; the
+JSON codec is `cluster.wire`. Bulk data (pieces, sectors) travels over TCP (`cluster.bulk_ops`) and never
+rides NATS, except a proving request: one record, about 1 MiB, hence nats-server's 3 MiB max_payload.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import struct
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
 
 import numpy as np
 
 from autonomys_farmer.cluster import wire
+from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.proving import RecordWin
 from autonomys_farmer.protocol.reading import RecordChunks
-from autonomys_farmer.protocol.sector import RecordMetadata
+from autonomys_farmer.protocol.sector import FarmerProtocolInfo, RecordMetadata
+from autonomys_farmer.protocol.solution import Solution
+from autonomys_farmer.protocol.types import HistorySize, PieceOffset, SBucket, SectorIndex, SegmentIndex, SlotNumber
 
-# --- controller: node RPC proxied to the cluster ------------------------------------------------
-SLOT_INFO = "subspace.controller.slot-info"  # SlotInfo JSON (node shape); de-duplicated by slot number
-REWARD_SIGNING_INFO = "subspace.controller.reward-signing-info"  # RewardSigningInfo JSON
-ARCHIVED_SEGMENT_HEADER = "subspace.controller.archived-segment-header"  # SegmentHeader JSON ({"v0": ...})
-REWARD_SIGNATURE = "subspace.controller.reward-signature"  # RewardSignatureResponse JSON -> node
-FARMER_APP_INFO = "subspace.controller.farmer-app-info"  # request -> FarmerAppInfo JSON
-SEGMENT_HEADERS = "subspace.controller.segment-headers"  # SegmentHeadersRequest -> SegmentHeadersResponse
-SUBMIT_SOLUTION = "subspace.controller.submit-solution"  # SubmitSolution -> SubmitResult
-CONTROLLER_QUEUE = "subspace.controller"
-
-# --- membership ----------------------------------------------------------------------------------
-HEARTBEAT = "autonomys.heartbeat"  # + ".<kind>.<instance>": Heartbeat
-REINITIALIZE_CACHES = "autonomys.cache.reinitialize"  # ReinitializeCaches
-MEMBERS_BUCKET = "autonomys-members"
-SHARDS_BUCKET = "autonomys-cache-shards"
 HEARTBEAT_INTERVAL_S = 2.0
 DROP_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
+MAX_REINITIALIZE_DELAY_S = 24 * 3600.0
 
-# --- plotting ------------------------------------------------------------------------------------
-PLOT_JOBS_STREAM = "AUTONOMYS_PLOT_JOBS"
-PLOT_JOBS = "autonomys.plot.jobs"
-PLOT_SERVERS_CONSUMER = "plot-servers"
-PLOT_PROGRESS = "autonomys.plot.progress"  # + ".<farm id>": PlotProgress
 
-# --- proving and farming events -----------------------------------------------------------------
-PROVE = "autonomys.proof-server.prove"
-PROOF_SERVERS_QUEUE = "proof-servers"
-FARM_EVENTS = "autonomys.farm"  # + ".<farm id>": FarmEvent
+class ComponentKind(StrEnum):
+    """Component kinds as heartbeats, the members bucket and the status view name them."""
 
-# Component kinds as they appear in heartbeats and the members bucket.
-CONTROLLER = "controller"
-SHARDED_CACHE = "sharded-cache"
-FULL_PIECE_CACHE = "full-piece-sharded-cache"
-PLOT_SERVER = "plot-server"
-PLOT_CLIENT = "plot-client"
-PROOF_SERVER = "proof-server"
+    CONTROLLER = "controller"
+    SHARDED_CACHE = "sharded-cache"
+    FULL_PIECE_CACHE = "full-piece-sharded-cache"
+    PLOT_SERVER = "plot-server"
+    PLOT_CLIENT = "plot-client"
+    PROOF_SERVER = "proof-server"
 
-PIECE = "piece"
-SPLIT_PARITY_PIECE = "split-parity-piece"
-CACHE_ITEM_TYPES = (PIECE, SPLIT_PARITY_PIECE)
+
+class CacheItemType(StrEnum):
+    PIECE = "piece"
+    SPLIT_PARITY_PIECE = "split-parity-piece"
+
+
+class PlotStage(StrEnum):
+    QUEUED = "queued"  # the plot client's own stage until a server speaks
+    DOWNLOADING = "downloading"
+    ENCODING = "encoding"
+    READY = "ready"
+    ERROR = "error"
+
+
+class FarmEventKind(StrEnum):
+    PLOTTED = "plotted"
+    REPLOTTING = "replotting"
+    SOLUTION = "solution"  # accepted by the node
+    REJECTED = "rejected"
+
+
+# --- component status, sent with every heartbeat (one dataclass per kind) -------------------------------
+
+
+@dataclass(frozen=True)
+class ControllerStatus:
+    TAG: ClassVar[str] = "controller"
+    slots: int = 0
+    solutions: int = 0
+    accepted: int = 0
+    segments: int = 0
+    signatures: int = 0
+    members: int = 0
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    TAG: ClassVar[str] = "cache"
+    items: int = 0
+    capacity: int | None = None
+    synced: bool = False
+
+
+@dataclass(frozen=True)
+class PlotServerStatus:
+    TAG: ClassVar[str] = "plot-server"
+    plotted: int = 0
+    failed: int = 0
+    encoding: int = 0
+    buffered: int = 0
+    backend: str = ""
+    device: str = ""
+    records_per_s: float = 0.0
+    last_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class FarmStatus:
+    farm_id: str
+    path: str
+    sectors: int
+    plotted: int
+    expiring: int = 0
+
+
+@dataclass(frozen=True)
+class SectorProgress:
+    farm_id: str
+    sector_index: SectorIndex
+    stage: PlotStage
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class PlotClientStatus:
+    TAG: ClassVar[str] = "plot-client"
+    slots: int = 0
+    skipped: int = 0
+    wins: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    local_proofs: int = 0
+    dropped: int = 0
+    proof_s: float = 0.0
+    farms: tuple[FarmStatus, ...] = ()
+    plotting: tuple[SectorProgress, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProofServerStatus:
+    TAG: ClassVar[str] = "proof-server"
+    proved: int = 0
+    failed: int = 0
+    backend: str = ""
+    device: str = ""
+    last_ms: float = 0.0
+
+
+ComponentStatus = ControllerStatus | CacheStatus | PlotServerStatus | PlotClientStatus | ProofServerStatus
+
+
+def status_figures(status: ComponentStatus | None) -> dict[str, int | float | str | bool | None]:
+    """A status's scalar figures (numbers, flags, text), for a status table row or metrics."""
+    if status is None:
+        return {}
+    values = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
+    return {k: v for k, v in values.items() if v is None or isinstance(v, int | float | str | bool)}
+
+
+# --- membership and caches -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Heartbeat:
-    kind: str
+    kind: ComponentKind
     instance_id: str
     address: str = ""  # host:port of its bulk TCP server, if any
-    item_type: str = ""  # caches: what they store
+    item_type: CacheItemType | None = None  # caches (and the controller, which serves node pieces)
     sent_at: float = 0.0
-    status: dict[str, Any] = field(default_factory=dict)  # free-form figures for the status view
+    status: ComponentStatus | None = None  # for the status view and metrics; members entries omit it
 
 
 @dataclass(frozen=True)
@@ -81,7 +173,7 @@ class ShardMember:
 class ShardMap:
     """Live instances of one cache group; placement itself is `cluster.sharding` over this list."""
 
-    group: str  # "<kind>.<item type>"
+    group: str
     members: tuple[ShardMember, ...]
 
 
@@ -89,21 +181,33 @@ class ShardMap:
 class ReinitializeCaches:
     delay_s: float
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.delay_s) and 0 <= self.delay_s <= MAX_REINITIALIZE_DELAY_S):
+            raise ValueError(f"delay_s must be within 0..{MAX_REINITIALIZE_DELAY_S:g} seconds, got {self.delay_s}")
+
+
+# --- requests to the controller --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppInfoRequest:
+    """Ask for the node's FarmerAppInfo (no fields)."""
+
 
 @dataclass(frozen=True)
 class SegmentHeadersRequest:
-    segment_indexes: tuple[int, ...]
+    segment_indexes: tuple[SegmentIndex, ...]
 
 
 @dataclass(frozen=True)
 class SegmentHeadersResponse:
-    headers: tuple[dict[str, Any] | None, ...]
+    headers: tuple[SegmentHeader | None, ...]
 
 
 @dataclass(frozen=True)
 class SubmitSolution:
-    slot_number: int
-    solution: dict[str, Any]  # node JSON shape
+    slot_number: SlotNumber
+    solution: Solution
 
 
 @dataclass(frozen=True)
@@ -112,14 +216,17 @@ class SubmitResult:
     error: str = ""
 
 
+# --- plotting --------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class PlotJob:
     job_id: str
     farm_id: str
     public_key: bytes
-    sector_index: int
+    sector_index: SectorIndex
     pieces_in_sector: int
-    protocol_info: dict[str, Any]  # FarmerProtocolInfo JSON fetched just before asking
+    protocol_info: FarmerProtocolInfo  # fetched just before asking
     attempt: int = 0
 
 
@@ -127,7 +234,7 @@ class PlotJob:
 class PlotProgress:
     job_id: str
     server_id: str
-    stage: str  # downloading | encoding | ready | error
+    stage: PlotStage
     done: int = 0
     total: int = 0
     address: str = ""  # ready: where to fetch the sector over TCP
@@ -136,32 +243,48 @@ class PlotProgress:
     error: str = ""
 
 
+# --- proving and farming events --------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ProveResponse:
-    solution: dict[str, Any] | None
+    solution: Solution | None
     error: str = ""
 
 
 @dataclass(frozen=True)
 class FarmEvent:
     farm_id: str
-    kind: str  # plotted | replotting | solution | rejected | proving-fallback
-    sector_index: int = -1
-    slot_number: int = 0
+    kind: FarmEventKind
+    sector_index: SectorIndex | None = None
+    slot_number: SlotNumber | None = None
     detail: str = ""
 
 
-# --- proving request: one record's stored chunks, binary (too big for hex JSON) ----------------------
+# --- the proving request: one record's stored chunks, binary (too big for hex JSON) -----------------------
+
+
+@dataclass(frozen=True)
+class RecordWinHeader:
+    public_key: bytes
+    reward_address: bytes
+    sector_index: SectorIndex
+    history_size: HistorySize
+    s_bucket: SBucket
+    piece_offset: PieceOffset
+    record_metadata: bytes
+
+
 def encode_record_win(win: RecordWin) -> bytes:
     """u32 LE header length ‖ JSON header ‖ s-bucket bitmap (8 KiB) ‖ encoded bitmap (4 KiB) ‖ chunks."""
     header = wire.encode(
         RecordWinHeader(
             win.public_key,
             win.reward_address,
-            win.sector_index,
-            win.history_size,
-            win.s_bucket,
-            win.record.piece_offset,
+            SectorIndex(win.sector_index),
+            HistorySize(win.history_size),
+            SBucket(win.s_bucket),
+            PieceOffset(win.record.piece_offset),
             win.record_metadata.to_bytes(),
         )
     )
@@ -179,7 +302,11 @@ def encode_record_win(win: RecordWin) -> bytes:
 
 
 def decode_record_win(data: bytes) -> RecordWin:
+    if len(data) < 4:
+        raise wire.WireError("proving request shorter than its length prefix")
     (length,) = struct.unpack_from("<I", data)
+    if len(data) < 4 + length:
+        raise wire.WireError(f"proving request header of {length} bytes is cut short")
     h = wire.decode(RecordWinHeader, data[4 : 4 + length])
     rest = memoryview(data)[4 + length :]
     expected = RECORD_NUM_S_BUCKETS // 8 + RECORD_NUM_CHUNKS // 8 + 32 * RECORD_NUM_CHUNKS
@@ -192,6 +319,10 @@ def decode_record_win(data: bytes) -> RecordWin:
     at = RECORD_NUM_S_BUCKETS // 8
     encoded = np.unpackbits(np.frombuffer(rest[at : at + RECORD_NUM_CHUNKS // 8], np.uint8), bitorder="little")
     chunks = np.frombuffer(rest[at + RECORD_NUM_CHUNKS // 8 :], np.uint8).reshape(RECORD_NUM_CHUNKS, 32).copy()
+    try:
+        metadata = RecordMetadata.from_bytes(h.record_metadata)
+    except ValueError as e:
+        raise wire.WireError(f"proving request: {e}") from e
     return RecordWin(
         h.public_key,
         h.reward_address,
@@ -199,16 +330,5 @@ def decode_record_win(data: bytes) -> RecordWin:
         h.history_size,
         h.s_bucket,
         RecordChunks(h.piece_offset, s_buckets, encoded.astype(bool), chunks),
-        RecordMetadata.from_bytes(h.record_metadata),
+        metadata,
     )
-
-
-@dataclass(frozen=True)
-class RecordWinHeader:
-    public_key: bytes
-    reward_address: bytes
-    sector_index: int
-    history_size: int
-    s_bucket: int
-    piece_offset: int
-    record_metadata: bytes

@@ -1,4 +1,7 @@
-"""Placement of cache items on live cache instances, and the split-parity item form.
+"""Cache groups, placement of cache items on live cache instances, and the split-parity item form.
+
+A cache group is a component kind with the item type it stores ("sharded-cache.piece"); a plotter asks
+the groups in `source_order`, the controller (the node) last.
 
 Placement is rendezvous (highest-random-weight) hashing, a consistent hash: each item goes to the
 instances with the highest blake3(instance id ‖ key) weights, so when an instance joins or leaves
@@ -11,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+from autonomys_farmer.cluster.messages import CacheItemType, ComponentKind
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
 
@@ -20,6 +24,31 @@ SHARD_SIZE = PIECE_SIZE // 2
 
 class ShardingError(ValueError):
     pass
+
+
+CACHE_KINDS = (ComponentKind.SHARDED_CACHE, ComponentKind.FULL_PIECE_CACHE)
+
+
+def group_name(kind: ComponentKind, item_type: CacheItemType) -> str:
+    return f"{kind}.{item_type}"
+
+
+CONTROLLER_GROUP = group_name(ComponentKind.CONTROLLER, CacheItemType.PIECE)  # the node's pieces
+SHARDED_PIECE_GROUP = group_name(ComponentKind.SHARDED_CACHE, CacheItemType.PIECE)
+SHARDED_SPLIT_GROUP = group_name(ComponentKind.SHARDED_CACHE, CacheItemType.SPLIT_PARITY_PIECE)
+FULL_PIECE_GROUP = group_name(ComponentKind.FULL_PIECE_CACHE, CacheItemType.PIECE)
+CACHE_GROUPS = (SHARDED_PIECE_GROUP, SHARDED_SPLIT_GROUP, FULL_PIECE_GROUP)
+
+
+def source_order(priority_cache: bool) -> list[str]:
+    """Groups in the order a plotter asks them (`--priority-cache`: sharded caches before the full one);
+    the controller, which asks the node, always comes last."""
+    sharded = [SHARDED_PIECE_GROUP, SHARDED_SPLIT_GROUP]
+    return (
+        [*sharded, FULL_PIECE_GROUP, CONTROLLER_GROUP]
+        if priority_cache
+        else [FULL_PIECE_GROUP, *sharded, CONTROLLER_GROUP]
+    )
 
 
 def item_key(piece_index: int, shard: int | None = None) -> int:

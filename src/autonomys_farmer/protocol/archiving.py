@@ -32,6 +32,7 @@ from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
 from autonomys_farmer.protocol.pieces import Piece, record_witnesses, segment_commitment
 from autonomys_farmer.protocol.scale import ScaleError, compact_size, encode_compact
+from autonomys_farmer.protocol.types import SegmentIndex
 
 
 class ArchivingError(ValueError):
@@ -57,10 +58,13 @@ class LastArchivedBlock:
 
 @dataclass(frozen=True)
 class SegmentHeader:
-    segment_index: int
+    segment_index: SegmentIndex
     segment_commitment: bytes
     prev_segment_header_hash: bytes
     last_archived_block: LastArchivedBlock
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segment_index", SegmentIndex(self.segment_index))
 
     def to_scale(self) -> bytes:
         return (

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from autonomys_farmer.protocol.hexjson import HexError, hex_bytes
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo
+from autonomys_farmer.protocol.types import SlotNumber
 
 SUBSPACE_ERROR_CODE = 9001
 
@@ -75,10 +76,13 @@ class FarmerAppInfo:
 
 @dataclass(frozen=True)
 class SlotInfo:
-    slot_number: int
+    slot_number: SlotNumber
     global_challenge: bytes
     solution_range: int
     voting_solution_range: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot_number", SlotNumber(self.slot_number))
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -46,11 +46,14 @@ class SectorError(ValueError):
 class FarmerProtocolInfo:
     """What the node tells farmers (FarmerAppInfo.protocolInfo): sizes that drive piece selection."""
 
-    history_size: int
+    history_size: HistorySize
     max_pieces_in_sector: int
     recent_segments: int
     recent_history_fraction: tuple[int, int]
     min_sector_lifetime: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "history_size", HistorySize(self.history_size))
 
     def to_json(self) -> dict[str, object]:
         return {

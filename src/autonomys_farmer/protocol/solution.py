@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from autonomys_farmer.protocol.constants import COMMITMENT_SIZE, SOLUTION_SCALE_SIZE
 from autonomys_farmer.protocol.hexjson import HexError, hex_bytes
 from autonomys_farmer.protocol.pos import POS_PROOF_SIZE
+from autonomys_farmer.protocol.types import HistorySize, PieceOffset, SectorIndex
 
 _LAYOUT = struct.Struct("<32s32sHQH48s48s32s48s160s")
 assert _LAYOUT.size == SOLUTION_SCALE_SIZE
@@ -35,9 +36,9 @@ def _int_field(obj: dict[str, object], name: str, bits: int) -> int:
 class Solution:
     public_key: bytes
     reward_address: bytes
-    sector_index: int
-    history_size: int
-    piece_offset: int
+    sector_index: SectorIndex
+    history_size: HistorySize
+    piece_offset: PieceOffset
     record_commitment: bytes
     record_witness: bytes
     chunk: bytes
@@ -59,6 +60,9 @@ class Solution:
                 raise SolutionError(f"{name} must be {size} bytes")
         if self.history_size < 1:
             raise SolutionError(f"history_size must be non-zero, got {self.history_size}")
+        object.__setattr__(self, "sector_index", SectorIndex(self.sector_index))
+        object.__setattr__(self, "history_size", HistorySize(self.history_size))
+        object.__setattr__(self, "piece_offset", PieceOffset(self.piece_offset))
 
     def to_scale(self) -> bytes:
         return _LAYOUT.pack(

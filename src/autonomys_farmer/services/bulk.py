@@ -1,8 +1,8 @@
 """Bulk data between peers over plain TCP: pieces from caches, sectors from plot servers.
 
-A connection carries one request frame and the answer frames, then an `{"end": true}` frame. A frame
-is u32 LE header length ‖ u64 LE payload length ‖ JSON header ‖ payload, so a sector of a GiB streams
-without touching NATS.
+A connection carries one request frame (an operation of `cluster.bulk_ops` as its header) and the answer
+frames (`{"answer": ...}`), then an `{"end": true}` frame, or `{"error": ...}`. A frame is u32 LE header
+length ‖ u64 LE payload length ‖ JSON header ‖ payload, so a sector of a GiB streams without touching NATS.
 """
 
 from __future__ import annotations
@@ -14,15 +14,20 @@ import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from autonomys_farmer.cluster import wire
+from autonomys_farmer.cluster.bulk_ops import BulkRequest
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
 
 _LENGTHS = struct.Struct("<IQ")
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 1 << 32
 Frame = tuple[dict[str, Any], bytes]
-Handler = Callable[[dict[str, Any], bytes], AsyncIterator[Frame]]
+Answer = tuple[Any, bytes]  # an answer dataclass of cluster.bulk_ops and its payload
+Handler = Callable[[BulkRequest, bytes], AsyncIterator[Answer]]
 
 
 class BulkError(ConnectionError):
@@ -71,15 +76,17 @@ class BulkServer:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        operation: Any = None
         try:
             header, payload = await read_frame(reader)
-            async for answer, data in self._handler(header, payload):
-                await write_frame(writer, answer, data)
+            operation = wire.from_obj(BulkRequest, header, "bulk request")
+            async for answer, data in self._handler(operation, payload):
+                await write_frame(writer, {"answer": wire.to_obj(answer)}, data)
             await write_frame(writer, {"end": True})
         except (BulkError, ConnectionError) as e:
             log.debug("bulk connection dropped: %s", e)
         except Exception as e:
-            log.warning("bulk request %s failed: %s", header.get("op") if "header" in locals() else "?", e)
+            log.warning("bulk request %s failed: %s", type(operation).__name__ if operation else "?", e)
             try:
                 await write_frame(writer, {"error": str(e)})
                 await write_frame(writer, {"end": True})
@@ -90,26 +97,32 @@ class BulkServer:
 
 
 async def request(
-    address: str, header: dict[str, Any], payload: bytes = b"", timeout: float = 30.0
-) -> AsyncIterator[Frame]:
-    """Send one request to host:port and yield the answer frames (each must arrive within `timeout`)."""
+    address: str, operation: BulkRequest, answer_type: type[A], payload: bytes = b"", timeout: float = 30.0
+) -> AsyncIterator[tuple[A, bytes]]:
+    """Send one operation to host:port and yield its answers (each must arrive within `timeout`)."""
     host, _, port = address.rpartition(":")
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), limit=1 << 22), timeout)
     try:
-        await write_frame(writer, header, payload)
+        await write_frame(writer, wire.to_obj(operation), payload)
         while True:
-            answer, data = await asyncio.wait_for(read_frame(reader), timeout)
-            if answer.get("end"):
+            frame, data = await asyncio.wait_for(read_frame(reader), timeout)
+            if frame.get("end"):
                 return
-            if "error" in answer:
-                raise BulkError(f"{address}: {answer['error']}")
+            if "error" in frame:
+                raise BulkError(f"{address}: {frame['error']}")
+            try:
+                answer = wire.from_obj(answer_type, frame.get("answer"), f"{address} answer")
+            except wire.WireError as e:
+                raise BulkError(str(e)) from e
             yield answer, data
     finally:
         writer.close()
 
 
-async def request_all(address: str, header: dict[str, Any], payload: bytes = b"", timeout: float = 30.0) -> list[Frame]:
-    return [frame async for frame in request(address, header, payload, timeout=timeout)]
+async def request_all(
+    address: str, operation: BulkRequest, answer_type: type[A], payload: bytes = b"", timeout: float = 30.0
+) -> list[tuple[A, bytes]]:
+    return [frame async for frame in request(address, operation, answer_type, payload, timeout=timeout)]
 
 
 def advertised_host() -> str:

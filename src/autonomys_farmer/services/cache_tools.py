@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import sharding, wire
+from autonomys_farmer.cluster import sharding, subjects
+from autonomys_farmer.cluster.bulk_ops import Contents, ListContents, Repaired, RepairItem
+from autonomys_farmer.cluster.messages import AppInfoRequest, CacheItemType, ComponentKind, ReinitializeCaches, ShardMap
+from autonomys_farmer.cluster.sharding import CACHE_GROUPS
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
@@ -20,15 +22,10 @@ from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items, group_name
+from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items
 
 log = logging.getLogger(__name__)
 
-CACHE_GROUPS = (
-    group_name(m.SHARDED_CACHE, m.PIECE),
-    group_name(m.SHARDED_CACHE, m.SPLIT_PARITY_PIECE),
-    group_name(m.FULL_PIECE_CACHE, m.PIECE),
-)
 VERIFY_BATCH = 64
 TOOL_CONNECT_TIMEOUT_S = 15.0
 
@@ -39,10 +36,10 @@ async def _connect(nats_servers: list[str], name: str) -> Bus:
 
 
 async def _app_info(bus: Bus) -> FarmerAppInfo:
-    return FarmerAppInfo.from_json(wire.decode_json(await bus.request(m.FARMER_APP_INFO, b"")))
+    return await bus.request(subjects.FARMER_APP_INFO, AppInfoRequest())
 
 
-async def cache_members(bus: Bus) -> dict[str, m.ShardMap]:
+async def cache_members(bus: Bus) -> dict[str, ShardMap]:
     maps = ShardMaps(bus)
     return {group: await maps.get(group) for group in CACHE_GROUPS}
 
@@ -58,7 +55,7 @@ async def reinitialize_caches(nats_servers: list[str], delay_s: float) -> int:
     bus = await _connect(nats_servers, "util-reinitialization-cache")
     try:
         members = sum(len(shard_map.members) for shard_map in (await cache_members(bus)).values())
-        await bus.publish(m.REINITIALIZE_CACHES, m.ReinitializeCaches(delay_s))
+        await bus.publish(subjects.REINITIALIZE_CACHES, ReinitializeCaches(delay_s))
         await bus.nc.flush()
         return members
     finally:
@@ -107,21 +104,19 @@ async def sharded_cache_benchmark(
     kzg: Kzg,
     sectors: int,
     epochs: int,
-    item_type: str,
+    item_type: CacheItemType,
     concurrency: int = 4,
     verify: bool = True,
     report: Callable[[BenchmarkEpoch], None] = lambda _: None,
 ) -> list[BenchmarkEpoch]:
     """Download the pieces of `sectors` random sectors from the sharded caches of `item_type` only,
     `concurrency` sectors at a time, as plot servers do (and verifying each piece as they do)."""
-    if item_type not in m.CACHE_ITEM_TYPES:
-        raise ValueError(f"--cache-item-type must be one of {', '.join(m.CACHE_ITEM_TYPES)}, got {item_type!r}")
     if sectors < 1 or epochs < 1 or concurrency < 1:
         raise ValueError(f"--sectors, --epoch and --concurrency must be >= 1 (got {sectors}, {epochs}, {concurrency})")
     bus = await _connect(nats_servers, "util-sharded-cache-benchmark")
     try:
         info = (await _app_info(bus)).protocol_info
-        group = group_name(m.SHARDED_CACHE, item_type)
+        group = sharding.group_name(ComponentKind.SHARDED_CACHE, item_type)
         if not (await ShardMaps(bus).get(group)).members:
             raise RuntimeError(f"no live {group} instances in the cluster")
         results = []
@@ -208,8 +203,8 @@ async def verify_pieces(
         contents: dict[tuple[str, str], list[int]] = {}
         for group, member in members:
             try:
-                ((header, _),) = await bulk.request_all(member.address, {"op": "contents"})
-                contents[(group, member.instance_id)] = [int(k) for k in header["keys"]]
+                ((listing, _),) = await bulk.request_all(member.address, ListContents(), Contents)
+                contents[(group, member.instance_id)] = list(listing.keys)
             except (OSError, bulk.BulkError, TimeoutError, ValueError) as e:
                 report.unreachable.append(f"{group} instance {member.instance_id} at {member.address}: {e}")
         total = sum(len(keys) for keys in contents.values())
@@ -231,7 +226,7 @@ async def verify_pieces(
                     if good is None:
                         report.unrepairable += 1
                     else:
-                        await bulk.request_all(member.address, {"op": "repair", "key": key}, good)
+                        await bulk.request_all(member.address, RepairItem(key), Repaired, good)
                         report.repaired += 1
                 done += len(batch)
                 progress(done, total)
@@ -246,7 +241,7 @@ async def _right_items(
     """What each key should hold: the item itself where it verifies, else a verified copy from
     elsewhere (absent when none can be found). A lone split-parity shard cannot be checked on its
     own, so shards are compared with the same shard of a verified copy of their piece."""
-    if not group.endswith(m.SPLIT_PARITY_PIECE):
+    if group != sharding.SHARDED_SPLIT_GROUP:
         assert getter.verifier is not None
         verdicts = await getter.verifier.valid_many(items)
         right = {key: items[key] for key, ok in verdicts.items() if ok}

@@ -1,5 +1,7 @@
-"""What every cluster component shares: a NATS bus, an ephemeral instance id, a heartbeat that the
-controller turns into membership, and an optional bulk TCP server advertised in that heartbeat."""
+"""What every cluster component shares: a NATS bus, an ephemeral instance id, a heartbeat (with its
+typed status) that the controller turns into membership, and an optional bulk TCP server advertised in
+that heartbeat. Its tasks run in one asyncio.TaskGroup: a task that fails ends the component (the
+supervisor restarts it) instead of leaving it half alive."""
 
 from __future__ import annotations
 
@@ -7,9 +9,17 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
-from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster import subjects
+from autonomys_farmer.cluster.messages import (
+    HEARTBEAT_INTERVAL_S,
+    CacheItemType,
+    ComponentKind,
+    ComponentStatus,
+    Heartbeat,
+)
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
 
@@ -17,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class Component:
-    kind = ""
+    kind: ComponentKind
 
     def __init__(self, nats_servers: list[str]) -> None:
         self.nats_servers = nats_servers
@@ -25,9 +35,9 @@ class Component:
         self.bus: Bus | None = None
         self.bulk: bulk.BulkServer | None = None
         self.address = ""
-        self.item_type = ""
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._failure: BaseException | None = None
+        self.item_type: CacheItemType | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._pending: list[Coroutine[Any, Any, Any]] = []
 
     @property
     def nats(self) -> Bus:
@@ -35,6 +45,7 @@ class Component:
         return self.bus
 
     async def start(self) -> None:
+        """Connect, subscribe, spawn background tasks; `run` calls it once."""
         self.bus = await Bus.connect(self.nats_servers, f"{self.kind}-{self.instance_id}")
 
     async def start_bulk(self, handler: bulk.Handler, port: int = 0) -> None:
@@ -42,44 +53,44 @@ class Component:
         await self.bulk.start("0.0.0.0", port)
         self.address = self.bulk.address(bulk.advertised_host())
 
-    def status(self) -> dict[str, Any]:
-        """Figures for the status view, sent with every heartbeat."""
-        return {}
+    def status(self) -> ComponentStatus | None:
+        """Figures for the status view and metrics, sent with every heartbeat."""
+        return None
 
     async def heartbeat_forever(self) -> None:
-        subject = f"{m.HEARTBEAT}.{self.kind}.{self.instance_id}"
         while True:
-            beat = m.Heartbeat(self.kind, self.instance_id, self.address, self.item_type, time.time(), self.status())
+            beat = Heartbeat(self.kind, self.instance_id, self.address, self.item_type, time.time(), self.status())
             try:
-                await self.nats.publish(subject, beat)
+                await self.nats.publish(subjects.HEARTBEAT, beat, self.kind, self.instance_id)
             except Exception as e:
                 log.debug("heartbeat not sent: %s", e)
-            await asyncio.sleep(m.HEARTBEAT_INTERVAL_S)
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s task failed", self.kind, exc_info=task.exception())
-            self._failure = task.exception()
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a task for the component's lifetime (in its task group; before `run`, once it starts)."""
+        if self._group is None:
+            self._pending.append(coro)
+        else:
+            self._group.create_task(coro)
 
     async def run(self) -> None:
-        """Start, then serve until cancelled; a crashed background task ends the component."""
-        await self.start()
-        self.spawn(self.heartbeat_forever())
-        log.info("%s %s running%s", self.kind, self.instance_id, f" (bulk on {self.address})" if self.address else "")
+        """Start, then serve until cancelled; a failed task ends the component with its error."""
         try:
-            while self._failure is None:
-                await asyncio.sleep(0.5)
-            raise RuntimeError(f"{self.kind}: background task failed") from self._failure
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                await self.start()
+                for coro in self._pending:
+                    group.create_task(coro)
+                self._pending.clear()
+                group.create_task(self.heartbeat_forever())
+                where = f" (bulk on {self.address})" if self.address else ""
+                log.info("%s %s running%s", self.kind, self.instance_id, where)
+        except* Exception as failed:
+            first = failed.exceptions[0]
+            log.error("%s failed: %s", self.kind, first, exc_info=first)
+            raise RuntimeError(f"{self.kind}: {first}") from first
         finally:
-            for task in list(self._tasks):
-                task.cancel()
+            self._group = None
             if self.bulk is not None:
                 await self.bulk.close()
             if self.bus is not None:

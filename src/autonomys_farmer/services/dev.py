@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nats.aio.msg import Msg
-
-from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import wire
+from autonomys_farmer.cluster import subjects
+from autonomys_farmer.cluster.messages import (
+    DROP_AFTER_S,
+    FarmEvent,
+    FarmEventKind,
+    Heartbeat,
+    PlotClientStatus,
+    status_figures,
+)
 from autonomys_farmer.protocol.farmer_rpc import SlotInfo
 from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
 from autonomys_farmer.services.files import PARAMETERS_ENV, load_kzg
@@ -122,7 +127,7 @@ class ClusterStatus:
     """What the status view shows, gathered from NATS like any other cluster member would."""
 
     def __init__(self) -> None:
-        self.members: dict[tuple[str, str], m.Heartbeat] = {}
+        self.members: dict[tuple[str, str], Heartbeat] = {}
         self.seen: dict[tuple[str, str], float] = {}
         self.slot = 0
         self.accepted = 0
@@ -130,34 +135,32 @@ class ClusterStatus:
         self.events: list[str] = []
 
     async def attach(self, bus: Bus) -> None:
-        await bus.subscribe(f"{m.HEARTBEAT}.>", self._heartbeat)
-        await bus.subscribe(f"{m.FARM_EVENTS}.>", self._farm_event)
-        await bus.subscribe(m.SLOT_INFO, self._slot)
+        await bus.subscribe(subjects.HEARTBEAT, self._heartbeat)
+        await bus.subscribe(subjects.FARM_EVENTS, self._farm_event)
+        await bus.subscribe(subjects.SLOT_INFO, self._slot)
 
-    async def _heartbeat(self, msg: Msg) -> None:
-        beat = wire.decode(m.Heartbeat, msg.data)
+    async def _heartbeat(self, beat: Heartbeat) -> None:
         self.members[(beat.kind, beat.instance_id)] = beat
         self.seen[(beat.kind, beat.instance_id)] = time.monotonic()
 
-    async def _slot(self, msg: Msg) -> None:
-        self.slot = SlotInfo.from_json(wire.decode_json(msg.data)).slot_number
+    async def _slot(self, slot: SlotInfo) -> None:
+        self.slot = slot.slot_number
 
-    async def _farm_event(self, msg: Msg) -> None:
-        event = wire.decode(m.FarmEvent, msg.data)
-        if event.kind == "solution":
+    async def _farm_event(self, event: FarmEvent) -> None:
+        if event.kind == FarmEventKind.SOLUTION:
             self.accepted += 1
-        elif event.kind == "rejected":
+        elif event.kind == FarmEventKind.REJECTED:
             self.rejected += 1
-        text = f"slot {event.slot_number}: " if event.slot_number else ""
+        text = f"slot {event.slot_number}: " if event.slot_number is not None else ""
+        sector = f"sector {event.sector_index} " if event.sector_index is not None else ""
         self.events.append(
-            f"{time.strftime('%H:%M:%S')} farm {event.farm_id[:8]} {event.kind} "
-            f"sector {event.sector_index} {text}{event.detail}"
+            f"{time.strftime('%H:%M:%S')} farm {event.farm_id[:8]} {event.kind} {sector}{text}{event.detail}"
         )
         self.events = self.events[-8:]
 
-    def live(self) -> list[m.Heartbeat]:
+    def live(self) -> list[Heartbeat]:
         now = time.monotonic()
-        return [b for k, b in sorted(self.members.items()) if now - self.seen[k] < m.DROP_AFTER_S]
+        return [b for k, b in sorted(self.members.items()) if now - self.seen[k] < DROP_AFTER_S]
 
     def render(self) -> Any:
         from rich.console import Group
@@ -172,19 +175,21 @@ class ClusterStatus:
             table.add_column(column)
         bars = Table.grid(padding=(0, 1))
         for beat in self.live():
-            status = {k: v for k, v in beat.status.items() if k not in ("farms", "plotting")}
-            table.add_row(beat.kind, beat.instance_id[:8], ", ".join(f"{k}={v}" for k, v in status.items()))
-            for farm_id, farm in beat.status.get("farms", {}).items():
+            figures = status_figures(beat.status)
+            table.add_row(beat.kind, beat.instance_id[:8], ", ".join(f"{k}={v}" for k, v in figures.items()))
+            if not isinstance(beat.status, PlotClientStatus):
+                continue
+            for farm in beat.status.farms:
                 bars.add_row(
-                    f"farm {farm_id[:8]}",
-                    ProgressBar(total=farm["sectors"], completed=farm["plotted"], width=40),
-                    f"{farm['plotted']}/{farm['sectors']} sectors",
+                    f"farm {farm.farm_id[:8]}",
+                    ProgressBar(total=farm.sectors, completed=farm.plotted, width=40),
+                    f"{farm.plotted}/{farm.sectors} sectors",
                 )
-            for sector, stage, done, total in beat.status.get("plotting", []):
+            for sector in beat.status.plotting:
                 bars.add_row(
-                    f"  sector {sector}",
-                    ProgressBar(total=max(total, 1), completed=done, width=40),
-                    f"{stage} {done}/{total}",
+                    f"  sector {sector.sector_index}",
+                    ProgressBar(total=max(sector.total, 1), completed=sector.done, width=40),
+                    f"{sector.stage} {sector.done}/{sector.total}",
                 )
         return Group(table, bars, *self.events)
 

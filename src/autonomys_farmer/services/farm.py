@@ -13,6 +13,7 @@ import logging
 import mmap
 import os
 import struct
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from autonomys_farmer.protocol import reward_signing
 from autonomys_farmer.protocol.constants import SECTOR_METADATA_CHECKSUMMED_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.sector import SectorError, SectorMetadata, sector_size
+from autonomys_farmer.protocol.types import SectorIndex
 from autonomys_farmer.services.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -109,11 +111,22 @@ class Farm:
         if os.fstat(self._meta_fd).st_size < meta_size:
             os.ftruncate(self._meta_fd, meta_size)
         self._map = mmap.mmap(self._plot_fd, plot_size, prot=mmap.PROT_READ)
-        self.plotted: dict[int, SectorMetadata] = {}
+        # Audits (a worker thread) read what writes (another worker thread) change: one lock for both.
+        self._lock = threading.Lock()
+        self._plotted: dict[SectorIndex, SectorMetadata] = {}
         for index in range(sectors):
             metadata = self._read_metadata(index)
             if metadata is not None:
-                self.plotted[index] = metadata
+                self._plotted[SectorIndex(index)] = metadata
+
+    def plotted(self) -> dict[SectorIndex, SectorMetadata]:
+        """The plotted sectors now (a copy: safe to iterate while sectors are written)."""
+        with self._lock:
+            return dict(self._plotted)
+
+    def sector_metadata(self, index: SectorIndex) -> SectorMetadata | None:
+        with self._lock:
+            return self._plotted.get(index)
 
     @property
     def id(self) -> str:
@@ -172,7 +185,7 @@ class Farm:
         start = index * self.sector_size
         return memoryview(self._map)[start : start + self.sector_size]
 
-    def write_sector(self, index: int, data: bytes, metadata: SectorMetadata) -> None:
+    def write_sector(self, index: SectorIndex, data: bytes, metadata: SectorMetadata) -> None:
         """Data first and durable, then the metadata that makes the sector count as plotted."""
         if len(data) != self.sector_size:
             raise FarmError(f"sector {index} is {len(data)} bytes, farm expects {self.sector_size}")
@@ -180,21 +193,17 @@ class Farm:
             raise FarmError(f"metadata is for sector {metadata.sector_index}, not {index}")
         if blake3_hash(data[:-32]) != data[-32:]:
             raise FarmError(f"sector {index} fails its own checksum")
-        self.plotted.pop(index, None)
+        with self._lock:
+            self._plotted.pop(index, None)
         os.pwrite(self._meta_fd, bytes(SECTOR_METADATA_CHECKSUMMED_SIZE), self._metadata_offset(index))
         os.fdatasync(self._meta_fd)
         os.pwrite(self._plot_fd, data, index * self.sector_size)
         os.fdatasync(self._plot_fd)
         os.pwrite(self._meta_fd, metadata.to_bytes(), self._metadata_offset(index))
-        count = 0
-        while count < self.sectors and (count in self.plotted or count == index):
-            count += 1
-        os.pwrite(self._meta_fd, METADATA_HEADER.pack(0, count), 0)
-        os.fdatasync(self._meta_fd)
-        self.plotted[index] = metadata
-
-    def forget_sector(self, index: int) -> None:
-        """Mark a sector as not plotted (expired or bad): it is excluded from audits and replotted."""
-        self.plotted.pop(index, None)
-        os.pwrite(self._meta_fd, bytes(SECTOR_METADATA_CHECKSUMMED_SIZE), self._metadata_offset(index))
-        os.fdatasync(self._meta_fd)
+        with self._lock:
+            count = 0
+            while count < self.sectors and (count in self._plotted or count == index):
+                count += 1
+            os.pwrite(self._meta_fd, METADATA_HEADER.pack(0, count), 0)
+            os.fdatasync(self._meta_fd)
+            self._plotted[index] = metadata

@@ -8,15 +8,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster.messages import CacheItemType, ComponentKind
 from autonomys_farmer.services.sharded_cache import ShardedCache
 
 
 class FullPieceShardedCache(ShardedCache):
-    kind = m.FULL_PIECE_CACHE
+    kind = ComponentKind.FULL_PIECE_CACHE
 
     def __init__(self, nats_servers: list[str], directory: Path, temporary: bool = False) -> None:
-        super().__init__(nats_servers, directory, size=None, item_type=m.PIECE)
+        super().__init__(nats_servers, directory, size=None, item_type=CacheItemType.PIECE)
         self.temporary = temporary
 
     async def run(self) -> None:

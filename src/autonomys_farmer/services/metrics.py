@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from autonomys_farmer.cluster.messages import CacheStatus, ComponentStatus, PlotClientStatus, status_figures
 from autonomys_farmer.services.component import Component
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -31,7 +32,6 @@ FARM_PROVING_TIME = Histogram(
     ["farm_id", "result"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16),
 )  # fmt: skip
 FARM_SKIPPED_SLOTS = Counter(f"{_PREFIX}_farm_skipped_slots", "Slots not audited (previous still busy)", ["farm_id"])
-FARM_SECTORS = Gauge(f"{_PREFIX}_farm_sectors_total", "Sectors by state", ["farm_id", "state"])
 FARM_SECTOR_PLOTTING_TIME = Histogram(
     f"{_PREFIX}_farm_sector_plotting_time_seconds", "Time from plot job to sector on disk",
     ["farm_id"], buckets=_SECTOR_TIME_BUCKETS,
@@ -55,8 +55,6 @@ PLOTTER_PLOTTED = Counter(f"{_PREFIX}_plotter_sector_plotted_counter", "Sectors 
 PLOTTER_ERRORS = Counter(f"{_PREFIX}_plotter_sector_plotting_error_counter", "Sectors that failed", ["kind"])
 
 # --- disk piece caches, labelled cache_id ---------------------------------------------------------
-CACHE_CAPACITY_TOTAL = Gauge(f"{_PREFIX}_disk_piece_cache_capacity_total", "Item slots", ["cache_id"])
-CACHE_CAPACITY_USED = Gauge(f"{_PREFIX}_disk_piece_cache_capacity_used", "Items held", ["cache_id"])
 CACHE_READ_PIECE = Counter(f"{_PREFIX}_disk_piece_cache_read_piece", "Items read", ["cache_id"])
 CACHE_WRITE_PIECE = Counter(f"{_PREFIX}_disk_piece_cache_write_piece", "Items written", ["cache_id"])
 
@@ -68,24 +66,48 @@ class ComponentCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families: dict[str, GaugeMetricFamily] = {}
         for component in self.components:
+            status = component.status()
             prefix = _NAME.sub("_", f"subspace_farmer_{component.kind}")
             texts = {}
-            for key, value in component.status().items():
+            for key, value in status_figures(status).items():
                 if isinstance(value, str):
                     texts[_NAME.sub("_", key)] = value
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     continue
                 name = f"{prefix}_{_NAME.sub('_', key)}"
-                if name not in families:
-                    families[name] = GaugeMetricFamily(name, f"{component.kind} {key}", labels=["instance"])
-                families[name].add_metric([component.instance_id], float(value))
-            if texts:
-                info = GaugeMetricFamily(
-                    f"{prefix}_info", f"{component.kind} text figures", labels=["instance", *texts]
+                _family(families, name, f"{component.kind} {key}", ["instance"]).add_metric(
+                    [component.instance_id], float(value)
                 )
+            if texts:
+                labels = ["instance", *texts]
+                info = _family(families, f"{prefix}_info", f"{component.kind} text figures", labels)
                 info.add_metric([component.instance_id, *texts.values()], 1.0)
-                yield info
+            _official_gauges(component.instance_id, status, families)
         yield from families.values()
+
+
+def _family(
+    families: dict[str, GaugeMetricFamily], name: str, documentation: str, labels: list[str]
+) -> GaugeMetricFamily:
+    if name not in families:
+        families[name] = GaugeMetricFamily(name, documentation, labels=labels)
+    return families[name]
+
+
+def _official_gauges(instance_id: str, status: ComponentStatus | None, families: dict[str, GaugeMetricFamily]) -> None:
+    """The official farmer's gauges that a status carries (sectors by state, cache capacity)."""
+    if isinstance(status, PlotClientStatus):
+        sectors = _family(families, f"{_PREFIX}_farm_sectors_total", "Sectors by state", ["farm_id", "state"])
+        for farm in status.farms:
+            sectors.add_metric([farm.farm_id, "Plotted"], farm.plotted - farm.expiring)
+            sectors.add_metric([farm.farm_id, "AboutToExpire"], farm.expiring)
+            sectors.add_metric([farm.farm_id, "NotPlotted"], farm.sectors - farm.plotted)
+    elif isinstance(status, CacheStatus):
+        used = _family(families, f"{_PREFIX}_disk_piece_cache_capacity_used", "Items held", ["cache_id"])
+        used.add_metric([instance_id], status.items)
+        if status.capacity is not None:
+            total = _family(families, f"{_PREFIX}_disk_piece_cache_capacity_total", "Item slots", ["cache_id"])
+            total.add_metric([instance_id], status.capacity)
 
 
 def serve_metrics(listen: tuple[str, int], components: Sequence[Component]) -> None:

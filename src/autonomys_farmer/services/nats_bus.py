@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats
@@ -14,13 +14,17 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from autonomys_farmer.cluster import wire
+from autonomys_farmer.cluster.subjects import Broadcast, Bucket, Request, WorkQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
+ERROR_HEADER = "Autonomys-Error"
 
 MIN_MAX_PAYLOAD = 3 * 1024 * 1024
 REQUEST_DEADLINE_S = 60.0  # as the official cluster: retry a request for at most a minute
@@ -36,6 +40,7 @@ class Bus:
         self.js = nc.jetstream(timeout=10)
         self.name = name
         self._kv: dict[str, KeyValue] = {}
+        self.bad_messages = BadMessages(name)
 
     @classmethod
     async def connect(cls, servers: list[str], name: str, initial_timeout: float = 120.0) -> Bus:
@@ -100,9 +105,9 @@ class Bus:
 
     async def replicas_for_new_state(self, wait_s: float = 10.0) -> int:
         """Replicas for a stream or bucket about to be created (its first creator decides them for
-        good). A clustered server announces its peers once its routes are up, which can lag our
+        good). Servers of a cluster announce their peers once their routes are up, which can lag our
         connect: wait a little for up to three of them rather than create an unreplicated stream."""
-        if not getattr(self.nc, "_server_info", {}).get("cluster"):  # a lone server: nothing to wait for
+        if len(self.nc.servers) < 2 and await self._standalone_jetstream():
             return 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -110,91 +115,164 @@ class Bus:
             await asyncio.sleep(0.2)
         return self.replicas
 
-    # --- core NATS ------------------------------------------------------------------------------
+    async def _standalone_jetstream(self) -> bool:
+        """Is our server a lone JetStream server? It refuses a replicated stream at once, where a
+        clustered one creates it (or, its peers not yet routed, lacks the resources)."""
+        probe = f"AUTONOMYS_PROBE_{self.nc.client_id}_{random.getrandbits(32):08x}"
+        config = StreamConfig(
+            name=probe, subjects=[f"autonomys.probe.{probe}"], num_replicas=2, storage=StorageType.MEMORY
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.APIError as e:
+            return "non-clustered" in str(e.description or e)
+        await self.js.delete_stream(probe)
+        return False
 
-    async def publish(self, subject: str, message: Any) -> None:
-        data = message if isinstance(message, bytes) else wire.encode(message)
-        await self.nc.publish(subject, data)
+    # --- core NATS: typed subjects (cluster.subjects) -----------------------------------------------
+
+    async def publish(self, subject: Broadcast[T], message: T, *tokens: str) -> None:
+        await self.nc.publish(subject.subject(*tokens), subject.codec.encode(message))
+
+    async def subscribe(
+        self, subject: Broadcast[T], handler: Callable[[T], Awaitable[None]], *tokens: str, queue: str = ""
+    ) -> Subscription:
+        """Handle every `subject` message (all of them, or those with these tokens); a malformed one is
+        logged once and dropped, a failing handler logged: neither stops the subscription."""
+
+        async def on_message(msg: Msg) -> None:
+            try:
+                message = subject.codec.decode(msg.data)
+            except wire.WireError as e:
+                self.bad_messages.report(msg.subject, e)
+                return
+            try:
+                await handler(message)
+            except Exception as e:
+                log.warning("%s: message on %s failed: %s", self.name, msg.subject, e, exc_info=log.isEnabledFor(10))
+
+        name = subject.subject(*tokens) if tokens else subject.pattern
+        return await self.nc.subscribe(name, queue=queue, cb=on_message)
 
     async def request(
-        self, subject: str, message: Any, timeout: float = 5.0, deadline: float = REQUEST_DEADLINE_S
-    ) -> bytes:
-        """Request with retries on no responders / timeout (backoff 0.5 s × 1.5, ±50 %) until `deadline`."""
-        data = message if isinstance(message, bytes) else wire.encode(message)
+        self, subject: Request[T, R], message: T, timeout: float = 5.0, deadline: float = REQUEST_DEADLINE_S
+    ) -> R:
+        """Ask one responder; retries on no responders / timeout (backoff 0.5 s × 1.5, ±50 %) until
+        `deadline`. A responder's error answer raises RemoteError."""
+        data = subject.codec.encode(message)
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         delay = 0.5
         while True:
             try:
-                return (await self.nc.request(subject, data, timeout=timeout)).data
+                reply = await self.nc.request(subject.name, data, timeout=timeout)
+                break
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError):
                 if loop.time() + delay > end:
                     raise
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 1.5, 10.0)
+        if reply.headers and ERROR_HEADER in reply.headers:
+            raise RemoteError(f"{subject.name}: {reply.headers[ERROR_HEADER]}")
+        return subject.reply_codec.decode(reply.data)
 
-    async def request_as(self, cls: type[T], subject: str, message: Any, **kw: Any) -> T:
-        return wire.decode(cls, await self.request(subject, message, **kw))
-
-    async def serve(self, subject: str, handler: Callable[[bytes], Awaitable[Any | None]], queue: str = "") -> Any:
-        """Answer requests on `subject` (one member of `queue` answers each); `None` sends no reply."""
+    async def serve(self, subject: Request[T, R], handler: Callable[[T], Awaitable[R]]) -> Subscription:
+        """Answer `subject` as one member of its queue group. A malformed request or a failing handler
+        is answered with an error (the caller stops waiting) and logged; the responder carries on."""
 
         async def on_message(msg: Msg) -> None:
             try:
-                reply = await handler(msg.data)
-            except Exception as e:  # a bad request must not take the responder down
-                log.warning("%s: request on %s failed: %s", self.name, subject, e, exc_info=log.isEnabledFor(10))
+                request = subject.codec.decode(msg.data)
+            except wire.WireError as e:
+                self.bad_messages.report(msg.subject, e)
+                await self._answer_error(msg, f"malformed request: {e}")
                 return
-            if reply is not None and msg.reply:
-                await msg.respond(reply if isinstance(reply, bytes) else wire.encode(reply))
-
-        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
-
-    async def subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]], queue: str = "") -> Any:
-        async def on_message(msg: Msg) -> None:
             try:
-                await handler(msg)
-            except Exception as e:
-                log.warning("%s: message on %s failed: %s", self.name, msg.subject, e, exc_info=log.isEnabledFor(10))
+                reply = await handler(request)
+            except Exception as e:  # a bad request must not take the responder down
+                log.warning("%s: request on %s failed: %s", self.name, subject.name, e, exc_info=log.isEnabledFor(10))
+                await self._answer_error(msg, str(e) or type(e).__name__)
+                return
+            if msg.reply:
+                await msg.respond(subject.reply_codec.encode(reply))
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        return await self.nc.subscribe(subject.name, queue=subject.queue, cb=on_message)
+
+    async def _answer_error(self, msg: Msg, text: str) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, b"", headers={ERROR_HEADER: text[:500]})
 
     # --- JetStream ------------------------------------------------------------------------------
 
-    async def kv(self, bucket: str) -> KeyValue:
+    async def kv(self, bucket: Bucket[Any]) -> KeyValue:
         """The bucket, created on first use; waits out JetStream leader elections and outages."""
-        if bucket not in self._kv:
-            self._kv[bucket] = await retry_forever(f"JetStream bucket {bucket}", lambda: self._open_kv(bucket))
-        return self._kv[bucket]
+        if bucket.name not in self._kv:
+            self._kv[bucket.name] = await retry_forever(
+                f"JetStream bucket {bucket.name}", lambda: self._open_kv(bucket.name)
+            )
+        return self._kv[bucket.name]
 
-    async def _open_kv(self, bucket: str) -> KeyValue:
+    async def _open_kv(self, name: str) -> KeyValue:
         try:
-            return await self.js.key_value(bucket)
+            return await self.js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
             try:
-                config = KeyValueConfig(bucket=bucket, history=1, replicas=await self.replicas_for_new_state())
+                config = KeyValueConfig(bucket=name, history=1, replicas=await self.replicas_for_new_state())
                 return await self.js.create_key_value(config)
             except nats.js.errors.BadRequestError:  # created concurrently by another component
-                return await self.js.key_value(bucket)
+                return await self.js.key_value(name)
 
-    async def kv_get(self, bucket: str, key: str) -> bytes | None:
+    async def kv_get(self, bucket: Bucket[T], key: str) -> T | None:
+        """The value under key, None when absent or malformed (a malformed value is logged once)."""
         try:
             entry = await (await self.kv(bucket)).get(key)
         except nats.js.errors.KeyNotFoundError:
             return None
-        return entry.value
+        return self._kv_value(bucket, key, entry.value)
 
-    async def ensure_work_queue(self, stream: str, subject: str) -> None:
-        """Create the durable work-queue stream once; waits out JetStream leader elections and outages."""
-        await retry_forever(f"JetStream stream {stream}", lambda: self._ensure_work_queue(stream, subject))
-
-    async def _ensure_work_queue(self, stream: str, subject: str) -> None:
+    def _kv_value(self, bucket: Bucket[T], key: str, raw: bytes | None) -> T | None:
+        if not raw:
+            return None
         try:
-            await self.js.stream_info(stream)
+            return bucket.codec.decode(raw)
+        except wire.WireError as e:
+            self.bad_messages.report(f"{bucket.name}/{key}", e)
+            return None
+
+    async def kv_put(self, bucket: Bucket[T], key: str, value: T) -> None:
+        await (await self.kv(bucket)).put(key, bucket.codec.encode(value))
+
+    async def kv_delete(self, bucket: Bucket[Any], key: str) -> None:
+        await (await self.kv(bucket)).delete(key)
+
+    async def kv_watch(self, bucket: Bucket[T]) -> AsyncIterator[tuple[str, T | None]]:
+        """(key, value) for every entry now and every change after (None: deleted or malformed);
+        resumes after a NATS outage."""
+        while True:
+            try:
+                watcher = await (await self.kv(bucket)).watchall()
+                async for entry in watcher:
+                    if entry is None:  # the initial values are all delivered
+                        continue
+                    value = (
+                        None if entry.operation in ("DEL", "PURGE") else self._kv_value(bucket, entry.key, entry.value)
+                    )
+                    yield entry.key, value
+            except (nats.errors.Error, TimeoutError) as e:
+                log.info("%s: watch of %s interrupted (%s); resuming", self.name, bucket.name, e)
+                await asyncio.sleep(1.0)
+
+    async def ensure_work_queue(self, queue: WorkQueue[Any]) -> None:
+        """Create the durable work-queue stream once; waits out JetStream leader elections and outages."""
+        await retry_forever(f"JetStream stream {queue.stream}", lambda: self._ensure_work_queue(queue))
+
+    async def _ensure_work_queue(self, queue: WorkQueue[Any]) -> None:
+        try:
+            await self.js.stream_info(queue.stream)
         except nats.js.errors.NotFoundError:
             config = StreamConfig(
-                name=stream,
-                subjects=[subject],
+                name=queue.stream,
+                subjects=[queue.subject],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 num_replicas=await self.replicas_for_new_state(),
@@ -203,7 +281,29 @@ class Bus:
             try:
                 await self.js.add_stream(config)
             except nats.js.errors.BadRequestError:
-                await self.js.stream_info(stream)
+                await self.js.stream_info(queue.stream)
+
+    async def enqueue(self, queue: WorkQueue[T], message: T, message_id: str) -> None:
+        """Add a job (JetStream drops a second one with the same id within its duplicate window)."""
+        await self.js.publish(queue.subject, queue.codec.encode(message), headers={"Nats-Msg-Id": message_id})
+
+
+class RemoteError(RuntimeError):
+    """A responder answered a request with an error."""
+
+
+class BadMessages:
+    """Malformed messages are logged once per subject (then counted), so a flood cannot fill the log."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.counts: dict[str, int] = {}
+
+    def report(self, where: str, error: Exception) -> None:
+        seen = self.counts.get(where, 0)
+        self.counts[where] = seen + 1
+        if seen == 0:
+            log.warning("%s: dropped a malformed message on %s: %s (later ones are counted)", self.owner, where, error)
 
 
 async def retry_forever(what: str, fn: Callable[[], Awaitable[T]], max_delay: float = 10.0) -> T:
@@ -212,7 +312,7 @@ async def retry_forever(what: str, fn: Callable[[], Awaitable[T]], max_delay: fl
     while True:
         try:
             return await fn()
-        except (nats.errors.Error, TimeoutError, OSError, ConnectionError) as e:
+        except (nats.errors.Error, TimeoutError, OSError, ConnectionError, RemoteError) as e:
             log.warning("%s failed (%s); retrying in %.1fs", what, str(e) or type(e).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, max_delay)

@@ -7,47 +7,48 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Iterable
 
-from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import sharding, wire
-from autonomys_farmer.protocol.archiving import SegmentHeader
+from autonomys_farmer.cluster import sharding, subjects
+from autonomys_farmer.cluster.bulk_ops import GetItems, Item
+from autonomys_farmer.cluster.messages import SegmentHeadersRequest, ShardMap
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import MAX_SEGMENT_HEADERS_PER_REQUEST
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
-from autonomys_farmer.protocol.types import PieceIndex
+from autonomys_farmer.protocol.types import PieceIndex, SegmentIndex
 from autonomys_farmer.services import bulk
 from autonomys_farmer.services.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 
-SHARD_MAP_TTL_S = 1.0
 FETCH_TIMEOUT_S = 30.0
-CONTROLLER_GROUP = f"{m.CONTROLLER}.{m.PIECE}"
-
-
-def group_name(kind: str, item_type: str) -> str:
-    return f"{kind}.{item_type}"
 
 
 class ShardMaps:
-    """Shard maps read from KV with a short cache (placement must follow membership quickly)."""
+    """The cache shard maps: kept current by watching their KV bucket (components run `watch_forever`),
+    or read when asked (short-lived tools)."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self._cache: dict[str, tuple[float, m.ShardMap]] = {}
+        self.maps: dict[str, ShardMap] = {}
+        self.watching = False
+        self.changed = asyncio.Event()  # set on every change; whoever waits clears it
 
-    async def get(self, group: str) -> m.ShardMap:
-        cached = self._cache.get(group)
-        if cached and time.monotonic() - cached[0] < SHARD_MAP_TTL_S:
-            return cached[1]
-        raw = await self.bus.kv_get(m.SHARDS_BUCKET, group)
-        shard_map = wire.decode(m.ShardMap, raw) if raw else m.ShardMap(group, ())
-        self._cache[group] = (time.monotonic(), shard_map)
-        return shard_map
+    async def watch_forever(self) -> None:
+        self.watching = True
+        async for group, shard_map in self.bus.kv_watch(subjects.SHARDS):
+            if shard_map is None:
+                self.maps.pop(group, None)
+            else:
+                self.maps[group] = shard_map
+            self.changed.set()
+
+    async def get(self, group: str) -> ShardMap:
+        if self.watching:
+            return self.maps.get(group, ShardMap(group, ()))
+        return await self.bus.kv_get(subjects.SHARDS, group) or ShardMap(group, ())
 
 
 class SegmentCommitments:
@@ -56,29 +57,27 @@ class SegmentCommitments:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self._known: dict[int, bytes] = {}
+        self._known: dict[SegmentIndex, bytes] = {}
 
-    async def get_many(self, segment_indexes: Iterable[int]) -> dict[int, bytes]:
+    async def get_many(self, segment_indexes: Iterable[SegmentIndex]) -> dict[SegmentIndex, bytes]:
         """Those of `segment_indexes` that are archived (the node caps a request's length)."""
         wanted = set(segment_indexes)
         unknown = sorted(wanted - self._known.keys())
         for start in range(0, len(unknown), MAX_SEGMENT_HEADERS_PER_REQUEST):
             batch = tuple(unknown[start : start + MAX_SEGMENT_HEADERS_PER_REQUEST])
-            response = await self.bus.request_as(
-                m.SegmentHeadersResponse, m.SEGMENT_HEADERS, m.SegmentHeadersRequest(batch)
-            )
+            response = await self.bus.request(subjects.SEGMENT_HEADERS, SegmentHeadersRequest(batch))
             for segment_index, header in zip(batch, response.headers, strict=True):
                 if header is not None:
-                    self._known[segment_index] = SegmentHeader.from_json(header).segment_commitment
+                    self._known[segment_index] = header.segment_commitment
         return {i: self._known[i] for i in wanted if i in self._known}
 
 
 async def fetch_items(address: str, keys: list[int]) -> dict[int, bytes]:
     """Items a bulk server holds out of `keys` (absent ones are simply missing)."""
     found: dict[int, bytes] = {}
-    async for header, data in bulk.request(address, {"op": "get", "keys": keys}, timeout=FETCH_TIMEOUT_S):
-        if header.get("found"):
-            found[int(header["key"])] = data
+    async for item, data in bulk.request(address, GetItems(tuple(keys)), Item, timeout=FETCH_TIMEOUT_S):
+        if item.found:
+            found[item.key] = data
     return found
 
 
@@ -125,13 +124,6 @@ class PieceVerifier:
         return result
 
 
-def source_order(priority_cache: bool) -> list[str]:
-    """Cache groups in the order a plotter asks them; the controller (the node) always comes last."""
-    caches = [group_name(m.SHARDED_CACHE, m.PIECE), group_name(m.SHARDED_CACHE, m.SPLIT_PARITY_PIECE)]
-    full = [group_name(m.FULL_PIECE_CACHE, m.PIECE)]
-    return [*caches, *full, CONTROLLER_GROUP] if priority_cache else [*full, *caches, CONTROLLER_GROUP]
-
-
 class PieceGetter:
     def __init__(
         self,
@@ -143,7 +135,7 @@ class PieceGetter:
         """`verifier` None: pieces are taken as they come (caches trust their sources)."""
         self.maps = ShardMaps(bus)
         self.verifier = verifier
-        self.order = sources if sources is not None else source_order(priority_cache)
+        self.order = sources if sources is not None else sharding.source_order(priority_cache)
         self.stats = {"hits": 0, "misses": 0}
 
     async def get_pieces(self, piece_indexes: Iterable[int], skip: str = "") -> dict[int, Piece]:
@@ -166,9 +158,6 @@ class PieceGetter:
         self.stats["misses"] += len(wanted) - len(found)
         return found
 
-    async def get_piece(self, piece_index: int) -> Piece | None:
-        return (await self.get_pieces([piece_index])).get(piece_index)
-
     @property
     def invalid(self) -> int:
         return 0 if self.verifier is None else self.verifier.invalid
@@ -184,11 +173,11 @@ class PieceGetter:
             return {}
         address = {member.instance_id: member.address for member in members}
         ids = list(address)
-        if group.endswith(m.SPLIT_PARITY_PIECE):
+        if group == sharding.SHARDED_SPLIT_GROUP:
             return await self._split_parity(ids, address, indexes)
         by_owner: dict[str, list[int]] = {}
         for index in indexes:
-            owner = ids[0] if group == CONTROLLER_GROUP else sharding.owners(ids, index)[0]
+            owner = ids[0] if group == sharding.CONTROLLER_GROUP else sharding.owners(ids, index)[0]
             by_owner.setdefault(owner, []).append(index)
         return await _fetch_by_owner(by_owner, address)
 

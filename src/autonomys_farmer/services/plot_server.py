@@ -23,15 +23,16 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import wire
+from autonomys_farmer.cluster import subjects, wire
+from autonomys_farmer.cluster.bulk_ops import BulkRequest, FetchSector, Released, ReleaseSector, SectorPart
+from autonomys_farmer.cluster.messages import ComponentKind, PlotJob, PlotProgress, PlotServerStatus, PlotStage
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
 from autonomys_farmer.services import metrics
-from autonomys_farmer.services.bulk import Frame
+from autonomys_farmer.services.bulk import Answer
 from autonomys_farmer.services.component import Component
 from autonomys_farmer.services.files import HashingWriter, atomic_writer, write_atomically
 from autonomys_farmer.services.nats_bus import retry_forever
@@ -49,13 +50,13 @@ STREAM_CHUNK = 4 * 1024 * 1024
 class BufferedSector:
     """Sidecar of a buffered sector, written after the sector itself: its presence means complete."""
 
-    job: m.PlotJob
+    job: PlotJob
     size: int
     checksum: bytes
 
 
 class PlotServer(Component):
-    kind = m.PLOT_SERVER
+    kind = ComponentKind.PLOT_SERVER
 
     def __init__(
         self,
@@ -83,9 +84,9 @@ class PlotServer(Component):
         self.last_sector_s = 0.0
         self.records_per_s = 0.0
 
-    def status(self) -> dict[str, Any]:
-        return dict(
-            self.counts,
+    def status(self) -> PlotServerStatus:
+        return PlotServerStatus(
+            **self.counts,
             buffered=len(self._buffered()),
             backend=self.compute.name,
             device=self.compute.device,
@@ -103,7 +104,7 @@ class PlotServer(Component):
         await super().start()
         await self.start_bulk(self._serve, self.listen_port)
         self.getter = PieceGetter(self.nats, PieceVerifier(self.nats, self.compute, self.kzg), self.priority_cache)
-        await self.nats.ensure_work_queue(m.PLOT_JOBS_STREAM, m.PLOT_JOBS)
+        await self.nats.ensure_work_queue(subjects.PLOT_JOBS)
         for path in self.buffer.glob("*.sector"):  # finished before a restart: tell their farms again
             await self._announce(path)
         for _ in range(self.concurrency):
@@ -114,9 +115,9 @@ class PlotServer(Component):
         subscription = await retry_forever(
             "plot job consumer",
             lambda: self.nats.js.pull_subscribe(
-                m.PLOT_JOBS,
-                durable=m.PLOT_SERVERS_CONSUMER,
-                stream=m.PLOT_JOBS_STREAM,
+                subjects.PLOT_JOBS.subject,
+                durable=subjects.PLOT_JOBS.consumer,
+                stream=subjects.PLOT_JOBS.stream,
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1),
             ),
         )
@@ -136,9 +137,9 @@ class PlotServer(Component):
 
     async def _handle(self, msg: Msg) -> None:
         try:
-            job = wire.decode(m.PlotJob, msg.data)
+            job = subjects.PLOT_JOBS.codec.decode(msg.data)
         except wire.WireError as e:
-            log.error("dropping malformed plot job: %s", e)
+            self.nats.bad_messages.report(subjects.PLOT_JOBS.subject, e)
             await msg.term()
             return
         path = self.buffer / f"{job.job_id}.sector"
@@ -153,7 +154,7 @@ class PlotServer(Component):
             self.counts["failed"] += 1
             metrics.PLOTTER_ERRORS.labels(self.compute.name).inc()
             log.warning("sector %d of farm %s failed: %s", job.sector_index, job.farm_id, e)
-            await self._progress(job, "error", error=str(e))
+            await self._progress(job, PlotStage.ERROR, error=str(e))
             await _settle(msg.nak(delay=2.0))
             return
         finally:
@@ -169,18 +170,18 @@ class PlotServer(Component):
             except Exception as e:
                 log.debug("in-progress ack failed: %s", e)
 
-    async def _progress(self, job: m.PlotJob, stage: str, **fields: Any) -> None:
+    async def _progress(self, job: PlotJob, stage: PlotStage, **fields: Any) -> None:
         await self.nats.publish(
-            f"{m.PLOT_PROGRESS}.{job.farm_id}", m.PlotProgress(job.job_id, self.instance_id, stage, **fields)
+            subjects.PLOT_PROGRESS, PlotProgress(job.job_id, self.instance_id, stage, **fields), job.farm_id
         )
 
-    async def _plot(self, job: m.PlotJob, path: Path) -> None:
+    async def _plot(self, job: PlotJob, path: Path) -> None:
         assert self.getter is not None
         started = time.monotonic()
-        info = FarmerProtocolInfo.from_json(job.protocol_info)
+        info = job.protocol_info
         sid = derive_sector_id(job.public_key, job.sector_index, info.history_size)
         indexes = derive_sector_piece_indices(sid, job.pieces_in_sector, info)
-        await self._progress(job, "downloading", total=len(indexes))
+        await self._progress(job, PlotStage.DOWNLOADING, total=len(indexes))
         found = await self.getter.get_pieces(indexes)
         metrics.PLOTTER_DOWNLOADING_TIME.labels(self.compute.name).observe(time.monotonic() - started)
         missing = [i for i in indexes if i not in found]
@@ -189,7 +190,7 @@ class PlotServer(Component):
         loop = asyncio.get_running_loop()
 
         def report(done: int, total: int) -> None:
-            asyncio.run_coroutine_threadsafe(self._progress(job, "encoding", done=done, total=total), loop)
+            asyncio.run_coroutine_threadsafe(self._progress(job, PlotStage.ENCODING, done=done, total=total), loop)
 
         self.counts["encoding"] += 1
         encoding_started = time.monotonic()
@@ -209,7 +210,7 @@ class PlotServer(Component):
 
     def _encode_to_file(
         self,
-        job: m.PlotJob,
+        job: PlotJob,
         info: FarmerProtocolInfo,
         indexes: list[int],
         found: dict[int, Piece],
@@ -248,7 +249,7 @@ class PlotServer(Component):
             self._release(path.stem)
             return
         await self._progress(
-            buffered.job, "ready", address=self.address, size=buffered.size, checksum=buffered.checksum
+            buffered.job, PlotStage.READY, address=self.address, size=buffered.size, checksum=buffered.checksum
         )
 
     async def _expire_buffer(self) -> None:
@@ -263,24 +264,24 @@ class PlotServer(Component):
         (self.buffer / f"{job_id}.sector").unlink(missing_ok=True)
         (self.buffer / f"{job_id}.job").unlink(missing_ok=True)
 
-    async def _serve(self, header: dict[str, Any], _payload: bytes) -> AsyncIterator[Frame]:
-        op, job_id = header.get("op"), str(header.get("job_id", ""))
+    async def _serve(self, operation: BulkRequest, _payload: bytes) -> AsyncIterator[Answer]:
+        if not isinstance(operation, FetchSector | ReleaseSector):
+            raise ValueError(f"a plot server does not serve {type(operation).__name__}")
+        job_id = operation.job_id
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise ValueError(f"invalid job id {job_id!r}")
         path = self.buffer / f"{job_id}.sector"
-        if op == "sector":
+        if isinstance(operation, FetchSector):
             if not path.with_suffix(".job").exists():
                 raise ValueError(f"sector for job {job_id} is not here")
             with path.open("rb") as f:
                 offset = 0
                 while chunk := await asyncio.to_thread(f.read, STREAM_CHUNK):
-                    yield {"offset": offset}, chunk
+                    yield SectorPart(offset), chunk
                     offset += len(chunk)
-        elif op == "release":
-            self._release(job_id)
-            yield {"released": job_id}, b""
         else:
-            raise ValueError(f"unknown op {op!r}")
+            self._release(job_id)
+            yield Released(job_id), b""
 
 
 async def _settle(ack: Awaitable[None]) -> None:

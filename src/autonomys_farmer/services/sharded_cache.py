@@ -13,18 +13,22 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from nats.aio.msg import Msg
-
-from autonomys_farmer.cluster import messages as m
-from autonomys_farmer.cluster import sharding, wire
+from autonomys_farmer.cluster import sharding, subjects
+from autonomys_farmer.cluster.bulk_ops import BulkRequest, Contents, GetItems, Item, ListContents, Repaired, RepairItem
+from autonomys_farmer.cluster.messages import (
+    AppInfoRequest,
+    CacheItemType,
+    CacheStatus,
+    ComponentKind,
+    ReinitializeCaches,
+)
+from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
-from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
 from autonomys_farmer.services import metrics
-from autonomys_farmer.services.bulk import Frame
+from autonomys_farmer.services.bulk import Answer
 from autonomys_farmer.services.component import Component
-from autonomys_farmer.services.piece_getter import PieceGetter, group_name
+from autonomys_farmer.services.piece_getter import PieceGetter
 from autonomys_farmer.services.piece_store import PieceStore, StoreFullError
 
 log = logging.getLogger(__name__)
@@ -61,29 +65,26 @@ def parse_path_options(text: str, allowed: tuple[str, ...], required: tuple[str,
 
 
 class ShardedCache(Component):
-    kind = m.SHARDED_CACHE
+    kind = ComponentKind.SHARDED_CACHE
 
-    def __init__(self, nats_servers: list[str], directory: Path, size: int | None, item_type: str = m.PIECE) -> None:
+    def __init__(
+        self, nats_servers: list[str], directory: Path, size: int | None, item_type: CacheItemType = CacheItemType.PIECE
+    ) -> None:
         super().__init__(nats_servers)
-        if item_type not in m.CACHE_ITEM_TYPES:
-            raise ValueError(f"unknown cache item type {item_type!r}; expected one of {', '.join(m.CACHE_ITEM_TYPES)}")
         self.item_type = item_type
-        item_size = PIECE_SIZE if item_type == m.PIECE else sharding.SHARD_SIZE
+        item_size = PIECE_SIZE if item_type == CacheItemType.PIECE else sharding.SHARD_SIZE
         capacity = None if size is None else size // (item_size + 40)
         if capacity is not None and capacity < 1:
             raise ValueError(f"cache size {size} holds no {item_type} of {item_size + 40} bytes")
         self.store = PieceStore(directory, item_size, capacity)
-        self.group = group_name(self.kind, item_type)
+        self.group = sharding.group_name(self.kind, item_type)
         self._wake = asyncio.Event()
         self.synced = False
         self.sync_rounds = 0
         self.getter: PieceGetter | None = None
 
-    def status(self) -> dict[str, Any]:
-        metrics.CACHE_CAPACITY_USED.labels(self.instance_id).set(len(self.store))
-        if self.store.capacity is not None:
-            metrics.CACHE_CAPACITY_TOTAL.labels(self.instance_id).set(self.store.capacity)
-        return {"items": len(self.store), "capacity": self.store.capacity, "synced": self.synced}
+    def status(self) -> CacheStatus:
+        return CacheStatus(len(self.store), self.store.capacity, self.synced)
 
     async def start(self) -> None:
         await super().start()
@@ -91,16 +92,16 @@ class ShardedCache(Component):
         # Caches trust their sources as the official cache does (node, other caches); every piece is
         # verified by the plot server before it is encoded, so a bad one never reaches a sector.
         self.getter = PieceGetter(self.nats, None, priority_cache=True)
-        await self.nats.subscribe(m.ARCHIVED_SEGMENT_HEADER, self._on_segment)
-        await self.nats.subscribe(m.REINITIALIZE_CACHES, self._on_reinitialize)
+        await self.nats.subscribe(subjects.ARCHIVED_SEGMENT_HEADER, self._on_segment)
+        await self.nats.subscribe(subjects.REINITIALIZE_CACHES, self._on_reinitialize)
+        self.spawn(self.getter.maps.watch_forever())
         self.spawn(self._sync_forever())
         self.spawn(self._watch_map())
 
-    async def _on_segment(self, _msg: Msg) -> None:
+    async def _on_segment(self, _header: SegmentHeader) -> None:
         self._wake.set()
 
-    async def _on_reinitialize(self, msg: Msg) -> None:
-        request = wire.decode(m.ReinitializeCaches, msg.data)
+    async def _on_reinitialize(self, request: ReinitializeCaches) -> None:
         log.info("re-initialisation requested in %.1fs", request.delay_s)
 
         async def later() -> None:
@@ -111,17 +112,17 @@ class ShardedCache(Component):
         self.spawn(later())
 
     async def _watch_map(self) -> None:
+        """Sync when this group's shard map changes (the shard maps are watched in KV)."""
         assert self.getter is not None
-        last: m.ShardMap | None = None
+        maps = self.getter.maps
+        last = await maps.get(self.group)
         while True:
-            try:
-                current = await self.getter.maps.get(self.group)
-                if current != last:
-                    last = current
-                    self._wake.set()
-            except Exception as e:
-                log.debug("shard map read failed: %s", e)
-            await asyncio.sleep(1.0)
+            await maps.changed.wait()
+            maps.changed.clear()
+            current = await maps.get(self.group)
+            if current != last:
+                last = current
+                self._wake.set()
 
     async def _sync_forever(self) -> None:
         while True:
@@ -141,7 +142,7 @@ class ShardedCache(Component):
         """This instance's share of the history, newest pieces first (they are plotted most)."""
         keys = []
         for piece_index in range(history_size * NUM_PIECES - 1, -1, -1):
-            if self.item_type == m.PIECE:
+            if self.item_type == CacheItemType.PIECE:
                 if sharding.owners(ids, piece_index)[0] == self.instance_id:
                     keys.append(sharding.item_key(piece_index))
             elif len(ids) >= sharding.SPLIT_SHARDS:
@@ -156,7 +157,7 @@ class ShardedCache(Component):
         ids = [member.instance_id for member in shard_map.members]
         if self.instance_id not in ids:
             return  # not a member yet: the controller has not seen our heartbeat
-        info = FarmerAppInfo.from_json(wire.decode_json(await self.nats.request(m.FARMER_APP_INFO, b"")))
+        info = await self.nats.request(subjects.FARMER_APP_INFO, AppInfoRequest())
         wanted = self.wanted_keys(ids, info.protocol_info.history_size)
         wanted_set = set(wanted)
         missing = [k for k in wanted if k not in self.store]
@@ -172,13 +173,15 @@ class ShardedCache(Component):
         self.synced = not missing
         for start in range(0, len(missing), FETCH_BATCH):
             batch = missing[start : start + FETCH_BATCH]
-            piece_indexes = [k if self.item_type == m.PIECE else sharding.split_key(k)[0] for k in batch]
+            piece_indexes = [k if self.item_type == CacheItemType.PIECE else sharding.split_key(k)[0] for k in batch]
             pieces = await self.getter.get_pieces(piece_indexes, skip=self.instance_id)
             for key, piece_index in zip(batch, piece_indexes, strict=True):
                 piece = pieces.get(piece_index)
                 if piece is None:
                     continue
-                item = piece.data if self.item_type == m.PIECE else sharding.split_piece(piece.data)[key & 3]
+                item = (
+                    piece.data if self.item_type == CacheItemType.PIECE else sharding.split_piece(piece.data)[key & 3]
+                )
                 while True:
                     try:
                         await asyncio.to_thread(self.store.put, key, item)
@@ -195,22 +198,21 @@ class ShardedCache(Component):
         if not self.synced:
             raise RuntimeError(f"{sum(k not in self.store for k in wanted)} items could not be fetched")
 
-    async def _serve(self, header: dict[str, Any], payload: bytes) -> AsyncIterator[Frame]:
-        op = header.get("op")
-        if op == "get":
-            for key in header["keys"]:
-                item = await asyncio.to_thread(self.store.get, int(key))
+    async def _serve(self, operation: BulkRequest, payload: bytes) -> AsyncIterator[Answer]:
+        if isinstance(operation, GetItems):
+            for key in operation.keys:
+                item = await asyncio.to_thread(self.store.get, key)
                 metrics.CACHE_READ_PIECE.labels(self.instance_id).inc()
-                yield {"key": key, "found": item is not None}, item or b""
-        elif op == "contents":
-            yield {"keys": self.store.keys()}, b""
-        elif op == "repair":  # `util verify-piece` replaces an item that failed verification
-            key = int(header["key"])
+                yield Item(key, item is not None), item or b""
+        elif isinstance(operation, ListContents):
+            yield Contents(tuple(self.store.keys())), b""
+        elif isinstance(operation, RepairItem):  # `util verify-piece` replaces an item that failed verification
+            key = operation.key
             if len(payload) != self.store.item_size:
                 raise ValueError(f"repair of key {key}: {len(payload)} bytes, expected {self.store.item_size}")
             await asyncio.to_thread(self.store.delete, key)
             await asyncio.to_thread(self.store.put, key, payload)
             log.info("%s: item %d repaired", self.group, key)
-            yield {"repaired": key}, b""
+            yield Repaired(key), b""
         else:
-            raise ValueError(f"unknown op {op!r}")
+            raise ValueError(f"a cache does not serve {type(operation).__name__}")

@@ -1,0 +1,109 @@
+"""The farming rules a plot client follows, as small pure pieces (the plot client is their adapter):
+which slots to farm, how many wins a slot can afford, when to stop trusting slow proof servers, and which
+sectors to replot before they expire."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+from autonomys_farmer.protocol.sector import derive_expiration_history_size, expiration_check_segment_index
+from autonomys_farmer.protocol.types import HistorySize, SegmentIndex, SlotNumber
+
+K = TypeVar("K")
+
+
+@dataclass
+class SlotSequence:
+    """Slots arrive from every controller: farm each slot number once, in increasing order."""
+
+    last: SlotNumber | None = None
+
+    def accept(self, slot: SlotNumber) -> bool:
+        if self.last is not None and slot <= self.last:
+            return False
+        self.last = slot
+        return True
+
+
+def may_prove_another(elapsed_s: float, timeout_s: float, estimate_s: float, proved: int) -> bool:
+    """The first win of a slot is always tried; a later one only if a proof (the running estimate)
+    can still land before the slot's deadline: a late proof is ignored by the node and takes compute
+    from the next slot."""
+    if elapsed_s > timeout_s:
+        return False
+    return proved == 0 or elapsed_s + estimate_s <= timeout_s
+
+
+@dataclass
+class ProofTime:
+    """Moving average of win-to-submission time (the first observation taken as is)."""
+
+    seconds: float = 0.0
+    weight: float = 0.3
+
+    def observe(self, took_s: float) -> None:
+        self.seconds = took_s if not self.seconds else (1 - self.weight) * self.seconds + self.weight * took_s
+
+
+class Miss(Enum):
+    DROP = "drop"  # this win is lost (its budget is spent), proof servers stay in use
+    BYPASS = "bypass"  # proof servers missed too often: prove locally for a while
+
+
+@dataclass
+class ProofServerBreaker:
+    """Proof servers that keep missing the slot budget are bypassed for a while (local proving)."""
+
+    strikes_to_bypass: int = 3
+    bypass_s: float = 60.0
+    strikes: int = 0
+    bypass_until: float = 0.0
+
+    def use_proof_servers(self, now: float) -> bool:
+        return now >= self.bypass_until
+
+    def answered(self) -> None:
+        self.strikes = 0
+
+    def missed(self, now: float) -> Miss:
+        self.strikes += 1
+        if self.strikes < self.strikes_to_bypass:
+            return Miss.DROP
+        self.strikes = 0
+        self.bypass_until = now + self.bypass_s
+        return Miss.BYPASS
+
+
+@dataclass(frozen=True)
+class PlottedSector:
+    """What the expiry rule needs to know of a plotted sector."""
+
+    sector_id: bytes
+    history_size: HistorySize
+
+
+def expiry_check_segments(sectors: Iterable[PlottedSector], min_sector_lifetime: int) -> set[SegmentIndex]:
+    """The segments whose commitments decide when these sectors expire."""
+    return {expiration_check_segment_index(s.history_size, min_sector_lifetime) for s in sectors}
+
+
+def sectors_to_replot(
+    sectors: Mapping[K, PlottedSector],
+    commitments: Mapping[SegmentIndex, bytes],
+    current_segment: SegmentIndex,
+    min_sector_lifetime: int,
+) -> list[K]:
+    """Sectors that expire by the next segment (replotted before the node would reject their
+    solutions). A sector whose expiry-check segment is not archived yet cannot expire so soon."""
+    due = []
+    for key, sector in sectors.items():
+        commitment = commitments.get(expiration_check_segment_index(sector.history_size, min_sector_lifetime))
+        if commitment is None:
+            continue
+        expires = derive_expiration_history_size(sector.sector_id, sector.history_size, commitment, min_sector_lifetime)
+        if expires is not None and expires - 1 <= current_segment + 1:
+            due.append(key)
+    return due

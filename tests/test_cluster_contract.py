@@ -1,0 +1,258 @@
+"""The typed cluster contract: every subject's messages through the codec, the farming rules, and a bus
+that drops malformed messages (logged once) and answers malformed requests with an error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autonomys_farmer.cluster import farming, subjects, wire
+from autonomys_farmer.cluster import messages as m
+from autonomys_farmer.cluster.bulk_ops import BulkRequest, FetchSector, GetItems, ListContents, RepairItem
+from autonomys_farmer.protocol.archiving import LastArchivedBlock, SegmentHeader
+from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse, RewardSigningInfo, SlotInfo
+from autonomys_farmer.protocol.proving import RecordWin
+from autonomys_farmer.protocol.reading import RecordChunks
+from autonomys_farmer.protocol.sector import (
+    FarmerProtocolInfo,
+    RecordMetadata,
+    derive_expiration_history_size,
+    derive_sector_id,
+)
+from autonomys_farmer.protocol.solution import Solution
+from autonomys_farmer.protocol.types import (
+    HistorySize,
+    PieceOffset,
+    SBucket,
+    SectorIndex,
+    SegmentIndex,
+    SlotNumber,
+)
+
+INFO = FarmerProtocolInfo(HistorySize(3), 8, 5, (1, 10), 4)
+HEADER = SegmentHeader(SegmentIndex(2), b"\x81" * 48, b"\x02" * 32, LastArchivedBlock(7, None))
+SOLUTION = Solution(
+    b"\x01" * 32, b"\x02" * 32, SectorIndex(3), HistorySize(4), PieceOffset(5), b"\x81" * 48, b"\x82" * 48,
+    bytes(range(32)), b"\x83" * 48, b"\x04" * 160,
+)  # fmt: skip
+
+
+def _record_win() -> RecordWin:
+    rng = np.random.default_rng(2)
+    s_buckets = np.sort(rng.choice(RECORD_NUM_S_BUCKETS, RECORD_NUM_CHUNKS, replace=False)).astype(np.int64)
+    chunks = RecordChunks(PieceOffset(1), s_buckets, rng.random(RECORD_NUM_CHUNKS) < 0.5,
+                          rng.integers(0, 256, (RECORD_NUM_CHUNKS, 32), np.uint8))  # fmt: skip
+    metadata = RecordMetadata(b"\x84" * 48, b"\x85" * 48, b"\x06" * 32)
+    return RecordWin(b"\x01" * 32, b"\x02" * 32, SectorIndex(3), HistorySize(4), SBucket(9), chunks, metadata)
+
+
+SAMPLES: dict[str, list[object]] = {
+    subjects.SLOT_INFO.name: [SlotInfo(SlotNumber(11), b"\x07" * 32, 100, 200)],
+    subjects.REWARD_SIGNING_INFO.name: [RewardSigningInfo(b"\x08" * 32, b"\x01" * 32)],
+    subjects.ARCHIVED_SEGMENT_HEADER.name: [HEADER],
+    subjects.REWARD_SIGNATURE.name: [RewardSignatureResponse(b"\x08" * 32, b"\x09" * 64)],
+    subjects.FARMER_APP_INFO.name: [m.AppInfoRequest(), FarmerAppInfo(b"\x0a" * 32, ("a",), False, 4.0, INFO)],
+    subjects.SEGMENT_HEADERS.name: [
+        m.SegmentHeadersRequest((SegmentIndex(1), SegmentIndex(2))),
+        m.SegmentHeadersResponse((HEADER, None)),
+    ],
+    subjects.SUBMIT_SOLUTION.name: [m.SubmitSolution(SlotNumber(5), SOLUTION), m.SubmitResult(False, "late")],
+    subjects.HEARTBEAT.name: [
+        m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", "h:1", m.CacheItemType.PIECE, 1.5, m.ControllerStatus(slots=3)),
+        m.Heartbeat(m.ComponentKind.SHARDED_CACHE, "s1", status=m.CacheStatus(5, None, True)),
+        m.Heartbeat(m.ComponentKind.PLOT_SERVER, "p1", status=m.PlotServerStatus(backend="cuda", device="H100")),
+        m.Heartbeat(m.ComponentKind.PROOF_SERVER, "v1", status=m.ProofServerStatus(proved=2)),
+        m.Heartbeat(
+            m.ComponentKind.PLOT_CLIENT,
+            "f1",
+            status=m.PlotClientStatus(
+                farms=(m.FarmStatus("farm", "/d", 4, 2, 1),),
+                plotting=(m.SectorProgress("farm", SectorIndex(3), m.PlotStage.ENCODING, 1, 8),),
+            ),
+        ),
+    ],
+    subjects.REINITIALIZE_CACHES.name: [m.ReinitializeCaches(2.5)],
+    subjects.MEMBERS.name: [m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", "h:1")],
+    subjects.SHARDS.name: [m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "h:1"),))],
+    subjects.PLOT_JOBS.subject: [m.PlotJob("j", "farm", b"\x01" * 32, SectorIndex(2), 8, INFO, 1)],
+    subjects.PLOT_PROGRESS.name: [m.PlotProgress("j", "p1", m.PlotStage.READY, 8, 8, "h:2", 10, b"\x01" * 32)],
+    subjects.PROVE.name: [m.ProveResponse(SOLUTION), m.ProveResponse(None, "no proof")],
+    subjects.FARM_EVENTS.name: [
+        m.FarmEvent("farm", m.FarmEventKind.SOLUTION, SectorIndex(1), SlotNumber(9)),
+        m.FarmEvent("farm", m.FarmEventKind.REPLOTTING, SectorIndex(1)),
+    ],
+}
+
+
+def _codecs(subject: object) -> list[subjects.Codec[object]]:
+    if isinstance(subject, subjects.Request):
+        return [subject.codec, subject.reply_codec]
+    return [subject.codec]  # type: ignore[attr-defined]
+
+
+def _name(subject: object) -> str:
+    return subject.subject if isinstance(subject, subjects.WorkQueue) else subject.name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("subject", subjects.SUBJECTS, ids=_name)
+def test_every_subject_carries_its_typed_messages(subject):
+    samples = SAMPLES[_name(subject)]
+    codecs = _codecs(subject)
+    for sample in samples:
+        codec = next(c for c, t in zip(codecs, _types(subject), strict=True) if isinstance(sample, t))
+        assert codec.decode(codec.encode(sample)) == sample
+    for codec, message_type in zip(codecs, _types(subject), strict=True):
+        unknown_fields_only = [] if message_type is m.AppInfoRequest else [b'{"x": 1}']  # it has no fields
+        for garbage in (b"", b"not json", b"[]", b"\xff" * 10, *unknown_fields_only):
+            with pytest.raises(wire.WireError):
+                codec.decode(garbage)
+
+
+def _types(subject: object) -> list[type]:
+    if isinstance(subject, subjects.Request):
+        return [subject.request, subject.reply]
+    if isinstance(subject, subjects.Broadcast):
+        return [subject.message]
+    if isinstance(subject, subjects.WorkQueue):
+        return [subject.message]
+    return [subject.value]  # type: ignore[attr-defined]
+
+
+def test_proving_requests_round_trip_natively():
+    win = _record_win()
+    back = subjects.PROVE.codec.decode(subjects.PROVE.codec.encode(win))
+    assert (back.sector_index, back.history_size, back.s_bucket) == (3, 4, 9)
+    assert isinstance(back.s_bucket, SBucket) and back.record.piece_offset == 1
+    assert (back.record.chunks == win.record.chunks).all()
+
+
+def test_subjects_are_unique_and_messages_fail_on_the_field_they_break():
+    names = [_name(s) for s in subjects.SUBJECTS]
+    assert len(names) == len(set(names))
+    beat = wire.encode(SAMPLES[subjects.HEARTBEAT.name][0])
+    with pytest.raises(wire.WireError, match=r"Heartbeat.status: expected one of the types"):
+        wire.decode(m.Heartbeat, beat.replace(b'"type":"controller"', b'"type":"evil"'))
+    with pytest.raises(wire.WireError, match=r"Heartbeat.kind: 'boss' is not one of"):
+        wire.decode(m.Heartbeat, beat.replace(b'"kind":"controller"', b'"kind":"boss"'))
+    for delay in ('"soon"', "null", "[]", "-1", "1e9"):
+        with pytest.raises(wire.WireError, match="delay_s"):
+            wire.decode(m.ReinitializeCaches, f'{{"delay_s": {delay}}}'.encode())
+    with pytest.raises(wire.WireError, match="not JSON"):
+        wire.decode(m.ReinitializeCaches, b'{"delay_s": NaN')
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(wire.WireError):
+        wire.decode(m.ShardMap, deep)
+
+
+def test_bulk_operations_are_tagged_dataclasses():
+    for op in (GetItems((1, 2)), ListContents(), RepairItem(7), FetchSector("job")):
+        assert wire.from_obj(BulkRequest, wire.to_obj(op)) == op
+    with pytest.raises(wire.WireError, match="expected one of the types"):
+        wire.from_obj(BulkRequest, {"type": "rm -rf", "keys": []})
+
+
+def test_slots_are_farmed_once_in_order():
+    slots = farming.SlotSequence()
+    assert [slots.accept(SlotNumber(s)) for s in (5, 5, 4, 6, 8, 7)] == [True, False, False, True, True, False]
+
+
+def test_win_budget():
+    assert farming.may_prove_another(3.9, 4.0, 2.0, proved=0)  # the first win is always tried in time
+    assert not farming.may_prove_another(4.1, 4.0, 0.0, proved=0)
+    assert farming.may_prove_another(1.0, 4.0, 2.0, proved=1)
+    assert not farming.may_prove_another(2.5, 4.0, 2.0, proved=1)
+    estimate = farming.ProofTime()
+    estimate.observe(2.0)
+    estimate.observe(1.0)
+    assert estimate.seconds == pytest.approx(1.7)
+
+
+def test_proof_server_breaker():
+    breaker = farming.ProofServerBreaker(strikes_to_bypass=3, bypass_s=60.0)
+    assert breaker.use_proof_servers(0.0)
+    assert [breaker.missed(1.0), breaker.missed(2.0)] == [farming.Miss.DROP, farming.Miss.DROP]
+    breaker.answered()  # an answer resets the count
+    assert [breaker.missed(3.0), breaker.missed(4.0), breaker.missed(5.0)] == [farming.Miss.DROP] * 2 + [
+        farming.Miss.BYPASS
+    ]
+    assert not breaker.use_proof_servers(64.9) and breaker.use_proof_servers(65.0)
+
+
+def test_expiry_schedule():
+    min_lifetime = 4
+    sectors = {
+        index: farming.PlottedSector(derive_sector_id(b"\x05" * 32, index, 2), HistorySize(2)) for index in range(40)
+    }
+    check_segment = SegmentIndex(2 + min_lifetime - 1)
+    assert farming.expiry_check_segments(sectors.values(), min_lifetime) == {check_segment}
+    commitment = b"\x99" * 48
+    expiries = {
+        i: derive_expiration_history_size(s.sector_id, s.history_size, commitment, min_lifetime)
+        for i, s in sectors.items()
+    }
+    for current in (SegmentIndex(6), SegmentIndex(8), SegmentIndex(11)):
+        due = farming.sectors_to_replot(sectors, {check_segment: commitment}, current, min_lifetime)
+        assert due == [i for i, e in expiries.items() if e is not None and e - 1 <= current + 1]
+    assert 0 < len(farming.sectors_to_replot(sectors, {check_segment: commitment}, SegmentIndex(8), min_lifetime)) < 40
+    assert farming.sectors_to_replot(sectors, {}, SegmentIndex(100), min_lifetime) == []  # not archived yet
+
+
+def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_path: Path, caplog):
+    from autonomys_farmer.services.dev import DevLayout
+    from autonomys_farmer.services.nats_bus import Bus, RemoteError
+    from autonomys_farmer.services.supervisor import Supervisor
+
+    layout = DevLayout(tmp_path)
+
+    async def run() -> None:
+        supervisor = Supervisor(tmp_path / "logs")
+        for program in layout.nats_programs():
+            await supervisor.add(program)
+        bus = await Bus.connect(layout.nats_urls, "test")
+        try:
+            seen: list[m.ReinitializeCaches] = []
+
+            async def on_reinitialize(request: m.ReinitializeCaches) -> None:
+                seen.append(request)
+
+            async def answer(_request: m.SegmentHeadersRequest) -> m.SegmentHeadersResponse:
+                return m.SegmentHeadersResponse(())
+
+            await bus.subscribe(subjects.REINITIALIZE_CACHES, on_reinitialize)
+            await bus.serve(subjects.SEGMENT_HEADERS, answer)
+            for garbage in (b'{"delay_s": "soon"}', b"[]", b"\x00" * 64, b'{"delay_s": 1e99}'):
+                await bus.nc.publish(subjects.REINITIALIZE_CACHES.name, garbage)
+            await bus.publish(subjects.REINITIALIZE_CACHES, m.ReinitializeCaches(0.5))
+            await bus.nc.flush()
+            reply = await bus.nc.request(subjects.SEGMENT_HEADERS.name, b'{"segment_indexes": "all"}', timeout=2)
+            assert reply.headers and "malformed request" in reply.headers["Autonomys-Error"]
+            assert await bus.request(subjects.SEGMENT_HEADERS, m.SegmentHeadersRequest(())) == m.SegmentHeadersResponse(
+                ()
+            )
+            for _ in range(50):
+                if seen:
+                    break
+                await asyncio.sleep(0.05)
+            assert seen == [m.ReinitializeCaches(0.5)]
+            assert bus.bad_messages.counts[subjects.REINITIALIZE_CACHES.name] == 4
+            with pytest.raises(RemoteError, match="malformed request"):
+
+                async def failing(_request: m.SubmitSolution) -> m.SubmitResult:
+                    raise AssertionError("never called")
+
+                await bus.serve(subjects.SUBMIT_SOLUTION, failing)
+                await bus.nc.publish("unused", b"")
+                broken = subjects.Request(subjects.SUBMIT_SOLUTION.name, m.AppInfoRequest, m.SubmitResult, "x")
+                await bus.request(broken, m.AppInfoRequest(), timeout=2, deadline=2)
+        finally:
+            await bus.close()
+            await supervisor.stop_all()
+
+    with caplog.at_level(logging.WARNING, logger="autonomys_farmer.services.nats_bus"):
+        asyncio.run(run())
+    assert caplog.text.count("dropped a malformed message on autonomys.cache.reinitialize") == 1
