@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import KZG_PARAMETERS
 
 from autonomys_farmer.protocol import farmer_rpc as rpc
-from autonomys_farmer.services.jsonrpc import JsonRpcClient
+from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient
 
 
 class DevNodeProcess:

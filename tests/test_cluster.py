@@ -20,10 +20,10 @@ from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import subjects
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.services.dev import ClusterStatus, DevLayout
-from autonomys_farmer.services.farm import Farm
-from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.supervisor import Supervisor
+from autonomys_farmer.services.devnet.dev import ClusterStatus, DevLayout
+from autonomys_farmer.services.devnet.supervisor import Supervisor
+from autonomys_farmer.services.storage.farm import Farm
+from autonomys_farmer.services.transport.nats_bus import Bus
 
 TIMEOUT_S = 420.0
 PIECE_ELEMENT_SIZE = 8 + PIECE_SIZE + 32
@@ -190,6 +190,6 @@ def corrupt_one_item(path: Path) -> int:
 
 
 def _genesis() -> bytes:
-    from autonomys_farmer.services.dev_node import genesis_hash
+    from autonomys_farmer.services.devnet.dev_node import genesis_hash
 
     return genesis_hash()

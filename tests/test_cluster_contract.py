@@ -203,9 +203,9 @@ def test_expiry_schedule():
 
 
 def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_path: Path, caplog):
-    from autonomys_farmer.services.dev import DevLayout
-    from autonomys_farmer.services.nats_bus import Bus, RemoteError
-    from autonomys_farmer.services.supervisor import Supervisor
+    from autonomys_farmer.services.devnet.dev import DevLayout
+    from autonomys_farmer.services.devnet.supervisor import Supervisor
+    from autonomys_farmer.services.transport.nats_bus import Bus, RemoteError
 
     layout = DevLayout(tmp_path)
 
@@ -253,6 +253,6 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
             await bus.close()
             await supervisor.stop_all()
 
-    with caplog.at_level(logging.WARNING, logger="autonomys_farmer.services.nats_bus"):
+    with caplog.at_level(logging.WARNING, logger="autonomys_farmer.services.transport.nats_bus"):
         asyncio.run(run())
     assert caplog.text.count("dropped a malformed message on autonomys.cache.reinitialize") == 1

@@ -16,9 +16,9 @@ from autonomys_farmer.protocol.proving import RecordWin
 from autonomys_farmer.protocol.reading import RecordChunks
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, RecordMetadata
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
-from autonomys_farmer.services.farm import Farm, FarmError
-from autonomys_farmer.services.piece_store import PieceStore, StoreFullError
-from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
+from autonomys_farmer.services.components.sharded_cache import parse_path_options, parse_size
+from autonomys_farmer.services.storage.farm import Farm, FarmError
+from autonomys_farmer.services.storage.piece_store import PieceStore, StoreFullError
 
 
 def test_wire_round_trip_and_clear_errors() -> None:
@@ -143,8 +143,8 @@ def test_an_unreachable_nats_is_reported_in_time() -> None:
     import asyncio
     import time
 
-    from autonomys_farmer.services.nats_bus import Bus, NatsConfigError
-    from autonomys_farmer.services.supervisor import free_port
+    from autonomys_farmer.services.devnet.supervisor import free_port
+    from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError
 
     url = f"nats://127.0.0.1:{free_port()}"
     started = time.monotonic()

@@ -21,10 +21,10 @@ from autonomys_farmer.protocol.pieces import is_piece_valid
 from autonomys_farmer.protocol.plotting import plot_sector_in_memory
 from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
-from autonomys_farmer.services.dev_node import DevNode
-from autonomys_farmer.services.jsonrpc import JsonRpcClient, RpcError
-from autonomys_farmer.services.node_client import NodeClient
-from autonomys_farmer.services.supervisor import free_port
+from autonomys_farmer.services.devnet.dev_node import DevNode
+from autonomys_farmer.services.devnet.supervisor import free_port
+from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
+from autonomys_farmer.services.transport.node_client import NodeClient
 
 PUBLIC_KEY, SECRET_KEY = reward_signing.keypair_from_entropy(bytes(range(32)))
 
@@ -218,8 +218,8 @@ def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, comput
     import sys
 
     from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
-    from autonomys_farmer.services.export_piece import export_pieces
-    from autonomys_farmer.services.piece_store import PieceStore
+    from autonomys_farmer.services.storage.piece_store import PieceStore
+    from autonomys_farmer.services.tools.export_piece import export_pieces
 
     http_url = dev_node.url.replace("ws://", "http://")
     done = subprocess.run(

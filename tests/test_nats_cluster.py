@@ -15,9 +15,9 @@ from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import subjects
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
-from autonomys_farmer.services.dev import DevLayout
-from autonomys_farmer.services.nats_bus import Bus, retry_forever
-from autonomys_farmer.services.supervisor import Supervisor
+from autonomys_farmer.services.devnet.dev import DevLayout
+from autonomys_farmer.services.devnet.supervisor import Supervisor
+from autonomys_farmer.services.transport.nats_bus import Bus, retry_forever
 
 
 @dataclass(frozen=True)

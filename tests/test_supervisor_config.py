@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autonomys_farmer.services.supervisor_config import (
+from autonomys_farmer.services.tools.supervisor_config import (
     ClusterConfigError,
     format_cpu_list,
     gpu_affinity_from_topology,

@@ -16,7 +16,7 @@ from autonomys_farmer.cluster.messages import CacheItemType
 
 if TYPE_CHECKING:
     from autonomys_farmer.protocol.compute import Compute
-    from autonomys_farmer.services.component import Component
+    from autonomys_farmer.services.components.component import Component
 
 GPU_CONCURRENCY_ENV = "GPU_CONCURRENCY"
 
@@ -121,19 +121,19 @@ def _component(
     name: str, argv: list[str], servers: list[str], kzg_path: str | None, compute: Compute | None
 ) -> Component:
     """Build one cluster component from its own command line (`compute` for COMPUTING_COMPONENTS)."""
+    from autonomys_farmer.services.components.sharded_cache import parse_path_options, parse_size
     from autonomys_farmer.services.files import load_kzg
-    from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
 
     args = _component_parser(name).parse_args(argv)
     if name == "controller":
-        from autonomys_farmer.services.controller import Controller
+        from autonomys_farmer.services.components.controller import Controller
 
         if not args.tmp and not args.base_path:
             raise SystemExit("controller: --base-path DIR or --tmp is required")
         base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if args.tmp else Path(args.base_path)
         return Controller(servers, args.node_rpc_url, base)
     if name == "sharded-cache":
-        from autonomys_farmer.services.sharded_cache import ShardedCache
+        from autonomys_farmer.services.components.sharded_cache import ShardedCache
 
         if len(args.disks) != 1:
             raise SystemExit("sharded-cache: give one path=DIR[,size=SIZE] per instance")
@@ -141,7 +141,7 @@ def _component(
         size = parse_size(options["size"]) if "size" in options else None
         return ShardedCache(servers, Path(options["path"]), size, args.item_type)
     if name == "full-piece-sharded-cache":
-        from autonomys_farmer.services.full_piece_sharded_cache import FullPieceShardedCache
+        from autonomys_farmer.services.components.full_piece_sharded_cache import FullPieceShardedCache
 
         if len(args.disks) > 1 or not (args.tmp or args.disks):
             raise SystemExit("full-piece-sharded-cache: give one path=DIR, or --tmp")
@@ -157,11 +157,11 @@ def _component(
     assert compute is not None
     kzg = load_kzg(kzg_path)
     if name == "proof-server":
-        from autonomys_farmer.services.proof_server import ProofServer
+        from autonomys_farmer.services.components.proof_server import ProofServer
 
         return ProofServer(servers, compute, kzg, _gpu_concurrency())
     if name == "plot-server":
-        from autonomys_farmer.services.plot_server import PlotServer
+        from autonomys_farmer.services.components.plot_server import PlotServer
 
         return PlotServer(
             servers,
@@ -173,7 +173,7 @@ def _component(
             args.max_buffered_sectors,
         )
     from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
-    from autonomys_farmer.services.plot_client import PlotClient
+    from autonomys_farmer.services.components.plot_client import PlotClient
 
     try:
         reward_address = ss58_decode(args.reward_address)
@@ -227,7 +227,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _reinitialization_cache(args: argparse.Namespace) -> int:
-    from autonomys_farmer.services.cache_tools import reinitialize_caches
+    from autonomys_farmer.services.tools.cache_tools import reinitialize_caches
 
     try:
         members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay))
@@ -238,8 +238,8 @@ def _reinitialization_cache(args: argparse.Namespace) -> int:
 
 
 def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
-    from autonomys_farmer.services.cache_tools import sharded_cache_benchmark
     from autonomys_farmer.services.files import load_kzg
+    from autonomys_farmer.services.tools.cache_tools import sharded_cache_benchmark
 
     kzg = load_kzg(args.kzg_parameters)
     try:
@@ -264,8 +264,8 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
 def _verify_piece(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from autonomys_farmer.services.cache_tools import CACHE_GROUPS, verify_pieces
     from autonomys_farmer.services.files import load_kzg
+    from autonomys_farmer.services.tools.cache_tools import CACHE_GROUPS, verify_pieces
 
     kzg = load_kzg(args.kzg_parameters)
     try:
@@ -288,7 +288,7 @@ def _verify_piece(args: argparse.Namespace) -> int:
 
 
 def _supervisor_config(args: argparse.Namespace) -> int:
-    from autonomys_farmer.services.supervisor_config import ClusterConfigError, write_cluster_config
+    from autonomys_farmer.services.tools.supervisor_config import ClusterConfigError, write_cluster_config
 
     try:
         written = write_cluster_config(Path(args.description), Path(args.out))
@@ -302,7 +302,7 @@ def _supervisor_config(args: argparse.Namespace) -> int:
 def _export_piece(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from autonomys_farmer.services.export_piece import NODE_URL_ENV, export_pieces
+    from autonomys_farmer.services.tools.export_piece import NODE_URL_ENV, export_pieces
 
     node_url = args.node_url or os.environ.get(NODE_URL_ENV)
     if not node_url:
@@ -321,7 +321,7 @@ def _export_piece(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from autonomys_farmer.services.dev import run_dev
+    from autonomys_farmer.services.devnet.dev import run_dev
 
     return run_dev(
         Path(args.base_path),

@@ -16,7 +16,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autonomys_farmer.cluster.messages import CacheStatus, ComponentStatus, PlotClientStatus, status_figures
-from autonomys_farmer.services.component import Component
+from autonomys_farmer.services.components.component import Component
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 _PREFIX = "subspace_farmer"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
-from autonomys_farmer.services.node_client import NodeClient
-from autonomys_farmer.services.piece_store import PieceStore
+from autonomys_farmer.services.storage.piece_store import PieceStore
+from autonomys_farmer.services.transport.node_client import NodeClient
 
 NODE_URL_ENV = "NODE_URL"
 CONNECT_TIMEOUT_S = 30.0

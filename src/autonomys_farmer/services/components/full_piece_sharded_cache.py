@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from autonomys_farmer.cluster.messages import CacheItemType, ComponentKind
-from autonomys_farmer.services.sharded_cache import ShardedCache
+from autonomys_farmer.services.components.sharded_cache import ShardedCache
 
 
 class FullPieceShardedCache(ShardedCache):

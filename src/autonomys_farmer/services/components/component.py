@@ -20,8 +20,8 @@ from autonomys_farmer.cluster.messages import (
     ComponentStatus,
     Heartbeat,
 )
-from autonomys_farmer.services import bulk
-from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.transport import bulk
+from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
-from autonomys_farmer.services import bulk
-from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items
+from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items
+from autonomys_farmer.services.transport import bulk
+from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 

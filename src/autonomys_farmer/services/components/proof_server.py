@@ -13,7 +13,7 @@ from autonomys_farmer.cluster.messages import ComponentKind, ProofServerStatus, 
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.proving import RecordWin, prove_win
-from autonomys_farmer.services.component import Component
+from autonomys_farmer.services.components.component import Component
 
 log = logging.getLogger(__name__)
 

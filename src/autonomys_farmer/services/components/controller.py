@@ -31,11 +31,11 @@ from autonomys_farmer.cluster.messages import (
 )
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse
 from autonomys_farmer.protocol.types import PieceIndex
-from autonomys_farmer.services.bulk import Answer
-from autonomys_farmer.services.component import Component
-from autonomys_farmer.services.jsonrpc import RpcError
-from autonomys_farmer.services.nats_bus import retry_forever
-from autonomys_farmer.services.node_client import NodeClient
+from autonomys_farmer.services.components.component import Component
+from autonomys_farmer.services.transport.bulk import Answer
+from autonomys_farmer.services.transport.jsonrpc import RpcError
+from autonomys_farmer.services.transport.nats_bus import retry_forever
+from autonomys_farmer.services.transport.node_client import NodeClient
 
 log = logging.getLogger(__name__)
 

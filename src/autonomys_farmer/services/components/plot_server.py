@@ -32,11 +32,11 @@ from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
 from autonomys_farmer.services import metrics
-from autonomys_farmer.services.bulk import Answer
-from autonomys_farmer.services.component import Component
+from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.files import HashingWriter, atomic_writer, write_atomically
-from autonomys_farmer.services.nats_bus import retry_forever
-from autonomys_farmer.services.piece_getter import PieceGetter, PieceVerifier
+from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier
+from autonomys_farmer.services.transport.bulk import Answer
+from autonomys_farmer.services.transport.nats_bus import retry_forever
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from autonomys_farmer.protocol.farmer_rpc import MAX_SEGMENT_HEADERS_PER_REQUEST
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
 from autonomys_farmer.protocol.types import PieceIndex, SegmentIndex
-from autonomys_farmer.services import bulk
-from autonomys_farmer.services.nats_bus import Bus
+from autonomys_farmer.services.transport import bulk
+from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from autonomys_farmer.protocol.verification import (
     verify_solution,
 )
 from autonomys_farmer.services.files import write_atomically
-from autonomys_farmer.services.jsonrpc import JsonRpcServer, RpcError
+from autonomys_farmer.services.transport.jsonrpc import JsonRpcServer, RpcError
 
 log = logging.getLogger(__name__)
 GENESIS_STATE_ROOT = blake3_hash(b"autonomys-farmer dev chain genesis state")

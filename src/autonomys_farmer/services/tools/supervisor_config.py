@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autonomys_farmer.services.components.sharded_cache import parse_path_options, parse_size
+from autonomys_farmer.services.devnet.supervisor import nats_server_config
 from autonomys_farmer.services.files import write_atomically
-from autonomys_farmer.services.sharded_cache import parse_path_options, parse_size
-from autonomys_farmer.services.supervisor import nats_server_config
 
 CONF_DIR = Path("etc/supervisor/conf.d")
 NATS_CONF = Path("etc/nats-server.conf")

@@ -26,10 +26,10 @@ from autonomys_farmer.cluster.messages import (
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.services import metrics
-from autonomys_farmer.services.bulk import Answer
-from autonomys_farmer.services.component import Component
-from autonomys_farmer.services.piece_getter import PieceGetter
-from autonomys_farmer.services.piece_store import PieceStore, StoreFullError
+from autonomys_farmer.services.components.component import Component
+from autonomys_farmer.services.storage.piece_getter import PieceGetter
+from autonomys_farmer.services.storage.piece_store import PieceStore, StoreFullError
+from autonomys_farmer.services.transport.bulk import Answer
 
 log = logging.getLogger(__name__)
 

@@ -42,11 +42,12 @@ from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.protocol.sector import SectorMetadata, derive_sector_id
 from autonomys_farmer.protocol.solution import Solution
 from autonomys_farmer.protocol.types import SectorIndex, SegmentIndex, SlotNumber
-from autonomys_farmer.services import bulk, metrics
-from autonomys_farmer.services.component import Component
-from autonomys_farmer.services.farm import Farm
-from autonomys_farmer.services.nats_bus import RemoteError, retry_forever
-from autonomys_farmer.services.piece_getter import SegmentCommitments
+from autonomys_farmer.services import metrics
+from autonomys_farmer.services.components.component import Component
+from autonomys_farmer.services.storage.farm import Farm
+from autonomys_farmer.services.storage.piece_getter import SegmentCommitments
+from autonomys_farmer.services.transport import bulk
+from autonomys_farmer.services.transport.nats_bus import RemoteError, retry_forever
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,15 @@ from autonomys_farmer.cluster.messages import (
 )
 from autonomys_farmer.protocol.farmer_rpc import SlotInfo
 from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
+from autonomys_farmer.services.devnet.supervisor import (
+    Program,
+    Supervisor,
+    free_port,
+    nats_server_binary,
+    nats_server_config,
+)
 from autonomys_farmer.services.files import PARAMETERS_ENV, load_kzg
-from autonomys_farmer.services.nats_bus import Bus
-from autonomys_farmer.services.supervisor import Program, Supervisor, free_port, nats_server_binary, nats_server_config
+from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from autonomys_farmer.protocol.farmer_rpc import (
 )
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.solution import Solution
-from autonomys_farmer.services.jsonrpc import ConnectionLostError, JsonRpcClient, RpcError
+from autonomys_farmer.services.transport.jsonrpc import ConnectionLostError, JsonRpcClient, RpcError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

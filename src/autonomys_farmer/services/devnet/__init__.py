@@ -1,0 +1,1 @@
+"""The development network: the dev node, the supervisor, and `autonomys-farmer dev`."""
