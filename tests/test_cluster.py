@@ -53,15 +53,9 @@ def live_instance(status: ClusterStatus, kind: m.ComponentKind) -> str | None:
 
 
 def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: Path) -> None:
-    layout = DevLayout(tmp_path, sectors=2, nats_servers=3)
+    layout = DevLayout(tmp_path, sectors=2, nats_servers=3, kzg_parameters=KZG_PARAMETERS, job_ack_wait=8.0)
     shutil.copytree(archived_chain, tmp_path / "node")
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        "AUTONOMYS_ADVERTISE_HOST": "127.0.0.1",
-        "AUTONOMYS_FARMER_KZG_PARAMETERS": str(KZG_PARAMETERS),
-        "AUTONOMYS_PLOT_ACK_WAIT_S": "8",
-        "LOG_LEVEL": "INFO",
-    }
+    env = {"PYTHONUNBUFFERED": "1"}
 
     async def run() -> None:
         supervisor = Supervisor(tmp_path / "logs", env)
@@ -110,14 +104,15 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
             # Operator tools against the live cluster (each NATS server works as the entry point).
             urls = layout.nats_urls
+            kzg = ("--kzg-parameters", str(KZG_PARAMETERS))
             code, out = await tool(supervisor, "util", "sharded-cache-benchmark", "--nats-servers", *urls,
-                                   "--sectors", "2", "--epoch", "2", "--cache-item-type", "piece")  # fmt: skip
+                                   "--sectors", "2", "--epoch", "2", "--cache-item-type", "piece", *kzg)  # fmt: skip
             assert code == 0 and out.count("missing 0, invalid 0") == 2, out
             corrupted = corrupt_one_item(tmp_path / "cache" / "piece_cache.bin")
-            code, out = await tool(supervisor, "util", "verify-piece", "--nats-server", urls[0])
+            code, out = await tool(supervisor, "util", "verify-piece", "--nats-server", urls[0], *kzg)
             assert code == 0 and "1 bad, 1 repaired" in out and f"key {corrupted}" in out, out
             code, out = await tool(supervisor, "util", "verify-piece", "--nats-server", urls[1], "--no-repair",
-                                   "--cache-group", "sharded-cache.piece")  # fmt: skip
+                                   "--cache-group", "sharded-cache.piece", *kzg)  # fmt: skip
             assert code == 0 and ": 0 bad" in out, out
             code, out = await tool(
                 supervisor, "util", "reinitialization-cache", "--nats-servers", urls[2], "--delay", "0"

@@ -4,6 +4,7 @@ that drops malformed messages (logged once) and answers malformed requests with 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -256,3 +257,74 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
     with caplog.at_level(logging.WARNING, logger="autonomys_farmer.services.transport.nats_bus"):
         asyncio.run(run())
     assert caplog.text.count("dropped a malformed message on autonomys.cache.reinitialize") == 1
+
+
+def test_dev_chain_rules():
+    from autonomys_farmer.services.devnet.chain import (
+        SlotBook,
+        block_candidates,
+        must_force_block,
+        slot_at,
+        slot_challenge,
+    )
+
+    assert slot_at(100.0, 100.0, 1.0) == 1 and slot_at(103.5, 100.0, 1.0) == 4
+    assert slot_challenge(SlotNumber(5)) != slot_challenge(SlotNumber(6))
+    book = SlotBook(history=3, max_solutions=2)
+    for slot in range(1, 8):
+        book.open(SlotNumber(slot))
+    assert sorted(book.slots) == [4, 5, 6, 7]  # older slots forgotten
+    assert book.accepting(9) is None and book.accepting(2) is None
+    state = book.accepting(5)
+    assert state is not None
+    state.solutions += [(10, SOLUTION), (5, SOLUTION)]
+    assert book.accepting(5) is None  # full
+    assert book.close_due(SlotNumber(7), authoring_delay=2) == [4, 5]
+    assert book.close_due(SlotNumber(7), authoring_delay=2) == []  # closed once
+    assert book.accepting(6) is not None and book.accepting(4) is None
+    other = dataclasses.replace(SOLUTION, piece_offset=PieceOffset(6))
+    assert block_candidates([(30, SOLUTION), (5, other), (60, SOLUTION)], solution_range=100) == [other, SOLUTION]
+    assert must_force_block(SlotNumber(10), 4, 6) and not must_force_block(SlotNumber(9), 4, 6)
+    assert not must_force_block(SlotNumber(100), 0, 0)
+
+
+def test_one_description_per_component_parses_and_renders_back():
+    from autonomys_farmer.cluster import components as c
+
+    samples = [
+        c.ControllerOptions(node_rpc_url="ws://10.0.0.1:9944", base_path=Path("/var/controller")),
+        c.ControllerOptions(tmp=True),
+        c.ShardedCacheOptions(disk=c.CacheDisk("/var/cache/", "200GiB"), item_type=m.CacheItemType.SPLIT_PARITY_PIECE),
+        c.FullPieceCacheOptions(tmp=True, path=Path("/var/full")),
+        c.FullPieceCacheOptions(tmp=True),
+        c.ProofServerOptions(),
+        c.PlotServerOptions(priority_cache=True, listen_port=9966, job_ack_wait=8.0, base_path=Path("/b")),
+        c.PlotClientOptions(
+            reward_address="st1", proof_timeout=2.0, farms=(c.FarmDisk("/mnt/a/", 8000), c.FarmDisk("/mnt/b", 2))
+        ),
+    ]
+    for options in samples:
+        assert type(options).parse(options.to_argv()) == options
+    assert set(c.COMPONENTS) == {type(o).NAME for o in samples}
+    cluster = c.ClusterOptions(nats_servers=("nats://a:4222", "nats://b:4222"), backend="cpu", advertise_host="a")
+    assert c.ClusterOptions.parse(cluster.to_argv()) == cluster
+    assert c.component_argv(cluster, samples[1], samples[5]) == [
+        "cluster", "--nats-server", "nats://a:4222", "--nats-server", "nats://b:4222", "--backend", "cpu",
+        "--advertise-host", "a", "controller", "--tmp", "--node-rpc-url", "ws://127.0.0.1:9944", "--", "proof-server",
+    ]  # fmt: skip
+    assert c.CacheDisk.parse("path=/x,size=1.5TiB").size_bytes == int(1.5 * 1024**4)
+    for options, argv in [
+        (c.ControllerOptions, []),
+        (c.ControllerOptions, ["--tmp", "--base-path", "/x"]),
+        (c.ControllerOptions, ["--tmp", "--node-rpc-url", "http://x"]),
+        (c.ShardedCacheOptions, ["path=/x,size=lots"]),
+        (c.ShardedCacheOptions, ["path=/x", "--item-type", "pebble"]),
+        (c.PlotServerOptions, ["--listen-port", "0", "/b"]),
+        (c.PlotServerOptions, ["/b"]),
+        (c.PlotClientOptions, ["--reward-address", "st1", "path=/f,sectors=0"]),
+        (c.PlotClientOptions, ["--reward-address", "st1", "path=/f"]),
+        (c.FullPieceCacheOptions, []),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            options.parse(argv)
+        assert exit_info.value.code == 2, (options, argv)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from autonomys_farmer.cluster.messages import CacheItemType
 
 if TYPE_CHECKING:
+    from autonomys_farmer.cluster.components import ClusterOptions, ComponentOptions
     from autonomys_farmer.protocol.compute import Compute
     from autonomys_farmer.services.components.component import Component
 
@@ -59,7 +60,7 @@ def _host_port(value: str) -> tuple[str, int]:
 
 def _dev_node(args: argparse.Namespace) -> int:
     from autonomys_farmer.protocol.chain import CHAINS
-    from autonomys_farmer.services import dev_node
+    from autonomys_farmer.services.devnet import dev_node
 
     base_path = Path(tempfile.mkdtemp(prefix="autonomys-dev-node-")) if args.tmp else Path(args.base_path)
     host, port = args.listen
@@ -73,146 +74,84 @@ def _dev_node(args: argparse.Namespace) -> int:
     return 0
 
 
-CLUSTER_COMPONENTS = (
-    "controller",
-    "sharded-cache",
-    "full-piece-sharded-cache",
-    "proof-server",
-    "plot-server",
-    "plot-client",
-)
-
-
-def _component_parser(name: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"autonomys-farmer cluster {name}")
-    if name == "controller":
-        p.add_argument("--node-rpc-url", default="ws://127.0.0.1:9944")
-        where = p.add_mutually_exclusive_group()
-        where.add_argument("--base-path")
-        where.add_argument("--tmp", action="store_true")
-    elif name == "sharded-cache":
-        p.add_argument("disks", nargs="+", metavar="path=DIR[,size=SIZE]")
-        p.add_argument("--item-type", type=CacheItemType, choices=list(CacheItemType), default=CacheItemType.PIECE)
-    elif name == "full-piece-sharded-cache":
-        p.add_argument("--tmp", action="store_true", help="without path=DIR: a temporary directory, removed at exit")
-        p.add_argument("disks", nargs="*", metavar="path=DIR")
-    elif name == "plot-server":
-        p.add_argument("--priority-cache", action="store_true", help="prefer the sharded cache over the full cache")
-        p.add_argument("--listen-port", type=int, required=True)
-        p.add_argument("--max-buffered-sectors", type=int, default=4)
-        p.add_argument("base_path", metavar="BASE_PATH")
-    elif name == "plot-client":
-        p.add_argument("--reward-address", required=True, help="SS58 address that receives rewards")
-        p.add_argument("--max-plotting-sectors-per-farm", type=int, default=2)
-        p.add_argument(
-            "--proof-timeout",
-            type=float,
-            default=1.0,
-            help="least seconds to wait for a proof server (else the slot budget)",
-        )
-        p.add_argument("farms", nargs="+", metavar="path=DIR,sectors=N")
-    return p
-
-
-COMPUTING_COMPONENTS = ("proof-server", "plot-server", "plot-client")
-
-
-def _component(
-    name: str, argv: list[str], servers: list[str], kzg_path: str | None, compute: Compute | None
-) -> Component:
-    """Build one cluster component from its own command line (`compute` for COMPUTING_COMPONENTS)."""
-    from autonomys_farmer.services.components.sharded_cache import parse_path_options, parse_size
+def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute: Compute | None) -> Component:
+    """One cluster component from its parsed options (`compute` for those that compute)."""
+    from autonomys_farmer.cluster import components as c
     from autonomys_farmer.services.files import load_kzg
 
-    args = _component_parser(name).parse_args(argv)
-    if name == "controller":
+    servers = list(cluster.nats_servers)
+    component: Component
+    if isinstance(options, c.ControllerOptions):
         from autonomys_farmer.services.components.controller import Controller
 
-        if not args.tmp and not args.base_path:
-            raise SystemExit("controller: --base-path DIR or --tmp is required")
-        base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if args.tmp else Path(args.base_path)
-        return Controller(servers, args.node_rpc_url, base)
-    if name == "sharded-cache":
+        base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if options.tmp else options.base_path
+        component = Controller(servers, options.node_rpc_url, base)
+    elif isinstance(options, c.ShardedCacheOptions):
         from autonomys_farmer.services.components.sharded_cache import ShardedCache
 
-        if len(args.disks) != 1:
-            raise SystemExit("sharded-cache: give one path=DIR[,size=SIZE] per instance")
-        options = parse_path_options(args.disks[0], ("path", "size"))
-        size = parse_size(options["size"]) if "size" in options else None
-        return ShardedCache(servers, Path(options["path"]), size, args.item_type)
-    if name == "full-piece-sharded-cache":
+        component = ShardedCache(servers, Path(options.disk.path), options.disk.size_bytes, options.item_type)
+    elif isinstance(options, c.FullPieceCacheOptions):
         from autonomys_farmer.services.components.full_piece_sharded_cache import FullPieceShardedCache
 
-        if len(args.disks) > 1 or not (args.tmp or args.disks):
-            raise SystemExit("full-piece-sharded-cache: give one path=DIR, or --tmp")
         # The seed's deployments run `--tmp path=DIR` and point DIR at export-piece output: a named
         # directory is always the storage and is never deleted; only a bare --tmp gets a throw-away one.
-        temporary = not args.disks
-        directory = (
-            Path(tempfile.mkdtemp(prefix="autonomys-full-cache-"))
-            if temporary
-            else Path(parse_path_options(args.disks[0], ("path",))["path"])
-        )
-        return FullPieceShardedCache(servers, directory, temporary=temporary)
-    assert compute is not None
-    kzg = load_kzg(kzg_path)
-    if name == "proof-server":
-        from autonomys_farmer.services.components.proof_server import ProofServer
+        temporary = options.path is None
+        directory = Path(tempfile.mkdtemp(prefix="autonomys-full-cache-")) if options.path is None else options.path
+        component = FullPieceShardedCache(servers, directory, temporary=temporary)
+    else:
+        assert compute is not None
+        kzg = load_kzg(cluster.kzg_parameters)
+        if isinstance(options, c.ProofServerOptions):
+            from autonomys_farmer.services.components.proof_server import ProofServer
 
-        return ProofServer(servers, compute, kzg, _gpu_concurrency())
-    if name == "plot-server":
-        from autonomys_farmer.services.components.plot_server import PlotServer
+            component = ProofServer(servers, compute, kzg, _gpu_concurrency())
+        elif isinstance(options, c.PlotServerOptions):
+            from autonomys_farmer.services.components.plot_server import PlotServer
 
-        return PlotServer(
-            servers,
-            Path(args.base_path),
-            args.listen_port,
-            compute,
-            kzg,
-            args.priority_cache,
-            args.max_buffered_sectors,
-        )
-    from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
-    from autonomys_farmer.services.components.plot_client import PlotClient
+            component = PlotServer(
+                servers, options.base_path, options.listen_port, compute, kzg, options.priority_cache,
+                options.max_buffered_sectors, options.job_ack_wait, _gpu_concurrency(),
+            )  # fmt: skip
+        else:
+            assert isinstance(options, c.PlotClientOptions)
+            from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
+            from autonomys_farmer.services.components.plot_client import PlotClient
 
-    try:
-        reward_address = ss58_decode(args.reward_address)
-    except (SigningError, ValueError) as e:
-        raise SystemExit(f"plot-client: invalid --reward-address {args.reward_address!r}: {e}") from e
-    farms = []
-    for spec in args.farms:
-        options = parse_path_options(spec, ("path", "sectors"), ("path", "sectors"))
-        if not options["sectors"].isdigit() or int(options["sectors"]) < 1:
-            raise SystemExit(f"plot-client: sectors must be a positive integer in {spec!r}")
-        farms.append((Path(options["path"]), int(options["sectors"])))
-    return PlotClient(
-        servers, reward_address, farms, compute, kzg, args.max_plotting_sectors_per_farm, args.proof_timeout
-    )
+            try:
+                reward_address = ss58_decode(options.reward_address)
+            except (SigningError, ValueError) as e:
+                raise SystemExit(f"plot-client: invalid --reward-address {options.reward_address!r}: {e}") from e
+            farms = [(Path(farm.path), farm.sectors) for farm in options.farms]
+            component = PlotClient(
+                servers, reward_address, farms, compute, kzg, options.max_plotting_sectors_per_farm,
+                options.proof_timeout,
+            )  # fmt: skip
+    component.advertise_host = cluster.advertise_host
+    return component
 
 
 def _cluster(args: argparse.Namespace) -> int:
     """Several components may share a process: `controller ... -- plot-server ...`."""
+    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
+
+    cluster = ClusterOptions.from_namespace(args)
     groups: list[list[str]] = [[]]
     for word in [args.component, *args.rest]:
         if word == "--":
             groups.append([])
         else:
             groups[-1].append(word)
+    parsed = []
     for group in groups:
-        if not group or group[0] not in CLUSTER_COMPONENTS:
-            raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(CLUSTER_COMPONENTS)}")
-    computing = any(group[0] in COMPUTING_COMPONENTS for group in groups)
-    compute = _compute(args.backend) if computing else None
-    components = []
-    for group in groups:
-        try:
-            components.append(_component(group[0], group[1:], args.nats_server, args.kzg_parameters, compute))
-        except ValueError as e:
-            raise SystemExit(f"{group[0]}: {e}") from e
-    if args.prometheus_listen_on:
+        if not group or group[0] not in COMPONENTS:
+            raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(COMPONENTS)}")
+        parsed.append(COMPONENTS[group[0]].parse(group[1:], prog=f"autonomys-farmer cluster {group[0]}"))
+    compute = _compute(cluster.backend) if any(options.COMPUTES for options in parsed) else None
+    components = [_build_component(options, cluster, compute) for options in parsed]
+    if cluster.prometheus_listen_on:
         from autonomys_farmer.services.metrics import serve_metrics
 
-        serve_metrics(args.prometheus_listen_on, components)
+        serve_metrics(_host_port(cluster.prometheus_listen_on), components)
 
     async def run_all() -> None:
         await asyncio.gather(*(c.run() for c in components))
@@ -340,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="autonomys-farmer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('autonomys-farmer')}")
+    parser.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO", help="least severity logged"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("kzg-fetch", help="download the KZG setup and check its pinned SHA-256")
     fetch.add_argument("--to", default="~/.cache/autonomys-farmer/eth-public-parameters.bin")
@@ -354,18 +296,24 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
     node.set_defaults(func=_dev_node)
 
-    cluster = sub.add_parser("cluster", help="run cluster components (NATS for control, TCP for bulk data)")
-    cluster.add_argument("--nats-server", action="append", required=True, metavar="nats://HOST:PORT")
-    cluster.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
-    cluster.add_argument("--prometheus-listen-on", metavar="HOST:PORT", type=_host_port)
-    cluster.add_argument(
-        "--backend",
-        choices=BACKEND_CHOICES,
-        default="auto",
-        help="compute backend for plot servers, proof servers and plot clients (auto: cuda if a GPU is usable)",
+    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="run cluster components (NATS for control, TCP for bulk data)",
+        description="Run one or more cluster components in this process; chain them with `--`, e.g. "
+        "`cluster --nats-server nats://10.0.0.1:4222 controller --tmp -- proof-server`. "
+        "`cluster COMPONENT --help` describes a component's own options.",
     )
-    cluster.add_argument("component", choices=CLUSTER_COMPONENTS)
-    cluster.add_argument("rest", nargs=argparse.REMAINDER)
+    ClusterOptions.add_arguments(cluster)
+    cluster.add_argument(
+        "component",
+        choices=list(COMPONENTS),
+        help="; ".join(f"{name}: {options.DESCRIPTION}" for name, options in COMPONENTS.items()),
+    )
+    cluster.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="the component's options, then `--` and the next component"
+    )
     cluster.set_defaults(func=_cluster)
 
     util = sub.add_parser("util", help="operator tools for a running cluster").add_subparsers(
@@ -440,9 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args))
 
 

@@ -113,7 +113,8 @@ class SegmentHeader:
             prev = bytes.fromhex(v0["prevSegmentHeaderHash"])
             if len(commitment) != 48 or len(prev) != 32:
                 raise ValueError("wrong commitment or hash length")
-            return cls(int(v0["segmentIndex"]), commitment, prev, LastArchivedBlock(int(block["number"]), partial))
+            index = SegmentIndex(int(v0["segmentIndex"]))
+            return cls(index, commitment, prev, LastArchivedBlock(int(block["number"]), partial))
         except (KeyError, TypeError, ValueError) as e:
             raise ArchivingError(f"malformed segment header JSON {obj!r}: {e}") from e
 
@@ -170,6 +171,23 @@ class Archiver:
     def with_kzg(cls, compute: Compute, kzg: Kzg) -> Archiver:
         return cls(lambda segment: archive_segment(compute, kzg, segment))
 
+    @classmethod
+    def resume(cls, archive: SegmentArchiveFn, last: SegmentHeader, partial_block: bytes | None) -> Archiver:
+        """The archiver as it was after producing segment `last`: the next segment starts with `last`
+        (as a parent header item) and, if a block was split, that block's remainder (`partial_block` is
+        the whole block then; the header says how much of it was archived)."""
+        archiver = cls(archive, last.segment_index + 1, last.hash(), last.last_archived_block)
+        archiver.buffer.append(SegmentItem("parent_segment_header", last.to_scale()))
+        block = last.last_archived_block
+        if block.partial is not None:
+            if partial_block is None:
+                raise ArchivingError(f"block {block.number} was partly archived: its bytes are needed to resume")
+            remainder = partial_block[block.partial :]
+            archiver.buffer.append(
+                SegmentItem("block_continuation", remainder, block.number, block.partial, len(partial_block))
+            )
+        return archiver
+
     def add_block(self, block: bytes, number: int) -> list[ArchivedSegment]:
         self.buffer.append(SegmentItem("block", block, number, 0, len(block)))
         archived = []
@@ -220,7 +238,9 @@ class Archiver:
             partial = None if archived == item.block_size else archived
             self.last_archived_block = LastArchivedBlock(item.block_number, partial)
         commitment, pieces = self.archive(segment_bytes)
-        header = SegmentHeader(self.segment_index, commitment, self.prev_header_hash, self.last_archived_block)
+        header = SegmentHeader(
+            SegmentIndex(self.segment_index), commitment, self.prev_header_hash, self.last_archived_block
+        )
         self.prev_header_hash = header.hash()
         self.segment_index += 1
         self.buffer.appendleft(SegmentItem("parent_segment_header", header.to_scale()))

@@ -21,6 +21,7 @@ from autonomys_farmer.protocol.sector import (
     derive_sector_id,
     derive_sector_slot_challenge,
 )
+from autonomys_farmer.protocol.types import SBucket, SectorIndex
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,8 @@ class ChunkCandidate:
 
 @dataclass(frozen=True)
 class AuditResult:
-    sector_index: int
-    s_bucket: int
+    sector_index: SectorIndex
+    s_bucket: SBucket
     candidates: tuple[ChunkCandidate, ...]  # ascending distance, ties in chunk order
 
     @property

@@ -49,7 +49,7 @@ class EncodedRecords:
             raise ValueError(f"encoded records of shapes {self.chunks.shape} and {self.encoded.shape}")
 
     def __len__(self) -> int:
-        return self.chunks.shape[0]
+        return int(self.chunks.shape[0])
 
 
 class Compute(Protocol):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autonomys_farmer.protocol.hexjson import HexError, hex_bytes
+from autonomys_farmer.protocol.hexjson import HexError, hex_bytes, json_uint
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo
 from autonomys_farmer.protocol.types import SlotNumber
+
+__all__ = ["HexError", "hex_bytes", "json_uint"]  # re-exported for RPC clients
 
 SUBSPACE_ERROR_CODE = 9001
 
@@ -65,12 +67,21 @@ class FarmerAppInfo:
         timeout = obj["farmingTimeout"]
         if not isinstance(timeout, dict):
             raise RpcShapeError(f"farmingTimeout must be {{secs, nanos}}, got {timeout!r}")
+        nodes = obj.get("dsnBootstrapNodes") or []
+        if not isinstance(nodes, list) or not all(isinstance(node, str) for node in nodes):
+            raise RpcShapeError(f"dsnBootstrapNodes must be a list of strings, got {nodes!r}")
+        protocol_info = obj["protocolInfo"]
+        if not isinstance(protocol_info, dict):
+            raise RpcShapeError(f"protocolInfo must be an object, got {protocol_info!r}")
+        syncing = obj["syncing"]
+        if not isinstance(syncing, bool):
+            raise RpcShapeError(f"syncing must be true or false, got {syncing!r}")
         return cls(
             genesis_hash=hex_bytes(obj["genesisHash"], 32, "genesisHash"),
-            dsn_bootstrap_nodes=tuple(obj.get("dsnBootstrapNodes") or ()),  # type: ignore[arg-type]
-            syncing=bool(obj["syncing"]),
-            farming_timeout_secs=int(timeout["secs"]) + int(timeout["nanos"]) / 1e9,
-            protocol_info=FarmerProtocolInfo.from_json(obj["protocolInfo"]),  # type: ignore[arg-type]
+            dsn_bootstrap_nodes=tuple(nodes),
+            syncing=syncing,
+            farming_timeout_secs=json_uint(timeout, "secs") + json_uint(timeout, "nanos", 32) / 1e9,
+            protocol_info=FarmerProtocolInfo.from_json(protocol_info),
         )
 
 
@@ -95,10 +106,10 @@ class SlotInfo:
     @classmethod
     def from_json(cls, obj: dict[str, object]) -> SlotInfo:
         return cls(
-            slot_number=int(obj["slotNumber"]),  # type: ignore[arg-type]
+            slot_number=SlotNumber(json_uint(obj, "slotNumber")),
             global_challenge=hex_bytes(obj["globalChallenge"], 32, "globalChallenge"),
-            solution_range=int(obj["solutionRange"]),  # type: ignore[arg-type]
-            voting_solution_range=int(obj["votingSolutionRange"]),  # type: ignore[arg-type]
+            solution_range=json_uint(obj, "solutionRange"),
+            voting_solution_range=json_uint(obj, "votingSolutionRange"),
         )
 
 

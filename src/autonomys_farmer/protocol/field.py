@@ -107,7 +107,7 @@ def canonical_mask(chunks: np.ndarray) -> np.ndarray:
     diff = c.astype(np.int16) - _MODULUS_BE
     nonzero = diff != 0
     first = np.argmax(nonzero, axis=1)
-    return nonzero.any(axis=1) & (diff[np.arange(len(c)), first] < 0)
+    return np.asarray(nonzero.any(axis=1) & (diff[np.arange(len(c)), first] < 0))
 
 
 R2_LIMBS = int_to_limbs(R_MONT * R_MONT % BLS_MODULUS)[None, :]  # x·R2 = x in Montgomery form
@@ -180,7 +180,7 @@ def inverse_of(n: int) -> np.ndarray:
 def fft(compute: Compute, rows: np.ndarray) -> np.ndarray:
     """Evaluations at ω_n^i (natural order) of the polynomial with coefficients `rows`."""
     check_domain_size(rows.shape[0])
-    return compute.ntt(rows[None])[0]
+    return np.asarray(compute.ntt(rows[None])[0])
 
 
 def ifft(compute: Compute, rows: np.ndarray) -> np.ndarray:

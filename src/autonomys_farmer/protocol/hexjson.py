@@ -1,10 +1,19 @@
-"""The RPC's byte encoding in JSON: lower-case hex without 0x, exact length (either case accepted)."""
+"""The RPC's values in JSON: bytes as lower-case hex without 0x, exact length (either case accepted);
+unsigned integers of a given width, checked (JSON numbers may be anything)."""
 
 from __future__ import annotations
 
 
 class HexError(ValueError):
-    """A JSON value that is not hex of the expected length."""
+    """A JSON value that is not hex of the expected length, or not an unsigned integer of its width."""
+
+
+def json_uint(obj: dict[str, object], name: str, bits: int = 64) -> int:
+    """obj[name] as an unsigned integer below 2^bits (no bools, no floats, no strings)."""
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**bits:
+        raise HexError(f"{name} must be a u{bits} number, got {value!r}")
+    return value
 
 
 def hex_bytes(value: object, size: int, name: str) -> bytes:

@@ -29,6 +29,7 @@ from autonomys_farmer.protocol.sector import (
     derive_evaluation_seed,
     derive_sector_id,
 )
+from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 
 Progress = Callable[[int, int], None]
 LAYOUT_SLAB_S_BUCKETS = 2048  # s-buckets laid out per write: ~32 MiB of a 1000-piece sector at a time
@@ -98,14 +99,14 @@ class SectorRecords:
         return cls.gather(pieces, len(pieces))
 
     def __len__(self) -> int:
-        return self.records.shape[0]
+        return int(self.records.shape[0])
 
 
 def plot_sector(
     compute: Compute,
     public_key: bytes,
-    sector_index: int,
-    history_size: int,
+    sector_index: SectorIndex,
+    history_size: HistorySize,
     sector: SectorRecords,
     out: BinaryIO,
     batch_size: int | None = None,
@@ -142,7 +143,7 @@ def _kept_slab(bits: np.ndarray, clear_before: np.ndarray, fill: np.ndarray) -> 
     `fill` (32768 - encoded count) came before; clear_before counts the unencoded ones of earlier slabs."""
     clear = ~bits
     before = clear_before[:, None] + np.cumsum(clear, axis=1, dtype=np.int32) - clear
-    return bits | (clear & (before < fill[:, None]))
+    return np.asarray(bits | (clear & (before < fill[:, None])))
 
 
 def write_sector(
@@ -150,8 +151,8 @@ def write_sector(
     chunks: np.ndarray,
     encoded: np.ndarray,
     record_metadata: Sequence[RecordMetadata],
-    sector_index: int,
-    history_size: int,
+    sector_index: SectorIndex,
+    history_size: HistorySize,
 ) -> SectorMetadata:
     """Lay encoded records out as on disk, slab by slab of s-buckets (bounded memory), and build the
     sector metadata. chunks: uint8[n, 32768, 32] stored chunks per record; encoded: uint8[n, 8192]."""
@@ -209,8 +210,8 @@ class PlottedSector:
 def plot_sector_in_memory(
     compute: Compute,
     public_key: bytes,
-    sector_index: int,
-    history_size: int,
+    sector_index: SectorIndex,
+    history_size: HistorySize,
     pieces: Sequence[Piece],
     batch_size: int | None = None,
     progress: Progress | None = None,

@@ -19,16 +19,17 @@ from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, RecordChunks, decode_chunks
 from autonomys_farmer.protocol.sector import RecordMetadata, derive_evaluation_seed, derive_sector_id
 from autonomys_farmer.protocol.solution import Solution
+from autonomys_farmer.protocol.types import HistorySize, PieceOffset, SBucket, SectorIndex
 
 
-def winning_records(sector: PlottedSectorView, audit: AuditResult) -> list[tuple[int, int]]:
+def winning_records(sector: PlottedSectorView, audit: AuditResult) -> list[tuple[PieceOffset, int]]:
     """(piece_offset, distance) of candidates whose chunk is encoded; raw chunks cannot win."""
     records_with_s = np.flatnonzero(sector.contents.s_bucket_has(audit.s_bucket))
     wins = []
     for candidate in audit.candidates:
         offset = int(records_with_s[candidate.chunk_index])
         if sector.contents.encoded[offset, audit.s_bucket]:
-            wins.append((offset, candidate.distance))
+            wins.append((PieceOffset(offset), candidate.distance))
     return wins
 
 
@@ -38,15 +39,25 @@ class RecordWin:
 
     public_key: bytes
     reward_address: bytes
-    sector_index: int
-    history_size: int
-    s_bucket: int
+    sector_index: SectorIndex
+    history_size: HistorySize
+    s_bucket: SBucket
     record: RecordChunks
     record_metadata: RecordMetadata
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sector_index", SectorIndex(self.sector_index))
+        object.__setattr__(self, "history_size", HistorySize(self.history_size))
+        object.__setattr__(self, "s_bucket", SBucket(self.s_bucket))
+
     @classmethod
     def read(
-        cls, public_key: bytes, reward_address: bytes, sector: PlottedSectorView, piece_offset: int, s_bucket: int
+        cls,
+        public_key: bytes,
+        reward_address: bytes,
+        sector: PlottedSectorView,
+        piece_offset: PieceOffset,
+        s_bucket: SBucket,
     ) -> RecordWin:
         meta = sector.metadata
         return cls(
@@ -91,8 +102,8 @@ def prove_record(
     public_key: bytes,
     reward_address: bytes,
     sector: PlottedSectorView,
-    piece_offset: int,
-    s_bucket: int,
+    piece_offset: PieceOffset,
+    s_bucket: SBucket,
 ) -> Solution:
     return prove_win(compute, kzg, RecordWin.read(public_key, reward_address, sector, piece_offset, s_bucket))
 

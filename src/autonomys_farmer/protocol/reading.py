@@ -23,6 +23,7 @@ from autonomys_farmer.protocol.sector import (
     derive_evaluation_seed,
     derive_sector_id,
 )
+from autonomys_farmer.protocol.types import PieceOffset
 
 
 class ReadingError(SectorError):
@@ -72,20 +73,23 @@ class PlottedSectorView:
             count=self.layout.metadata_offset - self.layout.chunks_offset,
             offset=self.layout.chunks_offset,
         ).reshape(-1, 32)
-        return region[chunk_indices]
+        return np.asarray(region[chunk_indices])
 
 
 @dataclass(frozen=True)
 class RecordChunks:
     """What a sector stores of one record: enough to decode it anywhere (e.g. on a proof server)."""
 
-    piece_offset: int
+    piece_offset: PieceOffset
     s_buckets: np.ndarray  # int64[32768], ascending: the s-buckets the record has a chunk in
     encoded: np.ndarray  # bool per entry of s_buckets: chunk is masked with H(PoS proof)
     chunks: np.ndarray  # uint8[32768, 32] as stored
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "piece_offset", PieceOffset(self.piece_offset))
+
     @classmethod
-    def read(cls, sector: PlottedSectorView, piece_offset: int) -> RecordChunks:
+    def read(cls, sector: PlottedSectorView, piece_offset: PieceOffset) -> RecordChunks:
         s_buckets, positions = sector.record_chunk_positions(piece_offset)
         if len(s_buckets) != RECORD_NUM_CHUNKS:
             raise ReadingError(f"record {piece_offset} holds {len(s_buckets)} chunks, expected {RECORD_NUM_CHUNKS}")
@@ -114,7 +118,7 @@ def decode_chunks(compute: Compute, record: RecordChunks, table: ProofTable) -> 
     return present, shards
 
 
-def read_piece(compute: Compute, sector: PlottedSectorView, public_key: bytes, piece_offset: int) -> Piece:
+def read_piece(compute: Compute, sector: PlottedSectorView, public_key: bytes, piece_offset: PieceOffset) -> Piece:
     """Recover the original piece stored at piece_offset and check it against its checksum."""
     meta = sector.metadata
     sid = derive_sector_id(public_key, meta.sector_index, meta.history_size)

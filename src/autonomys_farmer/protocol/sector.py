@@ -24,6 +24,7 @@ from autonomys_farmer.protocol.constants import (
     SECTOR_METADATA_SIZE,
 )
 from autonomys_farmer.protocol.hashes import blake3_hash, keyed_hash
+from autonomys_farmer.protocol.hexjson import json_uint
 from autonomys_farmer.protocol.types import (
     HistorySize,
     PieceIndex,
@@ -69,12 +70,13 @@ class FarmerProtocolInfo:
         fraction = obj["recentHistoryFraction"]
         if not isinstance(fraction, list) or len(fraction) != 2:
             raise SectorError(f"recentHistoryFraction must be a [num, den] pair, got {fraction!r}")
+        pair = {"num": fraction[0], "den": fraction[1]}
         return cls(
-            history_size=int(obj["historySize"]),  # type: ignore[arg-type]
-            max_pieces_in_sector=int(obj["maxPiecesInSector"]),  # type: ignore[arg-type]
-            recent_segments=int(obj["recentSegments"]),  # type: ignore[arg-type]
-            recent_history_fraction=(int(fraction[0]), int(fraction[1])),
-            min_sector_lifetime=int(obj["minSectorLifetime"]),  # type: ignore[arg-type]
+            history_size=HistorySize(json_uint(obj, "historySize")),
+            max_pieces_in_sector=json_uint(obj, "maxPiecesInSector", 16),
+            recent_segments=json_uint(obj, "recentSegments"),
+            recent_history_fraction=(json_uint(pair, "num"), json_uint(pair, "den")),
+            min_sector_lifetime=json_uint(obj, "minSectorLifetime"),
         )
 
 
@@ -189,23 +191,23 @@ class SectorContentsMap:
 
     @property
     def pieces_in_sector(self) -> int:
-        return self.encoded.shape[0]
+        return int(self.encoded.shape[0])
 
     def num_encoded(self) -> np.ndarray:
-        return self.encoded.sum(axis=1)
+        return np.asarray(self.encoded.sum(axis=1))
 
     def record_has_row(self, piece_offset: int) -> np.ndarray:
         """bool[65536]: s-buckets record o has (encoded, or among its first unencoded fill)."""
         encoded = self.encoded[piece_offset]
         clear = ~encoded
         clear_before = np.cumsum(clear) - clear
-        return encoded | (clear & (clear_before < RECORD_NUM_CHUNKS - int(encoded.sum())))
+        return np.asarray(encoded | (clear & (clear_before < RECORD_NUM_CHUNKS - int(encoded.sum()))))
 
     def s_bucket_has(self, s_bucket: int) -> np.ndarray:
         """bool[P]: which records have a chunk in s-bucket s (the audit's view of one s-bucket)."""
         encoded = self.encoded[:, s_bucket]
         clear_before = s_bucket - self.encoded[:, :s_bucket].sum(axis=1)
-        return encoded | (~encoded & (clear_before < RECORD_NUM_CHUNKS - self.num_encoded()))
+        return np.asarray(encoded | (~encoded & (clear_before < RECORD_NUM_CHUNKS - self.num_encoded())))
 
     def to_bytes(self) -> bytes:
         bitfields = np.packbits(self.encoded, axis=1, bitorder="little").tobytes()
@@ -251,10 +253,14 @@ class RecordMetadata:
 class SectorMetadata:
     """Stored beside the plot (metadata.bin): what auditing needs without reading the sector."""
 
-    sector_index: int
+    sector_index: SectorIndex
     pieces_in_sector: int
     s_bucket_sizes: np.ndarray = field(repr=False)  # uint16[65536]
-    history_size: int
+    history_size: HistorySize
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sector_index", SectorIndex(self.sector_index))
+        object.__setattr__(self, "history_size", HistorySize(self.history_size))
 
     def s_bucket_offsets(self) -> np.ndarray:
         """Start of each s-bucket within the chunks region, counted in chunks."""

@@ -105,9 +105,9 @@ class Solution:
         return cls(
             public_key=_hex_field(obj, "publicKey", 32),
             reward_address=_hex_field(obj, "rewardAddress", 32),
-            sector_index=_int_field(obj, "sectorIndex", 16),
-            history_size=history_size,
-            piece_offset=_int_field(obj, "pieceOffset", 16),
+            sector_index=SectorIndex(_int_field(obj, "sectorIndex", 16)),
+            history_size=HistorySize(history_size),
+            piece_offset=PieceOffset(_int_field(obj, "pieceOffset", 16)),
             record_commitment=_hex_field(obj, "recordCommitment", COMMITMENT_SIZE),
             record_witness=_hex_field(obj, "recordWitness", COMMITMENT_SIZE),
             chunk=bytes(chunk),

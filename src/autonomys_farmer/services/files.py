@@ -18,7 +18,6 @@ PARAMETERS_URL = (
     "https://raw.githubusercontent.com/autonomys/subspace/main/shared/subspace-kzg/src/eth-public-parameters.bin"
 )
 DEFAULT_PARAMETERS_PATH = Path.home() / ".cache" / "autonomys-farmer" / "eth-public-parameters.bin"
-PARAMETERS_ENV = "AUTONOMYS_FARMER_KZG_PARAMETERS"
 
 
 def write_atomically(target: Path, data: bytes) -> None:
@@ -70,9 +69,9 @@ def download_parameters(target: Path, url: str = PARAMETERS_URL) -> None:
 
 
 def load_kzg(path: str | os.PathLike[str] | None = None) -> Kzg:
-    """The real setup: `path`, else $AUTONOMYS_FARMER_KZG_PARAMETERS, else the cached copy, downloaded
-    on first use. The pinned SHA-256 is checked every time."""
-    chosen = path or os.environ.get(PARAMETERS_ENV)
+    """The real setup: `path`, else the cached copy, downloaded on first use. The pinned SHA-256 is
+    checked every time."""
+    chosen = path
     if chosen is None:
         chosen = DEFAULT_PARAMETERS_PATH
         if not chosen.exists():

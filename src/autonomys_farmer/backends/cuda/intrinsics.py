@@ -6,5 +6,5 @@ from numba import cuda
 
 
 @cuda.jit(device=True)
-def atomic_add(array, index, value):  # type: ignore[no-untyped-def]
-    return cuda.atomic.add(array, index, value)
+def atomic_add(array, index, value):
+    return cuda.atomic.add(array, index, value)  # type: ignore[call-arg]

@@ -35,6 +35,7 @@ class Component:
         self.bus: Bus | None = None
         self.bulk: bulk.BulkServer | None = None
         self.address = ""
+        self.advertise_host: str | None = None  # what peers dial for our TCP data (default: outbound address)
         self.item_type: CacheItemType | None = None
         self._group: asyncio.TaskGroup | None = None
         self._pending: list[Coroutine[Any, Any, Any]] = []
@@ -51,7 +52,7 @@ class Component:
     async def start_bulk(self, handler: bulk.Handler, port: int = 0) -> None:
         self.bulk = bulk.BulkServer(handler)
         await self.bulk.start("0.0.0.0", port)
-        self.address = self.bulk.address(bulk.advertised_host())
+        self.address = self.bulk.address(self.advertise_host or bulk.outbound_address())
 
     def status(self) -> ComponentStatus | None:
         """Figures for the status view and metrics, sent with every heartbeat."""

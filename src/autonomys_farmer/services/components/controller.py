@@ -10,6 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from autonomys_farmer.cluster import sharding, subjects
@@ -162,23 +163,21 @@ class Controller(Component):
                 log.warning("%s %s silent for %.0fs: dropped", key[0], key[1], now - self.last_seen[key])
                 del self.members[key], self.last_seen[key]
                 name = ".".join(key)
-                await retry_forever("membership delete", lambda n=name: self.nats.kv_delete(subjects.MEMBERS, n))
+                await retry_forever("membership delete", partial(self.nats.kv_delete, subjects.MEMBERS, name))
                 self._published_members.pop(key, None)
             for (kind, instance), beat in list(self.members.items()):
                 entry = Heartbeat(beat.kind, instance, beat.address, beat.item_type, beat.sent_at)
                 if (entry.address, entry.item_type) == self._published_members.get((kind, instance)):
                     continue  # members are written on join and on change, not on every heartbeat
                 name = f"{kind}.{instance}"
-                await retry_forever(
-                    "membership update", lambda n=name, e=entry: self.nats.kv_put(subjects.MEMBERS, n, e)
-                )
+                await retry_forever("membership update", partial(self.nats.kv_put, subjects.MEMBERS, name, entry))
                 self._published_members[(kind, instance)] = (entry.address, entry.item_type)
             if now - self.started_at < DROP_AFTER_S:
                 continue  # a restarted controller first hears everyone before it rewrites the maps
             for group, shard_map in self.shard_maps().items():
                 if self._published_maps.get(group) != shard_map:
                     await retry_forever(
-                        "shard map update", lambda g=group, s=shard_map: self.nats.kv_put(subjects.SHARDS, g, s)
+                        "shard map update", partial(self.nats.kv_put, subjects.SHARDS, group, shard_map)
                     )
                     self._published_maps[group] = shard_map
                     log.info("shard map %s: %d live instance(s)", group, len(shard_map.members))

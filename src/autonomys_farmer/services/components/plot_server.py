@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece
 from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
+from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.files import HashingWriter, atomic_writer, write_atomically
@@ -40,7 +40,6 @@ from autonomys_farmer.services.transport.nats_bus import retry_forever
 
 log = logging.getLogger(__name__)
 
-ACK_WAIT_S = float(os.environ.get("AUTONOMYS_PLOT_ACK_WAIT_S", "60"))
 IN_PROGRESS_EVERY_S = 10.0
 BUFFER_TTL_S = 15 * 60.0
 STREAM_CHUNK = 4 * 1024 * 1024
@@ -67,6 +66,7 @@ class PlotServer(Component):
         kzg: Kzg,
         priority_cache: bool = False,
         max_buffered: int = 4,
+        job_ack_wait: float = 60.0,
         concurrency: int = 1,
     ) -> None:
         super().__init__(nats_servers)
@@ -76,6 +76,7 @@ class PlotServer(Component):
         self.kzg = kzg
         self.priority_cache = priority_cache
         self.max_buffered = max_buffered
+        self.job_ack_wait = job_ack_wait
         self.compute = compute
         self.concurrency = max(1, concurrency)
 
@@ -118,7 +119,7 @@ class PlotServer(Component):
                 subjects.PLOT_JOBS.subject,
                 durable=subjects.PLOT_JOBS.consumer,
                 stream=subjects.PLOT_JOBS.stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1),
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.job_ack_wait, max_deliver=-1),
             ),
         )
         while True:
@@ -212,8 +213,8 @@ class PlotServer(Component):
         self,
         job: PlotJob,
         info: FarmerProtocolInfo,
-        indexes: list[int],
-        found: dict[int, Piece],
+        indexes: list[PieceIndex],
+        found: dict[PieceIndex, Piece],
         path: Path,
         report: Callable[[int, int], None],
     ) -> tuple[int, bytes]:

@@ -25,6 +25,7 @@ from autonomys_farmer.cluster.messages import (
 )
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.storage.piece_getter import PieceGetter
@@ -173,7 +174,9 @@ class ShardedCache(Component):
         self.synced = not missing
         for start in range(0, len(missing), FETCH_BATCH):
             batch = missing[start : start + FETCH_BATCH]
-            piece_indexes = [k if self.item_type == CacheItemType.PIECE else sharding.split_key(k)[0] for k in batch]
+            piece_indexes = [
+                PieceIndex(k if self.item_type == CacheItemType.PIECE else sharding.split_key(k)[0]) for k in batch
+            ]
             pieces = await self.getter.get_pieces(piece_indexes, skip=self.instance_id)
             for key, piece_index in zip(batch, piece_indexes, strict=True):
                 piece = pieces.get(piece_index)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from autonomys_farmer.cluster import subjects
+from autonomys_farmer.cluster.components import (
+    CacheDisk,
+    ClusterOptions,
+    ComponentOptions,
+    ControllerOptions,
+    FarmDisk,
+    FullPieceCacheOptions,
+    PlotClientOptions,
+    PlotServerOptions,
+    ProofServerOptions,
+    ShardedCacheOptions,
+    component_argv,
+)
 from autonomys_farmer.cluster.messages import (
     DROP_AFTER_S,
     FarmEvent,
@@ -30,12 +42,14 @@ from autonomys_farmer.services.devnet.supervisor import (
     nats_server_binary,
     nats_server_config,
 )
-from autonomys_farmer.services.files import PARAMETERS_ENV, load_kzg
+from autonomys_farmer.services.files import load_kzg
 from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 
 DEV_REWARD_ADDRESS = ss58_encode(keypair_from_entropy(bytes(32))[0])
+DEV_SHARDED_CACHE_SIZE = "512MiB"  # the whole dev history fits
+CLI = [sys.executable, "-m", "autonomys_farmer.cli"]
 
 
 @dataclass
@@ -46,6 +60,8 @@ class DevLayout:
     sectors: int = 4
     nats_servers: int = 1
     backend: str = "auto"
+    kzg_parameters: Path | None = None
+    job_ack_wait: float = 60.0
     node_port: int = field(default_factory=free_port)
     plot_server_port: int = field(default_factory=free_port)
     nats_ports: list[int] = field(default_factory=list)
@@ -87,44 +103,47 @@ class DevLayout:
     def node_url(self) -> str:
         return f"ws://127.0.0.1:{self.node_port}"
 
-    def cluster(self, *component: str) -> list[str]:
-        servers = [arg for url in self.nats_urls for arg in ("--nats-server", url)]
-        port = self.metrics_ports.setdefault(component[0], free_port())
-        metrics = ["--prometheus-listen-on", f"127.0.0.1:{port}"]
-        backend = ["--backend", self.backend]
-        return [sys.executable, "-m", "autonomys_farmer.cli", "cluster", *servers, *metrics, *backend, *component]
+    def cluster_options(self, component: str) -> ClusterOptions:
+        port = self.metrics_ports.setdefault(component, free_port())
+        return ClusterOptions(
+            nats_servers=tuple(self.nats_urls),
+            kzg_parameters=self.kzg_parameters,
+            prometheus_listen_on=f"127.0.0.1:{port}",
+            backend=self.backend,
+            advertise_host="127.0.0.1",  # everything on loopback
+        )
+
+    def component_program(self, name: str, options: ComponentOptions) -> Program:
+        return Program(name, [*CLI, *component_argv(self.cluster_options(name), options)])
 
     def programs(self) -> list[Program]:
         b = self.base
-        cli = [sys.executable, "-m", "autonomys_farmer.cli"]
+        node = [*CLI, "dev-node", "--listen", f"127.0.0.1:{self.node_port}", "--base-path", str(b / "node")]
+        if self.kzg_parameters is not None:
+            node += ["--kzg-parameters", str(self.kzg_parameters)]
         return [
             *self.nats_programs(),
-            Program(
-                "dev-node",
-                [*cli, "dev-node", "--listen", f"127.0.0.1:{self.node_port}", "--base-path", str(b / "node")],
+            Program("dev-node", node),
+            self.component_program(
+                "controller", ControllerOptions(node_rpc_url=self.node_url, base_path=b / "controller")
             ),
-            Program(
-                "controller",
-                self.cluster("controller", "--node-rpc-url", self.node_url, "--base-path", str(b / "controller")),
+            self.component_program(
+                "sharded-cache", ShardedCacheOptions(disk=CacheDisk(str(b / "cache"), DEV_SHARDED_CACHE_SIZE))
             ),
-            Program("sharded-cache", self.cluster("sharded-cache", f"path={b / 'cache'},size=512MiB")),
-            Program("full-piece-sharded-cache", self.cluster("full-piece-sharded-cache", f"path={b / 'full-cache'}")),
-            Program("proof-server", self.cluster("proof-server")),
-            Program(
+            self.component_program("full-piece-sharded-cache", FullPieceCacheOptions(path=b / "full-cache")),
+            self.component_program("proof-server", ProofServerOptions()),
+            self.component_program(
                 "plot-server",
-                self.cluster(
-                    "plot-server",
-                    "--priority-cache",
-                    "--listen-port",
-                    str(self.plot_server_port),
-                    str(b / "plot-server"),
+                PlotServerOptions(
+                    priority_cache=True,
+                    listen_port=self.plot_server_port,
+                    job_ack_wait=self.job_ack_wait,
+                    base_path=b / "plot-server",
                 ),
             ),
-            Program(
+            self.component_program(
                 "plot-client",
-                self.cluster(
-                    "plot-client", "--reward-address", DEV_REWARD_ADDRESS, f"path={b / 'farm'},sectors={self.sectors}"
-                ),
+                PlotClientOptions(reward_address=DEV_REWARD_ADDRESS, farms=(FarmDisk(str(b / "farm"), self.sectors),)),
             ),
         ]
 
@@ -209,7 +228,7 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     assert main is not None
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # always take the children down with us
         asyncio.get_running_loop().add_signal_handler(sig, main.cancel)
-    env = {"PYTHONUNBUFFERED": "1", "AUTONOMYS_ADVERTISE_HOST": "127.0.0.1"}
+    env = {"PYTHONUNBUFFERED": "1"}
     supervisor = Supervisor(layout.base / "logs", env)
     for program in layout.programs():
         await supervisor.add(program)
@@ -242,11 +261,9 @@ def run_dev(
     nats_servers: int = 1,
     backend: str = "auto",
 ) -> int:
-    kzg_path = kzg_parameters or os.environ.get(PARAMETERS_ENV)
-    load_kzg(kzg_path)  # fail early (or download once) before starting anything
-    if kzg_path:
-        os.environ[PARAMETERS_ENV] = str(Path(kzg_path).resolve())
-    layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend)
+    load_kzg(kzg_parameters)  # fail early (or download once) before starting anything
+    kzg_path = Path(kzg_parameters).resolve() if kzg_parameters else None
+    layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend, kzg_path)
     try:
         asyncio.run(_run(layout, status_interval, duration))
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -18,7 +18,6 @@ import os
 import struct
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +27,27 @@ from autonomys_farmer.protocol.archiving import (
     ArchivedSegment,
     Archiver,
     SegmentHeader,
-    SegmentItem,
     genesis_block_with_padding,
 )
 from autonomys_farmer.protocol.chain import ChainParams
 from autonomys_farmer.protocol.compute import Compute
-from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
+from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.sector import (
     FarmerProtocolInfo,
-    derive_global_challenge,
-    derive_global_randomness,
     expiration_check_segment_index,
 )
 from autonomys_farmer.protocol.solution import Solution, SolutionError
+from autonomys_farmer.protocol.types import HistorySize, PieceIndex, SlotNumber
 from autonomys_farmer.protocol.verification import (
     PieceCheckParams,
     SolutionVerificationError,
     solution_piece_index,
     verify_solution,
 )
+from autonomys_farmer.services.devnet.chain import SlotBook, block_candidates, must_force_block, slot_at
 from autonomys_farmer.services.files import write_atomically
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcServer, RpcError
 
@@ -102,25 +100,6 @@ class Broadcast:
         return len(self._queues)
 
 
-@dataclass
-class SlotState:
-    proof_of_time: bytes
-    challenge: bytes
-    solutions: list[tuple[int, Solution]] = field(default_factory=list)  # (distance, solution)
-    closed: bool = False
-
-
-@dataclass
-class DevNodeStats:
-    slots: int = 0
-    solutions_accepted: int = 0
-    solutions_rejected: int = 0
-    blocks: int = 0
-    blocks_by_farmers: int = 0
-    votes: int = 0
-    last_rejection: str = ""
-
-
 class DevNode:
     def __init__(self, base_path: Path, params: ChainParams, compute: Compute, kzg: Kzg) -> None:
         self.base_path = base_path
@@ -131,10 +110,9 @@ class DevNode:
         self.state_file = base_path / "chain.json"
         self.headers: list[SegmentHeader] = []
         self.best_block = 0
-        self.slot = 0
+        self.slot = SlotNumber(0)
         self.chain_start = time.time()  # slots count from here, so they keep increasing across restarts
-        self.slots: dict[int, SlotState] = {}
-        self.stats = DevNodeStats()
+        self.book = SlotBook(SLOT_HISTORY, MAX_SOLUTIONS_PER_SLOT)
         self.slot_info = Broadcast()
         self.reward_signing = Broadcast()
         self.archived_headers = Broadcast()
@@ -161,17 +139,10 @@ class DevNode:
         self._next_to_archive = 0
         if self.headers:
             last = self.headers[-1]
-            self._archiver.segment_index = last.segment_index + 1
-            self._archiver.prev_header_hash = last.hash()
-            self._archiver.last_archived_block = last.last_archived_block
-            self._archiver.buffer.append(SegmentItem("parent_segment_header", last.to_scale()))
             block = last.last_archived_block
+            partial = self._archived_block_bytes(block.number) if block.partial is not None else None
+            self._archiver = Archiver.resume(self._archiver.archive, last, partial)
             self._next_to_archive = block.number + 1
-            if block.partial is not None:
-                data = self._archived_block_bytes(block.number)
-                self._archiver.buffer.append(
-                    SegmentItem("block_continuation", data[block.partial :], block.number, block.partial, len(data))
-                )
             log.info("resumed dev chain at block %d with %d segments", self.best_block, len(self.headers))
         else:
             self._save_state()
@@ -229,7 +200,7 @@ class DevNode:
             syncing=False,
             farming_timeout_secs=self.params.farming_timeout_secs,
             protocol_info=FarmerProtocolInfo(
-                history_size=max(1, len(self.headers)),
+                history_size=HistorySize(max(1, len(self.headers))),
                 max_pieces_in_sector=self.params.max_pieces_in_sector,
                 recent_segments=self.params.recent_segments,
                 recent_history_fraction=self.params.recent_history_fraction,
@@ -244,49 +215,31 @@ class DevNode:
             await asyncio.sleep(max(0.01, (int(elapsed) + 1 - elapsed) * self.params.slot_duration_secs))
 
     async def new_slot(self) -> None:
-        slot = int((time.time() - self.chain_start) / self.params.slot_duration_secs) + 1
+        slot = slot_at(time.time(), self.chain_start, self.params.slot_duration_secs)
         if slot <= self.slot:
             return
         self.slot = slot
-        self.stats.slots += 1
-        # Stand-in for proof of time: a deterministic 16-byte output per slot.
-        proof_of_time = blake3_hash(b"dev proof of time", struct.pack("<Q", slot))[:16]
-        challenge = derive_global_challenge(derive_global_randomness(proof_of_time), slot)
-        self.slots[slot] = SlotState(proof_of_time, challenge)
-        for old in [s for s in self.slots if s < self.slot - SLOT_HISTORY]:
-            del self.slots[old]
+        state = self.book.open(slot)
         if self.headers:
-            self.slot_info.publish(
-                SlotInfo(
-                    self.slot, challenge, self.params.solution_range(), self.params.voting_solution_range()
-                ).to_json()
-            )
-        # Close every slot whose authoring delay has passed (several if the loop fell behind).
-        for closing in sorted(s for s, st in self.slots.items() if s <= slot - self.params.block_authoring_delay):
-            if not self.slots[closing].closed:
-                self.slots[closing].closed = True
-                await self._claim_slot(closing)
+            info = SlotInfo(slot, state.challenge, self.params.solution_range(), self.params.voting_solution_range())
+            self.slot_info.publish(info.to_json())
+        for closing in self.book.close_due(slot, self.params.block_authoring_delay):
+            await self._claim_slot(closing)
 
-    async def _claim_slot(self, slot: int) -> None:
-        state = self.slots[slot]
-        block_solutions = [(d, s) for d, s in state.solutions if d <= self.params.solution_range() // 2]
-        self.stats.votes += len(state.solutions) - len(block_solutions)
+    async def _claim_slot(self, slot: SlotNumber) -> None:
+        state = self.book.slots[slot]
         author: bytes | None = None
-        for _distance, solution in sorted(block_solutions, key=lambda x: x[0]):
+        for solution in block_candidates(state.solutions, self.params.solution_range()):
             pre_seal_hash = blake3_hash(
                 b"dev pre-seal", struct.pack("<QI", slot, self.best_block + 1), solution.to_scale()
             )
             if await self._request_signature(pre_seal_hash, solution.public_key):
                 author = solution.public_key
                 break
-        forced = self.params.blocks_per_slot_interval and slot - self._last_block_slot >= (
-            self.params.blocks_per_slot_interval
-        )
+        forced = must_force_block(slot, self._last_block_slot, self.params.blocks_per_slot_interval)
         if author is not None or forced:
             self.best_block += 1
             self._last_block_slot = slot
-            self.stats.blocks += 1
-            self.stats.blocks_by_farmers += author is not None
             self._save_state()
             log.info(
                 "block #%d at slot %d %s",
@@ -298,24 +251,24 @@ class DevNode:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _request_signature(self, hash_: bytes, public_key: bytes) -> bool:
+    async def _request_signature(self, pre_seal_hash: bytes, public_key: bytes) -> bool:
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._signatures[hash_] = fut
-        self.reward_signing.publish(RewardSigningInfo(hash_, public_key).to_json())
+        self._signatures[pre_seal_hash] = fut
+        self.reward_signing.publish(RewardSigningInfo(pre_seal_hash, public_key).to_json())
         try:
             signature = await asyncio.wait_for(fut, REWARD_SIGNATURE_TIMEOUT)
         except TimeoutError:
-            log.info("no reward signature for %s in time: block not authored", hash_.hex()[:16])
+            log.info("no reward signature for %s in time: block not authored", pre_seal_hash.hex()[:16])
             return False
         finally:
-            self._signatures.pop(hash_, None)
-        return reward_signing.verify(public_key, hash_, signature)
+            self._signatures.pop(pre_seal_hash, None)
+        return reward_signing.verify(public_key, pre_seal_hash, signature)
 
     # --- RPC handlers ------------------------------------------------------------------------
 
     def submit_solution(self, slot: int, solution: Solution) -> int:
-        state = self.slots.get(slot)
-        if state is None or state.closed or len(state.solutions) >= MAX_SOLUTIONS_PER_SLOT:
+        state = self.book.accepting(slot)
+        if state is None:
             raise RpcError(rpc.SUBSPACE_ERROR_CODE, "Solution was ignored")
         try:
             distance = verify_solution(
@@ -327,11 +280,8 @@ class DevNode:
                 self._piece_check(solution),
             )
         except SolutionVerificationError as e:
-            self.stats.solutions_rejected += 1
-            self.stats.last_rejection = str(e)
             raise RpcError(rpc.SUBSPACE_ERROR_CODE, f"Solution rejected: {e}") from e
         state.solutions.append((distance, solution))
-        self.stats.solutions_accepted += 1
         return distance
 
     def _piece_check(self, solution: Solution) -> PieceCheckParams:
@@ -355,7 +305,10 @@ class DevNode:
         )
 
     def piece(self, piece_index: int) -> bytes | None:
-        segment, position = divmod(piece_index, NUM_PIECES)
+        """The archived piece, None for one the history does not have (yet)."""
+        if piece_index < 0:
+            return None
+        segment, position = PieceIndex(piece_index).segment_index(), PieceIndex(piece_index).position()
         if segment >= len(self.headers):
             return None
         with open(self._segment_file(segment), "rb") as f:
@@ -363,59 +316,10 @@ class DevNode:
             return f.read(PIECE_SIZE)
 
     def rpc_server(self) -> JsonRpcServer:
+        """The node's farmer RPC: each method of RPC_METHODS and the three subscriptions."""
         server = JsonRpcServer()
-
-        async def app_info(_params: list[Any]) -> Any:
-            return self.farmer_app_info().to_json()
-
-        async def submit_solution(params: list[Any]) -> Any:
-            response = _single_object(params, "SolutionResponse")
-            try:
-                solution = Solution.from_json(response["solution"])
-                slot = int(response["slotNumber"])
-            except (KeyError, TypeError, ValueError, SolutionError) as e:
-                raise RpcError(-32602, f"invalid SolutionResponse: {e}") from e
-            self.submit_solution(slot, solution)
-            return None
-
-        async def submit_signature(params: list[Any]) -> Any:
-            response = rpc.RewardSignatureResponse.from_json(_single_object(params, "RewardSignatureResponse"))
-            fut = self._signatures.get(response.hash)
-            if fut is not None and not fut.done() and response.signature is not None:
-                fut.set_result(response.signature)
-            return None
-
-        async def acknowledge(_params: list[Any]) -> Any:
-            return None
-
-        async def segment_headers(params: list[Any]) -> Any:
-            indexes = params[0] if params else []
-            if not isinstance(indexes, list) or len(indexes) > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
-                raise RpcError(
-                    rpc.SUBSPACE_ERROR_CODE,
-                    f"segment_indexes length exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}",
-                )
-            return [self.headers[i].to_json() if 0 <= int(i) < len(self.headers) else None for i in indexes]
-
-        async def last_segment_headers(params: list[Any]) -> Any:
-            limit = int(params[0]) if params else 0
-            if limit > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
-                raise RpcError(
-                    rpc.SUBSPACE_ERROR_CODE, f"limit exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}"
-                )
-            return [h.to_json() for h in self.headers[-limit:]] if limit else []
-
-        async def piece(params: list[Any]) -> Any:
-            data = await asyncio.to_thread(self.piece, int(params[0]))
-            return None if data is None else data.hex()
-
-        server.method(rpc.GET_FARMER_APP_INFO, app_info)
-        server.method(rpc.SUBMIT_SOLUTION_RESPONSE, submit_solution)
-        server.method(rpc.SUBMIT_REWARD_SIGNATURE, submit_signature)
-        server.method(rpc.ACKNOWLEDGE_ARCHIVED_SEGMENT_HEADER, acknowledge)
-        server.method(rpc.SEGMENT_HEADERS, segment_headers)
-        server.method(rpc.LAST_SEGMENT_HEADERS, last_segment_headers)
-        server.method(rpc.PIECE, piece)
+        for method, handler in RPC_METHODS.items():
+            server.method(method, getattr(self, handler))
         for sub, source in (
             (rpc.SLOT_INFO, self.slot_info),
             (rpc.REWARD_SIGNING, self.reward_signing),
@@ -423,6 +327,59 @@ class DevNode:
         ):
             server.subscription(sub.subscribe, sub.notification, sub.unsubscribe, source.subscribe)
         return server
+
+    async def rpc_farmer_app_info(self, _params: list[Any]) -> Any:
+        return self.farmer_app_info().to_json()
+
+    async def rpc_submit_solution_response(self, params: list[Any]) -> Any:
+        response = _single_object(params, "SolutionResponse")
+        try:
+            solution = Solution.from_json(response["solution"])
+            slot = int(response["slotNumber"])
+        except (KeyError, TypeError, ValueError, SolutionError) as e:
+            raise RpcError(-32602, f"invalid SolutionResponse: {e}") from e
+        self.submit_solution(slot, solution)
+        return None
+
+    async def rpc_submit_reward_signature(self, params: list[Any]) -> Any:
+        response = rpc.RewardSignatureResponse.from_json(_single_object(params, "RewardSignatureResponse"))
+        fut = self._signatures.get(response.hash)
+        if fut is not None and not fut.done() and response.signature is not None:
+            fut.set_result(response.signature)
+        return None
+
+    async def rpc_acknowledge_archived_segment_header(self, _params: list[Any]) -> Any:
+        return None
+
+    async def rpc_segment_headers(self, params: list[Any]) -> Any:
+        indexes = params[0] if params else []
+        if not isinstance(indexes, list) or len(indexes) > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
+            raise RpcError(
+                rpc.SUBSPACE_ERROR_CODE,
+                f"segment_indexes length exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}",
+            )
+        return [self.headers[i].to_json() if 0 <= int(i) < len(self.headers) else None for i in indexes]
+
+    async def rpc_last_segment_headers(self, params: list[Any]) -> Any:
+        limit = int(params[0]) if params else 0
+        if limit > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
+            raise RpcError(rpc.SUBSPACE_ERROR_CODE, f"limit exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}")
+        return [h.to_json() for h in self.headers[-limit:]] if limit else []
+
+    async def rpc_piece(self, params: list[Any]) -> Any:
+        data = await asyncio.to_thread(self.piece, int(params[0]))
+        return None if data is None else data.hex()
+
+
+RPC_METHODS = {
+    rpc.GET_FARMER_APP_INFO: "rpc_farmer_app_info",
+    rpc.SUBMIT_SOLUTION_RESPONSE: "rpc_submit_solution_response",
+    rpc.SUBMIT_REWARD_SIGNATURE: "rpc_submit_reward_signature",
+    rpc.ACKNOWLEDGE_ARCHIVED_SEGMENT_HEADER: "rpc_acknowledge_archived_segment_header",
+    rpc.SEGMENT_HEADERS: "rpc_segment_headers",
+    rpc.LAST_SEGMENT_HEADERS: "rpc_last_segment_headers",
+    rpc.PIECE: "rpc_piece",
+}
 
 
 def _single_object(params: list[Any], what: str) -> dict[str, Any]:

@@ -119,12 +119,6 @@ class Supervisor:
                 process.kill()
                 await process.wait()
 
-    async def start_again(self, name: str) -> None:
-        program = self.programs[name]
-        program.stopped = False
-        await self._spawn(program)
-        self._watchers.append(asyncio.create_task(self._watch(program)))
-
     async def stop_all(self) -> None:
         for name in reversed(list(self.programs)):
             await self.stop(name)

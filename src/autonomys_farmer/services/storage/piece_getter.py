@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from autonomys_farmer.cluster import sharding, subjects
 from autonomys_farmer.cluster.bulk_ops import GetItems, Item
@@ -136,12 +136,11 @@ class PieceGetter:
         self.maps = ShardMaps(bus)
         self.verifier = verifier
         self.order = sources if sources is not None else sharding.source_order(priority_cache)
-        self.stats = {"hits": 0, "misses": 0}
 
-    async def get_pieces(self, piece_indexes: Iterable[int], skip: str = "") -> dict[int, Piece]:
+    async def get_pieces(self, piece_indexes: Iterable[int], skip: str = "") -> dict[PieceIndex, Piece]:
         """Valid pieces found for `piece_indexes` (a missing one is absent from the result)."""
-        wanted = list(dict.fromkeys(piece_indexes))
-        found: dict[int, Piece] = {}
+        wanted = [PieceIndex(index) for index in dict.fromkeys(piece_indexes)]
+        found: dict[PieceIndex, Piece] = {}
         for group in self.order:
             missing = [i for i in wanted if i not in found]
             if not missing:
@@ -153,9 +152,7 @@ class PieceGetter:
                 continue
             for index, ok in (await self._valid_many(raw)).items():
                 if ok:
-                    found[index] = Piece(raw[index])
-                    self.stats["hits"] += 1
-        self.stats["misses"] += len(wanted) - len(found)
+                    found[PieceIndex(index)] = Piece(raw[index])
         return found
 
     @property
@@ -167,7 +164,7 @@ class PieceGetter:
             return {index: len(data) == PIECE_SIZE for index, data in raw.items()}
         return await self.verifier.valid_many(raw)
 
-    async def _from_group(self, group: str, indexes: list[int], skip: str) -> dict[int, bytes]:
+    async def _from_group(self, group: str, indexes: Sequence[int], skip: str) -> dict[int, bytes]:
         members = [member for member in (await self.maps.get(group)).members if member.instance_id != skip]
         if not members:
             return {}
@@ -181,7 +178,7 @@ class PieceGetter:
             by_owner.setdefault(owner, []).append(index)
         return await _fetch_by_owner(by_owner, address)
 
-    async def _split_parity(self, ids: list[str], address: dict[str, str], indexes: list[int]) -> dict[int, bytes]:
+    async def _split_parity(self, ids: list[str], address: dict[str, str], indexes: Sequence[int]) -> dict[int, bytes]:
         if len(ids) < sharding.SPLIT_SHARDS:
             return {}
         by_owner: dict[str, list[int]] = {}

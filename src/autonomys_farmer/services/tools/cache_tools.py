@@ -20,6 +20,7 @@ from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_id, derive_sector_piece_indices
+from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items
 from autonomys_farmer.services.transport import bulk
 from autonomys_farmer.services.transport.nats_bus import Bus
@@ -250,7 +251,7 @@ async def _right_items(
             copies = await getter.get_pieces(lacking, skip=instance)
             right.update({key: piece.data for key, piece in copies.items()})
         return right
-    located = {key: sharding.split_key(key) for key in keys}
+    located = {key: (PieceIndex(sharding.split_key(key)[0]), sharding.split_key(key)[1]) for key in keys}
     copies = await getter.get_pieces({piece_index for piece_index, _ in located.values()}, skip=instance)
     return {
         key: sharding.split_piece(copies[piece_index].data)[shard]

@@ -40,12 +40,27 @@ Files come out under OUT/<machine name>/etc/..., ready to be copied to each mach
 from __future__ import annotations
 
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autonomys_farmer.services.components.sharded_cache import parse_path_options, parse_size
+from autonomys_farmer.cluster.components import (
+    CacheDisk,
+    ClusterOptions,
+    ComponentOptions,
+    ControllerOptions,
+    FarmDisk,
+    FullPieceCacheOptions,
+    PlotClientOptions,
+    PlotServerOptions,
+    ProofServerOptions,
+    ShardedCacheOptions,
+    UsageError,
+    component_argv,
+)
+from autonomys_farmer.cluster.messages import CacheItemType
 from autonomys_farmer.services.devnet.supervisor import nats_server_config
 from autonomys_farmer.services.files import write_atomically
 
@@ -184,16 +199,27 @@ def render_cluster(config: dict[str, Any], base_dir: Path = Path(".")) -> dict[P
     nats_hosts = [str(machine["host"]) for machine in machines if machine.get("nats_server")]
     if not nats_hosts:
         raise ClusterConfigError("no machine runs a nats-server (set nats_server = true on one or three)")
-    nats_args = " ".join(f"--nats-server nats://{host}:{cluster['nats_port']}" for host in nats_hosts)
-    cluster_cmd = f"{cluster['farmer']} cluster {nats_args}"
+    shared = ClusterOptions(nats_servers=tuple(f"nats://{host}:{cluster['nats_port']}" for host in nats_hosts))
     files: dict[Path, str] = {}
     for machine in machines:
-        files.update(_render_machine(machine, cluster, cluster_cmd, nats_hosts, base_dir))
+        files.update(_render_machine(machine, cluster, shared, nats_hosts, base_dir))
     return files
 
 
+def _command(cluster: dict[str, Any], shared: ClusterOptions, options: ComponentOptions) -> str:
+    """The program's command line, from the component's one description (cluster/components.py)."""
+    return shlex.join([str(cluster["farmer"]), *component_argv(shared, options)])
+
+
+def _options(machine: str, component: str, make: Any) -> Any:
+    try:
+        return make()
+    except (UsageError, ValueError, TypeError) as e:  # every bad value is named before it reaches a machine
+        raise ClusterConfigError(f"machine {machine}: {component}: {e}") from e
+
+
 def _render_machine(
-    machine: dict[str, Any], cluster: dict[str, Any], cluster_cmd: str, nats_hosts: list[str], base_dir: Path
+    machine: dict[str, Any], cluster: dict[str, Any], shared: ClusterOptions, nats_hosts: list[str], base_dir: Path
 ) -> dict[Path, str]:
     name, host = str(machine["name"]), str(machine["host"])
     root = Path(name)
@@ -222,52 +248,46 @@ def _render_machine(
         add("nats-server", [Program("nats-server", f"{cluster['nats_server']} -c /{NATS_CONF}")])
     if "controller" in machine:
         controller = table("controller")
-        url = controller.get("node_rpc_url", f"ws://{host}:9944")
-        where = f"--base-path {controller['base_path']}" if "base_path" in controller else "--tmp"
-        command = f"{cluster_cmd} controller {where} --node-rpc-url {url}"
-        add("autonomys-controller", [Program("autonomys-controller", command)])
+        options = _options(name, "controller", lambda: ControllerOptions(
+            node_rpc_url=str(controller.get("node_rpc_url", f"ws://{host}:9944")),
+            base_path=Path(controller["base_path"]) if "base_path" in controller else None,
+            tmp="base_path" not in controller,
+        ))  # fmt: skip
+        add("autonomys-controller", [Program("autonomys-controller", _command(cluster, shared, options))])
     if "proof_server" in machine:
         gpu = str(table("proof_server").get("gpu", 0))
-        command = f"{cluster_cmd} proof-server"
+        command = _command(cluster, shared, ProofServerOptions())
         add("autonomys-proof-server", [Program("autonomys-proof-server", command, (("CUDA_VISIBLE_DEVICES", gpu),))])
     if "sharded_cache" in machine:
         cache = table("sharded_cache")
-        spec = f"path={_required(cache, 'path', name, 'sharded_cache')}"
-        if "size" in cache:
-            try:
-                parse_size(str(cache["size"]))  # a bad size fails here, not on the machine
-            except ValueError as e:
-                raise ClusterConfigError(f"machine {name}: sharded_cache: {e}") from e
-            spec += f",size={cache['size']}"
-        item = f" --item-type {cache['item_type']}" if "item_type" in cache else ""
-        add(
-            "autonomys-sharded-cache", [Program("autonomys-sharded-cache", f"{cluster_cmd} sharded-cache{item} {spec}")]
-        )
+        path = _required(cache, "path", name, "sharded_cache")
+        options = _options(name, "sharded_cache", lambda: ShardedCacheOptions(
+            item_type=CacheItemType(cache.get("item_type", CacheItemType.PIECE)),
+            disk=CacheDisk.parse(str(CacheDisk(path, str(cache["size"]) if "size" in cache else None))),
+        ))  # fmt: skip
+        add("autonomys-sharded-cache", [Program("autonomys-sharded-cache", _command(cluster, shared, options))])
     if "full_piece_cache" in machine:
         path = _required(table("full_piece_cache"), "path", name, "full_piece_cache")
-        command = f"{cluster_cmd} full-piece-sharded-cache path={path}"
-        add("autonomys-full-piece", [Program("autonomys-full-piece", command)])
+        options = FullPieceCacheOptions(path=Path(path))
+        add("autonomys-full-piece", [Program("autonomys-full-piece", _command(cluster, shared, options))])
     if "plot_server" in machine:
-        add("autonomys-plot-server", _plot_servers(machine, table("plot_server"), cluster, cluster_cmd, base_dir),
+        add("autonomys-plot-server", _plot_servers(machine, table("plot_server"), cluster, shared, base_dir),
             group="autonomys-plot-server")  # fmt: skip
     if "plot_client" in machine:
         client = table("plot_client")
         farms = client.get("farms", [])
         if not farms:
             raise ClusterConfigError(f'machine {name}: plot_client needs farms = ["path=DIR,sectors=N", ...]')
-        for farm in farms:
-            try:
-                parse_path_options(str(farm), ("path", "sectors"), ("path", "sectors"))
-            except ValueError as e:
-                raise ClusterConfigError(f"machine {name}: plot_client farm {farm!r}: {e}") from e
         reward = _required(client, "reward_address", name, "plot_client")
-        command = f"{cluster_cmd} plot-client --reward-address {reward} {' '.join(farms)}"
-        add("autonomys-plot-client", [Program("autonomys-plot-client", command)])
+        options = _options(name, "plot_client", lambda: PlotClientOptions(
+            reward_address=reward, farms=tuple(FarmDisk.parse(str(farm)) for farm in farms)
+        ))  # fmt: skip
+        add("autonomys-plot-client", [Program("autonomys-plot-client", _command(cluster, shared, options))])
     return files
 
 
 def _plot_servers(
-    machine: dict[str, Any], plot: dict[str, Any], cluster: dict[str, Any], cluster_cmd: str, base_dir: Path
+    machine: dict[str, Any], plot: dict[str, Any], cluster: dict[str, Any], shared: ClusterOptions, base_dir: Path
 ) -> list[Program]:
     name = machine["name"]
     gpus = int(plot.get("gpus", 1))
@@ -281,11 +301,15 @@ def _plot_servers(
     cores = plot_server_cores(affinity, gpus, plot.get("cores")) if affinity else None
     base_path = str(plot.get("base_path", "/var/plot-server"))
     port = int(plot.get("listen_port", 9966))
-    priority = " --priority-cache" if plot.get("priority_cache", True) else ""
     programs = []
     for gpu in range(gpus):
         pin = f"numactl -C {format_cpu_list(cores[gpu])} -l " if cores else ""
-        command = f"{pin}{cluster_cmd} plot-server{priority} --listen-port {port + gpu} {base_path}/base-path-{gpu}"
+        options = _options(name, "plot_server", lambda gpu=gpu: PlotServerOptions(
+            priority_cache=bool(plot.get("priority_cache", True)),
+            listen_port=port + gpu,
+            base_path=Path(f"{base_path}/base-path-{gpu}"),
+        ))  # fmt: skip
+        command = pin + _command(cluster, shared, options)
         environment = [("CUDA_VISIBLE_DEVICES", str(gpu))]
         if "gpu_concurrency" in plot:
             environment.append(("GPU_CONCURRENCY", str(int(plot["gpu_concurrency"]))))

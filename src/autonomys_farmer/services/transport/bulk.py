@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -125,10 +124,8 @@ async def request_all(
     return [frame async for frame in request(address, operation, answer_type, payload, timeout=timeout)]
 
 
-def advertised_host() -> str:
-    """The address peers should dial: AUTONOMYS_ADVERTISE_HOST, else this host's outbound address."""
-    if host := os.environ.get("AUTONOMYS_ADVERTISE_HOST"):
-        return host
+def outbound_address() -> str:
+    """This host's address on the route out (what peers dial unless `--advertise-host` says otherwise)."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect(("10.255.255.255", 1))

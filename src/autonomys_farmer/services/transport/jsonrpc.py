@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
+from websockets.asyncio.server import Server
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_SIZE = 20 * 1024 * 1024  # jsonrpsee's farmer client limit; a piece is ~2 MiB of hex
@@ -56,7 +57,7 @@ class JsonRpcServer:
     def subscription(self, subscribe: str, notification: str, unsubscribe: str, source: SubscriptionSource) -> None:
         self.subscriptions[subscribe] = _Subscription(notification, unsubscribe, source)
 
-    async def serve(self, host: str, port: int) -> websockets.asyncio.server.Server:
+    async def serve(self, host: str, port: int) -> Server:
         return await websockets.serve(self._connection, host, port, max_size=MAX_MESSAGE_SIZE, compression=None)
 
     async def _connection(self, ws: websockets.ServerConnection) -> None:
