@@ -43,6 +43,15 @@ def compute():
 
 
 @pytest.fixture(scope="session")
+def emulated():
+    """The GPU pipelines' device emulated on the CPU (test tier T1); one per session, so its compiled
+    launch wrappers are shared by every test that uses it."""
+    from autonomys_farmer.backends.cpu.emulation import EmulatedDevice
+
+    return EmulatedDevice()
+
+
+@pytest.fixture(scope="session")
 def s35_table(compute):
     from vectors import S35
 

@@ -1,4 +1,4 @@
-"""Block-cooperative GPU kernels in numba's CUDA simulator at small K (test tier T2).
+"""Block-cooperative GPU kernels in numba's CUDA simulator at small K, and the MSM kernels (test tier T2).
 
 Runs as its own process (the simulator must be chosen before numba-cuda is imported):
 `NUMBA_ENABLE_CUDASIM=1 python tests/cuda_simulator.py`. The rank sort, matching and scan kernels run in the
@@ -65,8 +65,51 @@ def main() -> int:
     totals = np.empty(3, np.int32)
     device.blocks(kx.SCAN, 3, values, out, totals)
     assert (out == np.cumsum(values, axis=1) - values).all() and (totals == values.sum(axis=1)).all()
+    check_msm(cuda, kernel_python_function, EmulatedDevice)
     print("ok")
     return 0
+
+
+MSM_POINTS = 8
+
+
+def check_msm(cuda: Any, kernel_python_function: Any, emulated_device: Any) -> None:
+    """Every MSM kernel in the simulator (atomics from concurrent threads, the Fp code's plain-Python
+    meaning), equal to the CPU backend."""
+    import random
+
+    from py_arkworks_bls12381 import G1Point, Scalar
+
+    from autonomys_farmer.backends.cpu.msm import g1_msm
+    from autonomys_farmer.backends.cuda.msm import DeviceMsm
+    from autonomys_farmer.protocol import g1
+    from autonomys_farmer.protocol.field import BLS_MODULUS
+    from autonomys_farmer.protocol.kzg import affine_rows
+
+    class Simulated(emulated_device):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.compiled: dict[Any, Any] = {}
+
+        def _kernel(self, spec: Any) -> Any:
+            if spec not in self.compiled:
+                self.compiled[spec] = cuda.jit(kernel_python_function(spec))
+            return self.compiled[spec]
+
+        def grid(self, spec: Any, n: int, *args: Any, stream: Any = None) -> None:
+            self._kernel(spec)[(n + SIMULATED_THREADS - 1) // SIMULATED_THREADS, SIMULATED_THREADS](n, *args)
+
+        def blocks(self, spec: Any, nblocks: int, *args: Any, stream: Any = None) -> None:
+            self._kernel(spec)[nblocks, SIMULATED_THREADS](*args)
+
+    rng = random.Random(7)
+    generator = G1Point()
+    points = [generator * Scalar(rng.randrange(1, BLS_MODULUS)) for _ in range(MSM_POINTS - 2)]
+    points += [points[0], G1Point.identity()]  # a repeated point and the identity
+    rows = affine_rows(points)
+    scalars = g1.scalar_rows([rng.randrange(BLS_MODULUS) for _ in range(MSM_POINTS)])[None]
+    got = DeviceMsm(Simulated())(rows, scalars)
+    assert g1.xyzz_to_affine(got[0]) == g1.xyzz_to_affine(g1_msm(rows, scalars)[0]), "MSM differs in the simulator"
 
 
 if __name__ == "__main__":

@@ -27,18 +27,12 @@ from vectors import (
     S35_TABLE_SIZES,
 )
 
-from autonomys_farmer.backends.cpu.emulation import EmulatedDevice
 from autonomys_farmer.backends.cuda.backend import CudaBackend
 from autonomys_farmer.backends.cuda.pipeline import Constants, TableBuffers, records_to_redo
 from autonomys_farmer.backends.kernels import encode as kx
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.field import FieldError
 from autonomys_farmer.protocol.plotting import select_chunks
-
-
-@pytest.fixture(scope="module")
-def emulated() -> EmulatedDevice:
-    return EmulatedDevice()
 
 
 def test_t1_emulated_gpu_tables_reproduce_the_spec_vectors(emulated):
@@ -145,7 +139,7 @@ def test_t3_every_kernel_cross_compiles_to_sm90(emulated, capsys):
     assert {spec for spec, _ in launched} == {
         spec for spec in vars(kx).values() if isinstance(spec, (kx.GridKernel, kx.BlockKernel))
     }, "every kernel spec is launched by the pipeline"
-    reports = [crosscompile.report(spec, args) for spec, args in launched.values()]
+    reports = crosscompile.reports(list(launched.values()))
     with capsys.disabled():
         print("\nsm_90 kernels (ptxas):")
         for r in reports:

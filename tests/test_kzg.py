@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import KZG_PARAMETERS
 
-from autonomys_farmer.protocol import field
+from autonomys_farmer.protocol import field, g1
 from autonomys_farmer.protocol.kzg import (
     IDENTITY_G1,
     PARAMETERS_SIZE,
@@ -24,9 +25,12 @@ TAU_G2 = (
 )
 
 
+G1_ONE_ONE = np.stack([g1.to_fp_row(1), g1.to_fp_row(1)])  # ZZ = ZZZ = 1: an affine point in XYZZ
+
+
 def test_parameters(kzg):
     assert bytes(kzg.tau_g2.to_compressed_bytes()).hex() == TAU_G2
-    assert bytes(kzg.g1_powers[0].to_compressed_bytes()).hex().startswith("97f1d3a7")
+    assert g1.compress(g1.xyzz_to_affine(np.vstack([kzg.g1_rows[0], G1_ONE_ONE]))).hex().startswith("97f1d3a7")
 
 
 def test_commit_and_witness_vectors(compute, kzg):

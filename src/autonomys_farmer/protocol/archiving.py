@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,8 +28,8 @@ from autonomys_farmer.protocol.constants import (
 )
 from autonomys_farmer.protocol.field import BLS_MODULUS, SAFE_BYTES, bit_reverse_indices, root_of_unity
 from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
-from autonomys_farmer.protocol.pieces import Piece, record_witnesses, segment_commitment
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.protocol.pieces import Piece, record_commitments, record_witnesses, segment_commitment
 from autonomys_farmer.protocol.scale import ScaleError, compact_size, encode_compact
 from autonomys_farmer.protocol.types import SegmentIndex
 
@@ -309,9 +308,7 @@ def archive_segment(compute: Compute, kzg: Kzg, segment_bytes: bytes) -> tuple[b
     parity_rows = erasure.extend_batch(compute, rows)
     parity = fr.rows_to_scalars(compute, parity_rows.reshape(-1, 8)).reshape(RECORD_NUM_CHUNKS, NUM_RAW_RECORDS, 32)
     parity = parity.transpose(1, 0, 2)
-    # py-arkworks releases the GIL inside MSMs: commit to records on all cores.
-    with ThreadPoolExecutor() as pool:
-        source_commitments = list(pool.map(lambda record: _record_commitment(compute, kzg, record), source))
+    source_commitments = record_commitments(compute, kzg, source)
     commitments = extend_commitments(kzg, source_commitments)
     seg_commitment = segment_commitment(compute, kzg, commitments)
     witnesses = record_witnesses(compute, kzg, commitments, list(range(NUM_PIECES)))
@@ -320,12 +317,6 @@ def archive_segment(compute: Compute, kzg: Kzg, segment_bytes: bytes) -> tuple[b
         record = source[position // 2] if position % 2 == 0 else parity[position // 2]
         pieces.append((np.ascontiguousarray(record).tobytes(), commitments[position], witnesses[position]))
     return seg_commitment, pieces
-
-
-def _record_commitment(compute: Compute, kzg: Kzg, record: np.ndarray) -> bytes:
-    if not record.any():
-        return IDENTITY_G1  # the zero polynomial; skips a 2^15-point MSM for empty records
-    return kzg.commit(compute, kzg.poly(compute, fr.scalars_to_rows(compute, record)))
 
 
 __all__ = ["ArchivedSegment", "Archiver", "ScaleError", "SegmentHeader", "archive_segment"]

@@ -106,6 +106,14 @@ class Compute(Protocol):
         2d coefficients of each product (the leading 1 implicit)."""
         ...
 
+    # --- BLS12-381 G1 -------------------------------------------------------------------------------
+
+    def g1_msm(self, bases: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        """Σ_j s_kj·P_j for every set k of scalars, in one batch: bases (n, 2, 12) affine Montgomery rows
+        (protocol.g1; (0, 0) is the identity), scalars (K, n, 8) canonical Fr limbs; returns (K, 4, 12)
+        XYZZ Montgomery points. Commitments, witnesses and batched verification all come down to this."""
+        ...
+
     # --- hashing and keystreams -----------------------------------------------------------------------
 
     def hash_rows(self, rows: np.ndarray) -> np.ndarray:

@@ -188,3 +188,11 @@ def ifft(compute: Compute, rows: np.ndarray) -> np.ndarray:
     n = rows.shape[0]
     check_domain_size(n)
     return compute.mul(compute.ntt(rows[None], inverse=True)[0], inverse_of(n))
+
+
+def ifft_batch(compute: Compute, blocks: np.ndarray) -> np.ndarray:
+    """ifft() of every (n, 8) block of a (batch, n, 8) array."""
+    batch, n = blocks.shape[0], blocks.shape[1]
+    check_domain_size(n)
+    coeffs = compute.ntt(blocks, inverse=True)
+    return compute.mul(coeffs.reshape(-1, 8), inverse_of(n)).reshape(batch, n, 8)

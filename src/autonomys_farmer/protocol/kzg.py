@@ -1,8 +1,10 @@
-"""KZG over BLS12-381 with the monomial 2^15 setup (protocol.md §4), on py-arkworks-bls12381.
+"""KZG over BLS12-381 with the monomial 2^15 setup (protocol.md §4).
 
 Polynomials are coefficient vectors (Montgomery rows, protocol.field); values/points are scalars.
-Encodings are blst's compressed G1 (48 bytes); decoding follows blst exactly (no subgroup check,
-reject x = 0 and non-canonical infinity), which arkworks' unchecked decoder needs help with.
+Commitments and witnesses are multi-scalar multiplications, done by the compute backend (`g1_msm`, on
+the GPU when there is one); py-arkworks-bls12381 decodes points and checks pairings. Encodings are
+blst's compressed G1 (48 bytes); decoding follows blst exactly (no subgroup check, reject x = 0 and
+non-canonical infinity), which arkworks' unchecked decoder needs help with.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import blake3
 import numpy as np
 from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
 
-from autonomys_farmer.protocol import field
+from autonomys_farmer.protocol import field, g1
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.field import BLS_MODULUS, next_power_of_two, root_of_unity
+from autonomys_farmer.protocol.g1 import FP_MODULUS as BLS_BASE_FIELD_MODULUS
 
 NUM_G1_POWERS = 32768
 NUM_G2_POWERS = 65
@@ -25,10 +28,7 @@ G1_SIZE = 48
 G2_SIZE = 96
 PARAMETERS_SIZE = NUM_G1_POWERS * G1_SIZE + NUM_G2_POWERS * G2_SIZE  # 1,579,104
 PARAMETERS_SHA256 = "f3ead1a6249527aa503d6c56578325c01d19b3365cc59905be2bba64ae322925"
-BLS_BASE_FIELD_MODULUS = int(
-    "1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab", 16
-)
-IDENTITY_G1 = b"\xc0" + bytes(47)
+IDENTITY_G1 = g1.COMPRESSED_IDENTITY
 
 
 class KzgError(ValueError):
@@ -56,20 +56,29 @@ def decode_g1(data: bytes) -> G1Point:
         raise KzgError(f"G1 point {data.hex()} is not on the curve") from e
 
 
-def _rows_to_arkworks(compute: Compute, rows: np.ndarray) -> list[Scalar]:
-    raw = field.from_montgomery(compute, rows)  # little-endian u32 limbs == little-endian bytes
-    blob = np.ascontiguousarray(raw.astype("<u4")).tobytes()
-    return [Scalar.from_le_bytes(blob[32 * i : 32 * i + 32]) for i in range(raw.shape[0])]
+def affine_rows(points: Sequence[G1Point]) -> np.ndarray:
+    """The contract's (n, 2, 12) Montgomery affine rows of decoded points."""
+    return g1.affine_rows([g1.xy_le_to_affine(bytes(p.to_xy_bytes_le())) for p in points])
+
+
+def to_arkworks(point: tuple[int, int] | None) -> G1Point:
+    return G1Point.from_xy_bytes_unchecked_le(g1.affine_to_xy_le(point))
+
+
+def msm(compute: Compute, rows: np.ndarray, scalars: Sequence[int]) -> tuple[int, int] | None:
+    """Σ s_i·P_i for affine rows and integer scalars (reduced mod r), as an affine point."""
+    return g1.xyzz_to_affine(compute.g1_msm(rows, g1.scalar_rows(scalars)[None])[0])
 
 
 Opening = tuple[bytes, int, int, bytes, bytes]  # (commitment, num_values, index, value, witness)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kzg:
-    """The setup: [τ^i]G1 for i < 32768, G2 and [τ]G2 (only those two G2 powers are ever used)."""
+    """The setup: [τ^i]G1 for i < 32768 (as the contract's affine rows), G2 and [τ]G2 (only those two G2
+    powers are ever used)."""
 
-    g1_powers: tuple[G1Point, ...]
+    g1_rows: np.ndarray  # (32768, 2, 12) uint32, Montgomery affine
     g2: G2Point
     tau_g2: G2Point
 
@@ -80,23 +89,28 @@ class Kzg:
             raise KzgError(f"KZG parameters have SHA-256 {digest}, expected {expected_sha256}")
         if len(data) != PARAMETERS_SIZE:
             raise KzgError(f"KZG parameters must be {PARAMETERS_SIZE} bytes, got {len(data)}")
-        g1 = tuple(
+        g1_points = [
             G1Point.from_compressed_bytes_unchecked(data[i * G1_SIZE : (i + 1) * G1_SIZE]) for i in range(NUM_G1_POWERS)
-        )
+        ]
         base = NUM_G1_POWERS * G1_SIZE
         g2 = G2Point.from_compressed_bytes_unchecked(data[base : base + G2_SIZE])
         tau_g2 = G2Point.from_compressed_bytes_unchecked(data[base + G2_SIZE : base + 2 * G2_SIZE])
-        return cls(g1, g2, tau_g2)
+        return cls(affine_rows(g1_points), g2, tau_g2)
 
     def commit(self, compute: Compute, coeffs: np.ndarray) -> bytes:
         """Σ c_j·[τ^j]G1, compressed."""
-        n = coeffs.shape[0]
+        return self.commit_many(compute, coeffs[None])[0]
+
+    def commit_many(self, compute: Compute, coeffs: np.ndarray) -> list[bytes]:
+        """commit() of every (n, 8) block of a (count, n, 8) array, in one batched MSM."""
+        n = coeffs.shape[1]
         if n > NUM_G1_POWERS:
             raise KzgError(f"polynomial of {n} coefficients exceeds the {NUM_G1_POWERS}-power setup")
         if n == 0:
-            return IDENTITY_G1
-        point = G1Point.multiexp_unchecked(list(self.g1_powers[:n]), _rows_to_arkworks(compute, coeffs))
-        return bytes(point.to_compressed_bytes())
+            return [IDENTITY_G1] * coeffs.shape[0]
+        scalars = field.from_montgomery(compute, coeffs.reshape(-1, 8)).reshape(coeffs.shape)
+        points = compute.g1_msm(self.g1_rows[:n], scalars)
+        return [g1.compress(g1.xyzz_to_affine(point)) for point in points]
 
     def poly(self, compute: Compute, values: np.ndarray) -> np.ndarray:
         """Coefficients of the polynomial through values at ω_n^i (n must be a power of two)."""
@@ -104,14 +118,22 @@ class Kzg:
 
     def create_witness(self, compute: Compute, coeffs: np.ndarray, num_values: int, index: int) -> bytes:
         """Opening proof at x = ω_M^index, M = next_power_of_two(num_values)."""
+        return self.create_witnesses(compute, coeffs, num_values, [index])[0]
+
+    def create_witnesses(
+        self, compute: Compute, coeffs: np.ndarray, num_values: int, indices: Sequence[int]
+    ) -> list[bytes]:
+        """create_witness() at several indices of one polynomial, in one batched MSM."""
         if coeffs.shape[0] == 0:
             raise KzgError("cannot open an empty polynomial")
         if coeffs.shape[0] - 1 > NUM_G1_POWERS:
             raise KzgError(f"quotient of {coeffs.shape[0] - 1} coefficients exceeds the setup")
         x = root_of_unity(next_power_of_two(num_values))
-        point = pow(x, index, BLS_MODULUS)
-        quotient = compute.synthetic_division(np.ascontiguousarray(coeffs), field.ints_to_rows([point]))
-        return self.commit(compute, quotient)
+        coeffs = np.ascontiguousarray(coeffs)
+        quotients = np.stack(
+            [compute.synthetic_division(coeffs, field.ints_to_rows([pow(x, index, BLS_MODULUS)])) for index in indices]
+        )
+        return self.commit_many(compute, quotients)
 
     def verify(self, commitment: bytes, num_values: int, index: int, value: bytes, witness: bytes) -> bool:
         """e(C − y·G1, G2) == e(π, [τ]G2 − x·G2); False on any undecodable input."""
@@ -123,7 +145,7 @@ class Kzg:
         rhs_g2 = self.tau_g2 - self.g2 * Scalar(x)
         return bool(GT.pairing_check([lhs, pi], [-self.g2, rhs_g2]))
 
-    def verify_batch(self, openings: Sequence[Opening], weights: Sequence[int]) -> bool:
+    def verify_batch(self, compute: Compute, openings: Sequence[Opening], weights: Sequence[int]) -> bool:
         """Every opening at once, with one pairing check:
         e(Σ w_k·(C_k − y_k·G1 + x_k·π_k), G2) == e(Σ w_k·π_k, [τ]G2).
         Each opening alone is e(C − y·G1 + x·π, G2) == e(π, [τ]G2); with random weights of b bits a
@@ -143,9 +165,9 @@ class Kzg:
             y_sum += weight * y
         if not witnesses:
             return True
-        lhs = multiexp([*points, G1Point()], [*scalars, -y_sum])
-        rhs = multiexp(witnesses, weights)
-        return bool(GT.pairing_check([lhs, rhs], [-self.g2, self.tau_g2]))
+        lhs = msm(compute, affine_rows([*points, G1Point()]), [*scalars, -y_sum])
+        rhs = msm(compute, affine_rows(witnesses), weights)
+        return bool(GT.pairing_check([to_arkworks(lhs), to_arkworks(rhs)], [-self.g2, self.tau_g2]))
 
 
 def _decode_opening(opening: Opening) -> tuple[G1Point, G1Point, int, int] | None:
@@ -159,11 +181,6 @@ def _decode_opening(opening: Opening) -> tuple[G1Point, G1Point, int, int] | Non
     if len(value) != 32 or y >= BLS_MODULUS:
         return None
     return c, pi, pow(root_of_unity(next_power_of_two(num_values)), index, BLS_MODULUS), y
-
-
-def multiexp(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
-    """Σ s_i·P_i for integer scalars (reduced mod r)."""
-    return G1Point.multiexp_unchecked(list(points), [Scalar(s % BLS_MODULUS) for s in scalars])
 
 
 def insecure_parameters(seed: bytes, num_g1: int = NUM_G1_POWERS) -> bytes:

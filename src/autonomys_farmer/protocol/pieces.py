@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from py_arkworks_bls12381 import G1Point
 
-from autonomys_farmer.protocol import field
+from autonomys_farmer.protocol import field, g1
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.constants import (
     COMMITMENT_SIZE,
@@ -23,7 +22,7 @@ from autonomys_farmer.protocol.constants import (
 )
 from autonomys_farmer.protocol.field import BLS_MODULUS, FieldError
 from autonomys_farmer.protocol.hashes import blake3_254_hash_to_scalar, blake3_hash
-from autonomys_farmer.protocol.kzg import Kzg, KzgError, decode_g1, multiexp
+from autonomys_farmer.protocol.kzg import Kzg, KzgError, affine_rows, decode_g1, msm
 
 
 class PieceError(ValueError):
@@ -60,7 +59,20 @@ class Piece:
 
 def record_commitment(compute: Compute, kzg: Kzg, record_chunks: np.ndarray) -> bytes:
     """commit(poly(chunks)) over the size-32768 domain."""
-    return kzg.commit(compute, kzg.poly(compute, field.scalars_to_rows(compute, record_chunks)))
+    return record_commitments(compute, kzg, record_chunks[None])[0]
+
+
+COMMIT_BATCH = 16  # records committed in one MSM launch (about 100 MB of working memory on the CPU)
+
+
+def record_commitments(compute: Compute, kzg: Kzg, records: np.ndarray) -> list[bytes]:
+    """record_commitment() of every record of a (count, 32768, 32) array, batched."""
+    out: list[bytes] = []
+    for start in range(0, records.shape[0], COMMIT_BATCH):
+        batch = records[start : start + COMMIT_BATCH]
+        rows = field.scalars_to_rows(compute, batch.reshape(-1, 32)).reshape(batch.shape[0], RECORD_NUM_CHUNKS, 8)
+        out += kzg.commit_many(compute, field.ifft_batch(compute, rows))
+    return out
 
 
 def segment_polynomial(compute: Compute, record_commitments: list[bytes]) -> np.ndarray:
@@ -77,8 +89,7 @@ def segment_commitment(compute: Compute, kzg: Kzg, record_commitments: list[byte
 
 def record_witnesses(compute: Compute, kzg: Kzg, record_commitments: list[bytes], positions: list[int]) -> list[bytes]:
     """Record witnesses (openings of the segment polynomial) for the given piece positions."""
-    poly = segment_polynomial(compute, record_commitments)
-    return [kzg.create_witness(compute, poly, NUM_PIECES, p) for p in positions]
+    return kzg.create_witnesses(compute, segment_polynomial(compute, record_commitments), NUM_PIECES, positions)
 
 
 def is_record_witness_valid(kzg: Kzg, commitment: bytes, witness: bytes, seg_commitment: bytes, position: int) -> bool:
@@ -124,10 +135,10 @@ def are_pieces_valid(
     the single-piece check, the weight being invertible)."""
     weights = batch_weights(randomness, len(pieces))
     valid = [True] * len(pieces)
-    commitments: dict[int, G1Point] = {}  # decoded once, used by every batch a piece is in
+    commitments = np.zeros((len(pieces), 2, g1.FP_LIMBS), np.uint32)  # decoded once for every batch
     for k, (piece, seg_commitment, _position) in enumerate(pieces):
         try:
-            commitments[k] = decode_g1(piece.commitment)
+            commitments[k] = affine_rows([decode_g1(piece.commitment)])[0]
             decode_g1(piece.witness)
             decode_g1(seg_commitment)
         except KzgError:
@@ -139,14 +150,14 @@ def are_pieces_valid(
         combined = _weighted_record(compute, pieces[batch[0]][0], weights[batch[0]])
         for k in batch[1:]:  # one record's rows at a time: memory stays at two records
             combined = compute.add(combined, _weighted_record(compute, pieces[k][0], weights[k]))
-        expected = multiexp([commitments[k] for k in batch], [weights[k] for k in batch])
-        if kzg.commit(compute, kzg.poly(compute, combined)) != bytes(expected.to_compressed_bytes()):
+        expected = msm(compute, commitments[batch], [weights[k] for k in batch])
+        if kzg.commit(compute, kzg.poly(compute, combined)) != g1.compress(expected):
             return False
         openings = [
             (seg, NUM_PIECES, position, blake3_254_hash_to_scalar(piece.commitment), piece.witness)
             for piece, seg, position in (pieces[k] for k in batch)
         ]
-        return kzg.verify_batch(openings, [weights[k] for k in batch])
+        return kzg.verify_batch(compute, openings, [weights[k] for k in batch])
 
     pending = [[k for k, ok in enumerate(valid) if ok]]
     while pending:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from autonomys_farmer.backends.cpu import field as fr
-from autonomys_farmer.backends.cpu import hashing
+from autonomys_farmer.backends.cpu import hashing, msm
 from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.protocol import field
 from autonomys_farmer.protocol.compute import EncodedRecords
@@ -140,6 +140,11 @@ class CpuBackend:
         out = np.zeros((a.shape[0], 2 * a.shape[1], 8), np.uint32)
         fr.mul_monic_pairs_launch(self.parallel, np.ascontiguousarray(a), np.ascontiguousarray(b), out)
         return out
+
+    # --- BLS12-381 G1 -------------------------------------------------------------------------------
+
+    def g1_msm(self, bases: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        return msm.g1_msm(bases, scalars, self.parallel)
 
     # --- hashing and keystreams -----------------------------------------------------------------------
 

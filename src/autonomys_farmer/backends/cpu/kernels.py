@@ -40,6 +40,7 @@ def kernel_cache_dir() -> Path:
 
 numba.config.CACHE_DIR = str(kernel_cache_dir())  # type: ignore[attr-defined]  # before any cached function below is declared
 
+from autonomys_farmer.backends.cpu.intrinsics import target_intrinsics  # noqa: E402
 from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  # noqa: E402
 
 # Hot helpers inlined at numba level (fn: 112 -> 96 ns): a tuple-carrying call boundary defeats scalar
@@ -54,7 +55,7 @@ def _cpu_jit(fn: FunctionType) -> Any:
     return njit(cache=True, inline="always" if fn.__name__ in CPU_INLINE else "never")(fn)
 
 
-CPU = compile_kernels(KERNEL_MODULES, _cpu_jit)
+CPU = compile_kernels(KERNEL_MODULES, _cpu_jit, target_intrinsics())
 
 # numba's default (workqueue) threading layer must not run two parallel launches at once.
 PARALLEL_LOCK = threading.RLock()

@@ -16,6 +16,7 @@ import numpy as np
 
 from autonomys_farmer.backends.cpu.backend import CpuBackend
 from autonomys_farmer.backends.cpu.pos_table import PosTable
+from autonomys_farmer.backends.cuda.msm import DeviceMsm
 from autonomys_farmer.backends.cuda.pipeline import Constants, Device, EncodeBuffers, TableBuffers
 from autonomys_farmer.backends.kernels.encode import table_capacity
 from autonomys_farmer.protocol import pos
@@ -46,6 +47,7 @@ class CudaBackend:
         self._constants: Constants | None = None
         self._encode_sets: list[EncodeBuffers] = []
         self._table_set: TableBuffers | None = None
+        self.msm = DeviceMsm(device)
 
     def _ready(self) -> Constants:
         if self._constants is None:
@@ -116,6 +118,9 @@ class CudaBackend:
 
     def mul_monic_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.cpu.mul_monic_pairs(a, b)
+
+    def g1_msm(self, bases: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        return self.msm(bases, scalars)
 
     def hash_rows(self, rows: np.ndarray) -> np.ndarray:
         return self.cpu.hash_rows(rows)

@@ -7,12 +7,15 @@ release as NVVM) then reports registers, spills and stack per kernel.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -107,6 +110,16 @@ def ptxas_report(ptx: str, name: str, compile_s: float, arch: str = "sm_90") -> 
 
 def report(spec: GridKernel | BlockKernel, args: tuple[Any, ...]) -> KernelReport:
     """Cross-compile one kernel for the arguments of a real launch and run ptxas on it."""
-    started = time.perf_counter()
-    ptx = compile_ptx(spec, signature(spec, args))
-    return ptxas_report(ptx, kernel_name(spec), time.perf_counter() - started)
+    return reports([(spec, args)])[0]
+
+
+def reports(launches: Sequence[tuple[GridKernel | BlockKernel, tuple[Any, ...]]]) -> list[KernelReport]:
+    """report() of several kernels: PTX one at a time (numba holds the GIL), ptxas runs on every core
+    (for the curve kernels it takes longer than NVVM)."""
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        pending = []
+        for spec, args in launches:
+            started = time.perf_counter()
+            ptx = compile_ptx(spec, signature(spec, args))
+            pending.append(pool.submit(ptxas_report, ptx, kernel_name(spec), time.perf_counter() - started))
+        return [done.result() for done in pending]

@@ -30,9 +30,13 @@ from autonomys_farmer.backends.kernels.wrappers import (
 @cache
 def device_kernels() -> SimpleNamespace:
     """Every kernel body as a numba-cuda device function (plain device functions: numba-level inlining
-    makes compile times explode; NVVM inlines them anyway)."""
+    makes compile times explode; NVVM inlines them anyway). Under the CUDA simulator the bodies stay plain
+    Python: its device-function wrapper swaps module globals on every call, which the Fp code's thousands
+    of calls per point addition cannot afford (atomics still go through the simulator's)."""
+    if intrinsics.simulating():
+        return compile_kernels(KERNEL_MODULES, lambda fn: fn, intrinsics=intrinsics.target_intrinsics())
     return compile_kernels(
-        KERNEL_MODULES, lambda fn: cuda.jit(device=True)(fn), intrinsics={"atomic_add": intrinsics.atomic_add}
+        KERNEL_MODULES, lambda fn: cuda.jit(device=True)(fn), intrinsics=intrinsics.target_intrinsics()
     )
 
 
