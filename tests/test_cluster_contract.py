@@ -163,10 +163,12 @@ def test_slots_are_farmed_once_in_order():
 
 
 def test_win_budget():
-    assert farming.may_prove_another(3.9, 4.0, 2.0, proved=0)  # the first win is always tried in time
-    assert not farming.may_prove_another(4.1, 4.0, 0.0, proved=0)
-    assert farming.may_prove_another(1.0, 4.0, 2.0, proved=1)
-    assert not farming.may_prove_another(2.5, 4.0, 2.0, proved=1)
+    assert farming.wins_to_prove(3.9, 4.0, 2.0, available=3) == 1  # the first win is always tried in time
+    assert farming.wins_to_prove(4.1, 4.0, 0.0, available=3) == 0
+    assert farming.wins_to_prove(0.5, 4.0, 0.0, available=3) == 1  # no estimate yet: one
+    assert farming.wins_to_prove(0.5, 4.0, 1.0, available=5) == 3
+    assert farming.wins_to_prove(0.5, 4.0, 0.01, available=100) == farming.MAX_WINS_PER_SLOT
+    assert farming.wins_to_prove(0.5, 4.0, 1.0, available=0) == 0
     estimate = farming.ProofTime()
     estimate.observe(2.0)
     estimate.observe(1.0)

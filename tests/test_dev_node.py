@@ -212,18 +212,23 @@ if os.environ.get("AUTONOMYS_FARMER_SKIP_DEV_NODE"):
 
 
 def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, compute, kzg, tmp_path):
-    """`NODE_URL=http://... autonomys-farmer export-piece`: every piece, in the piece_cache.bin format
-    the full-piece cache opens as is; run again after losing some, it fetches only those."""
+    """`NODE_URL=http://... autonomys-export-piece`: every piece, checked against its segment commitment,
+    in the piece_cache.bin format the full-piece cache opens as is; run again after losing some, it
+    fetches only those; a piece that fails the check is never written."""
     import subprocess
     import sys
+    from pathlib import Path
+
+    from conftest import KZG_PARAMETERS
 
     from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
     from autonomys_farmer.services.storage.piece_store import PieceStore
     from autonomys_farmer.services.tools.export_piece import export_pieces
 
     http_url = dev_node.url.replace("ws://", "http://")
+    command = Path(sys.executable).parent / "autonomys-export-piece"  # the operators' own command
     done = subprocess.run(
-        [sys.executable, "-m", "autonomys_farmer.cli", "export-piece"],
+        [str(command), "--kzg-parameters", str(KZG_PARAMETERS), "--backend", "cpu"],
         cwd=tmp_path, env={**os.environ, "NODE_URL": http_url}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -234,8 +239,14 @@ def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, comput
     for lost in (3, 100, 255):
         store.delete(lost)
     store.close()
-    result = asyncio.run(export_pieces(http_url, output))
-    assert (result.already, result.written, result.unavailable) == (253, 3, [])
+    refuse_all = asyncio.run(export_pieces(http_url, output, verifier=lambda triples: [False] * len(triples)))
+    assert (refuse_all.written, refuse_all.invalid) == (0, [3, 100, 255])  # a failed piece is never written
+
+    def verifier(triples):
+        return are_pieces_valid(compute, kzg, triples, os.urandom(16))
+
+    result = asyncio.run(export_pieces(http_url, output, verifier=verifier))
+    assert (result.already, result.written, result.unavailable, result.invalid) == (253, 3, [], [])
 
     async def commitment() -> bytes:
         node = NodeClient(dev_node.url)

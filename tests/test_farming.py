@@ -14,7 +14,7 @@ from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, U64_MAX
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid, is_piece_valid
 from autonomys_farmer.protocol.plotting import plot_sector_in_memory
-from autonomys_farmer.protocol.proving import prove_audit, winning_records
+from autonomys_farmer.protocol.proving import RecordWin, prove_audit, prove_win, prove_wins, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView, ReadingError, read_piece
 from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.protocol.verification import (
@@ -221,3 +221,20 @@ def test_batch_piece_verification_flags_exactly_the_bad_pieces(farm, compute, kz
     expected = [is_piece_valid(compute, kzg, piece, c, position) for piece, c, position in batch]
     assert expected == [False, True, False, False, True]
     assert are_pieces_valid(compute, kzg, batch, b"\x01" * 16) == expected
+
+
+def test_wins_proved_as_one_batch_equal_single_proofs_and_fail_alone(farm, compute, kzg, solution):
+    """A proof server proves a slot's wins together (one MSM for every chunk witness); each solution
+    is the one proved alone, and a record that cannot be decoded fails without failing the others."""
+    _slot, audit = _winning_slot(farm, compute)
+    offset, _distance = winning_records(farm.view, audit)[0]
+    win = RecordWin.read(PUBLIC_KEY, REWARD_ADDRESS, farm.view, offset, audit.s_bucket)
+    other_bucket = int(np.flatnonzero(farm.view.contents.encoded[offset])[-1])
+    other = dataclasses.replace(win, s_bucket=other_bucket)
+    garbage = np.full_like(win.record.chunks, 0xFF)  # no chunk decodes to a canonical scalar
+    broken = dataclasses.replace(win, record=dataclasses.replace(win.record, chunks=garbage))
+    results = prove_wins(compute, kzg, [win, broken, other])
+    assert results[0] == solution[1] == prove_win(compute, kzg, win)
+    assert isinstance(results[1], ReadingError)
+    assert results[2] == prove_win(compute, kzg, other)
+    assert results[2].chunk_witness != results[0].chunk_witness

@@ -6,11 +6,19 @@ import io
 
 import numpy as np
 import pytest
-from history import source_like_record
+from history import SyntheticHistory, source_like_record
 from vectors import S35, S35_PROOFS, S35_TABLE_SIZES
 
-from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
+from autonomys_farmer.protocol import g1
+from autonomys_farmer.protocol import sector as sec
+from autonomys_farmer.protocol.auditing import audit_sector
+from autonomys_farmer.protocol.constants import U64_MAX
+from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
+from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector, plot_sector_in_memory
+from autonomys_farmer.protocol.proving import RecordWin, prove_wins, winning_records
+from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.protocol.sector import RecordMetadata
+from autonomys_farmer.protocol.types import PieceIndex
 
 pytestmark = pytest.mark.gpu
 
@@ -49,3 +57,55 @@ def test_cuda_proof_tables_reproduce_the_vectors(cuda_backend):
     assert tuple(table.sizes) == S35_TABLE_SIZES
     for challenge, proof in S35_PROOFS.items():
         assert table.find_proof(challenge).hex() == proof
+
+
+def test_cuda_msm_equals_cpu(cuda_backend, compute, kzg):
+    """2^15 points (the proving and verification size), three scalar sets, plus a small odd size."""
+    rng = np.random.default_rng(3)
+    for n, sets in ((1 << 15, 3), (1000, 1)):
+        scalars = np.ascontiguousarray(
+            rng.integers(0, 2**32, (sets, n, 8), dtype=np.uint64).astype(np.uint32) & np.uint32(0x3FFFFFFF)
+        )
+        rows = kzg.g1_rows[:n]
+        on_gpu, on_cpu = cuda_backend.g1_msm(rows, scalars), compute.g1_msm(rows, scalars)
+        assert [g1.xyzz_to_affine(p) for p in on_gpu] == [g1.xyzz_to_affine(p) for p in on_cpu]
+
+
+PUBLIC_KEY = bytes(range(32))
+INFO = sec.FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
+
+
+@pytest.fixture(scope="module")
+def farm(compute, kzg):
+    sid = sec.derive_sector_id(PUBLIC_KEY, 0, INFO.history_size)
+    indices = sec.derive_sector_piece_indices(sid, 2, INFO)
+    history = SyntheticHistory(compute, kzg, indices)
+    plotted = plot_sector_in_memory(compute, PUBLIC_KEY, 0, INFO.history_size, [history.pieces[i] for i in indices])
+    return history, indices, plotted
+
+
+def test_cuda_proofs_equal_cpu(cuda_backend, compute, kzg, farm):
+    """Every win of several slots, proved as one batch on the GPU and on the CPU."""
+    _history, _indices, plotted = farm
+    view = PlottedSectorView.open(plotted.data, plotted.metadata)
+    wins = []
+    for slot in range(1, 400):
+        challenge = sec.derive_global_challenge(sec.derive_global_randomness(bytes(16)), slot)
+        audit = audit_sector(compute, PUBLIC_KEY, challenge, U64_MAX, plotted.data, plotted.metadata)
+        for offset, _distance in winning_records(view, audit):
+            wins.append(RecordWin.read(PUBLIC_KEY, PUBLIC_KEY, view, offset, audit.s_bucket))
+        if len(wins) >= 4:
+            break
+    assert wins
+    assert prove_wins(cuda_backend, kzg, wins) == prove_wins(compute, kzg, wins)
+
+
+def test_cuda_piece_verification_verdicts_equal_cpu(cuda_backend, compute, kzg, farm):
+    history, indices, _plotted = farm
+    commitment = history.segment_commitments[0]
+    first, second = (history.pieces[i] for i in indices)
+    p1, p2 = (PieceIndex(i).position() for i in indices)
+    flipped = Piece(bytes([first.data[0] ^ 1]) + first.data[1:])
+    batch = [(first, commitment, p1), (flipped, commitment, p1), (second, commitment, p2), (first, commitment, p2)]
+    verdicts = [are_pieces_valid(backend, kzg, batch, bytes(16)) for backend in (cuda_backend, compute)]
+    assert verdicts[0] == verdicts[1] == [True, False, True, False]

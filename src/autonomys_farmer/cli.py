@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,7 +186,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
         epochs = asyncio.run(
             sharded_cache_benchmark(
                 args.nats_servers,
-                _compute("cpu"),
+                _compute(args.backend),
                 kzg,
                 args.sectors,
                 args.epoch,
@@ -213,7 +214,7 @@ def _verify_piece(args: argparse.Namespace) -> int:
             report = asyncio.run(
                 verify_pieces(
                     args.nats_servers,
-                    _compute("cpu"),
+                    _compute(args.backend),
                     kzg,
                     repair=not args.no_repair,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -241,22 +242,38 @@ def _supervisor_config(args: argparse.Namespace) -> int:
 def _export_piece(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
+    from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
+    from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.export_piece import NODE_URL_ENV, export_pieces
 
     node_url = args.node_url or os.environ.get(NODE_URL_ENV)
     if not node_url:
         raise SystemExit(f"export-piece: set {NODE_URL_ENV}=http://HOST:9944 (or --node-url)")
+    verifier = None
+    if not args.no_verify:
+        kzg, compute = load_kzg(args.kzg_parameters), _compute(args.backend)
+
+        def verifier(triples: Sequence[tuple[Piece, bytes, int]]) -> list[bool]:
+            return are_pieces_valid(compute, kzg, triples, os.urandom(32))
+
     output = Path(args.output)
     try:
         with Progress() as bar:
             task = bar.add_task(f"exporting pieces to {output}", total=None)
             result = asyncio.run(
-                export_pieces(node_url, output, lambda done, total: bar.update(task, completed=done, total=total))
+                export_pieces(
+                    node_url, output, lambda done, total: bar.update(task, completed=done, total=total), verifier
+                )
             )
     except (ValueError, ConnectionError) as e:
         raise SystemExit(f"export-piece: {e}") from e
     print(result.summary(output))
-    return 1 if result.unavailable else 0
+    return 1 if result.unavailable or result.invalid else 0
+
+
+def export_piece_main() -> int:
+    """`autonomys-export-piece`: the operators' own command for `autonomys-farmer export-piece`."""
+    return main(["export-piece", *sys.argv[1:]])
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -274,7 +291,6 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autonomys_farmer.backends import BACKEND_CHOICES
     from autonomys_farmer.cluster.sharding import CACHE_GROUPS
 
     parser = argparse.ArgumentParser(prog="autonomys-farmer", description=__doc__)
@@ -346,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=4, help="sectors downloaded at once")
     bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
     bench.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    backend_option(bench, "piece verification")
     bench.set_defaults(func=_sharded_cache_benchmark)
 
     verify = util.add_parser("verify-piece", help="check every cached item against its segment commitment")
@@ -358,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these cache groups (repeatable; default: all)",
     )
     verify.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    backend_option(verify, "piece verification")
     verify.set_defaults(func=_verify_piece)
 
     config = util.add_parser("supervisor-config", help="supervisor + nats-server files for every machine")
@@ -368,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-piece", help="node pieces -> a full-piece-sharded-cache directory (NODE_URL)")
     export.add_argument("--node-url", help="overrides the NODE_URL environment variable")
     export.add_argument("--output", default="full-cache-tmp", help="directory to write (resumable)")
+    export.add_argument("--no-verify", action="store_true", help="write pieces without the KZG check")
+    export.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    backend_option(export, "piece verification")
     export.set_defaults(func=_export_piece)
 
     dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
@@ -379,11 +400,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--status-interval", type=float, default=1.0)
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
-    dev.add_argument(
-        "--backend", choices=BACKEND_CHOICES, default="auto", help="compute backend (auto: cuda if usable)"
-    )
+    backend_option(dev)
     dev.set_defaults(func=_dev)
     return parser
+
+
+def backend_option(parser: argparse.ArgumentParser, what: str = "compute") -> None:
+    from autonomys_farmer.backends import BACKEND_CHOICES
+
+    parser.add_argument(
+        "--backend", choices=BACKEND_CHOICES, default="auto", help=f"backend for {what} (auto: cuda if usable)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

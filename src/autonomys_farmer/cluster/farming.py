@@ -28,18 +28,23 @@ class SlotSequence:
         return True
 
 
-def may_prove_another(elapsed_s: float, timeout_s: float, estimate_s: float, proved: int) -> bool:
-    """The first win of a slot is always tried; a later one only if a proof (the running estimate)
-    can still land before the slot's deadline: a late proof is ignored by the node and takes compute
-    from the next slot."""
-    if elapsed_s > timeout_s:
-        return False
-    return proved == 0 or elapsed_s + estimate_s <= timeout_s
+MAX_WINS_PER_SLOT = 16  # wins of one slot proved together at most
+
+
+def wins_to_prove(elapsed_s: float, timeout_s: float, estimate_s: float, available: int) -> int:
+    """How many of a slot's wins (best first) to prove together. The first is always tried while the
+    slot is open; more only as far as the running per-win estimate says they land before the deadline:
+    a late proof is ignored by the node and takes compute from the next slot."""
+    if elapsed_s > timeout_s or available == 0:
+        return 0
+    fit = int((timeout_s - elapsed_s) // estimate_s) if estimate_s > 0 else 1
+    return min(available, MAX_WINS_PER_SLOT, max(1, fit))
 
 
 @dataclass
 class ProofTime:
-    """Moving average of win-to-submission time (the first observation taken as is)."""
+    """Moving average of the proving time per win (a batch's time over its wins; the first observation
+    taken as is)."""
 
     seconds: float = 0.0
     weight: float = 0.3

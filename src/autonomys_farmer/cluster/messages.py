@@ -134,9 +134,13 @@ class ProofServerStatus:
     TAG: ClassVar[str] = "proof-server"
     proved: int = 0
     failed: int = 0
+    batches: int = 0  # proving batches run (several wins of a slot share one)
     backend: str = ""
     device: str = ""
-    last_ms: float = 0.0
+    last_ms: float = 0.0  # request to reply, queueing included
+    p50_ms: float = 0.0  # over the last 512 proofs
+    p99_ms: float = 0.0
+    queued: int = 0
 
 
 ComponentStatus = ControllerStatus | CacheStatus | PlotServerStatus | PlotClientStatus | ProofServerStatus

@@ -124,16 +124,23 @@ class Kzg:
         self, compute: Compute, coeffs: np.ndarray, num_values: int, indices: Sequence[int]
     ) -> list[bytes]:
         """create_witness() at several indices of one polynomial, in one batched MSM."""
-        if coeffs.shape[0] == 0:
-            raise KzgError("cannot open an empty polynomial")
-        if coeffs.shape[0] - 1 > NUM_G1_POWERS:
-            raise KzgError(f"quotient of {coeffs.shape[0] - 1} coefficients exceeds the setup")
+        return self.open_many(compute, [(coeffs, index) for index in indices], num_values)
+
+    def open_many(self, compute: Compute, openings: Sequence[tuple[np.ndarray, int]], num_values: int) -> list[bytes]:
+        """Witnesses of several (polynomial, index) openings of equal degree over one domain, in one
+        batched MSM (a proof server opens several winning records of a slot at once)."""
         x = root_of_unity(next_power_of_two(num_values))
-        coeffs = np.ascontiguousarray(coeffs)
-        quotients = np.stack(
-            [compute.synthetic_division(coeffs, field.ints_to_rows([pow(x, index, BLS_MODULUS)])) for index in indices]
-        )
-        return self.commit_many(compute, quotients)
+        quotients = []
+        for coeffs, index in openings:
+            if coeffs.shape[0] == 0:
+                raise KzgError("cannot open an empty polynomial")
+            if coeffs.shape[0] - 1 > NUM_G1_POWERS:
+                raise KzgError(f"quotient of {coeffs.shape[0] - 1} coefficients exceeds the setup")
+            point = field.ints_to_rows([pow(x, index, BLS_MODULUS)])
+            quotients.append(compute.synthetic_division(np.ascontiguousarray(coeffs), point))
+        if len({q.shape for q in quotients}) > 1:
+            raise KzgError("batched openings need polynomials of one length")
+        return self.commit_many(compute, np.stack(quotients)) if quotients else []
 
     def verify(self, commitment: bytes, num_values: int, index: int, value: bytes, witness: bytes) -> bool:
         """e(C − y·G1, G2) == e(π, [τ]G2 − x·G2); False on any undecodable input."""

@@ -12,8 +12,6 @@ add_into = CPU.add_into
 negate_row = CPU.negate_row
 ntt_butterfly = CPU.ntt_butterfly
 bit_reverse_swap = CPU.bit_reverse_swap
-mont_mul = CPU.mont_mul
-store_row = CPU.store_row
 
 WORK_CHUNKS = 64
 
@@ -25,10 +23,8 @@ def mul_launch(a, b, out):
     nchunks = min(WORK_CHUNKS, max(1, n))
     bcast = b.shape[0] == 1
     for c in prange(nchunks):
-        t = np.empty(10, np.uint64)
-        v = np.empty(8, np.uint64)
         for i in range(c * n // nchunks, (c + 1) * n // nchunks):
-            mont_mul_into(a, i, b, 0 if bcast else i, out, i, v, t)
+            mont_mul_into(a, i, b, 0 if bcast else i, out, i)
 
 
 @launcher
@@ -37,10 +33,8 @@ def add_launch(out, b):
     n = out.shape[0]
     nchunks = min(WORK_CHUNKS, max(1, n))
     for c in prange(nchunks):
-        t = np.empty(10, np.uint64)
-        v = np.empty(8, np.uint64)
         for i in range(c * n // nchunks, (c + 1) * n // nchunks):
-            add_into(out, i, b, i, v, t)
+            add_into(out, i, b, i)
 
 
 @launcher
@@ -55,14 +49,12 @@ def ntt_blocks_launch(blocks, twiddles, max_domain, log_n):
     n = blocks.shape[1]
     for b in prange(blocks.shape[0]):
         x = blocks[b]
-        t = np.empty(10, np.uint64)
-        v = np.empty(8, np.uint64)
         for i in range(n):
             bit_reverse_swap(x, i, log_n)
         length = 2
         while length <= n:
             for k in range(n >> 1):
-                ntt_butterfly(k, x, twiddles, length, max_domain, v, t)
+                ntt_butterfly(k, x, twiddles, length, max_domain)
             length <<= 1
 
 
@@ -77,44 +69,36 @@ def ntt_stages_launch(x, twiddles, max_domain, log_n):
     length = 2
     while length <= n:
         for c in prange(nchunks):
-            t = np.empty(10, np.uint64)
-            v = np.empty(8, np.uint64)
             for k in range(c * half_n // nchunks, (c + 1) * half_n // nchunks):
-                ntt_butterfly(k, x, twiddles, length, max_domain, v, t)
+                ntt_butterfly(k, x, twiddles, length, max_domain)
         length <<= 1
 
 
 @launcher
 def prefix_products_launch(x, prefix):
     """prefix[i] = x[0]·…·x[i] (sequential by nature)."""
-    t = np.empty(10, np.uint64)
-    v = np.empty(8, np.uint64)
     prefix[0] = x[0]
     for i in range(1, x.shape[0]):
-        mont_mul_into(prefix, i - 1, x, i, prefix, i, v, t)
+        mont_mul_into(prefix, i - 1, x, i, prefix, i)
 
 
 @launcher
 def inverse_sweep_launch(x, prefix, total_inverse, out):
     """Inverses of every row from the prefix products and the inverse of their total."""
-    t = np.empty(10, np.uint64)
-    v = np.empty(8, np.uint64)
     acc = total_inverse.copy()
     for i in range(x.shape[0] - 1, 0, -1):
-        mont_mul_into(acc, 0, prefix, i - 1, out, i, v, t)
-        mont_mul_into(acc, 0, x, i, acc, 0, v, t)
+        mont_mul_into(acc, 0, prefix, i - 1, out, i)
+        mont_mul_into(acc, 0, x, i, acc, 0)
     out[0] = acc[0]
 
 
 @launcher
 def synthetic_division_launch(coeffs, point, q):
     """q[L-2] = c[L-1], q[j-1] = c[j] + x·q[j] (Montgomery rows)."""
-    t = np.empty(10, np.uint64)
-    v = np.empty(8, np.uint64)
     acc = np.zeros((1, 8), np.uint32)
     for j in range(coeffs.shape[0] - 1, 0, -1):
-        mont_mul_into(acc, 0, point, 0, acc, 0, v, t)
-        add_into(acc, 0, coeffs, j, v, t)
+        mont_mul_into(acc, 0, point, 0, acc, 0)
+        add_into(acc, 0, coeffs, j)
         q[j - 1] = acc[0]
 
 
@@ -123,13 +107,11 @@ def mul_monic_pairs_launch(a, b, out):
     """Low 2d coefficients of (X^d + a)(X^d + b) for each pair (schoolbook, small d)."""
     count, d = a.shape[0], a.shape[1]
     for p in prange(count):
-        t = np.empty(10, np.uint64)
-        v = np.empty(8, np.uint64)
         product = np.empty((1, 8), np.uint32)
         for i in range(d):
             for j in range(d):
-                mont_mul_into(a[p], i, b[p], j, product, 0, v, t)
-                add_into(out[p], i + j, product, 0, v, t)
+                mont_mul_into(a[p], i, b[p], j, product, 0)
+                add_into(out[p], i + j, product, 0)
         for i in range(d):
-            add_into(out[p], d + i, a[p], i, v, t)
-            add_into(out[p], d + i, b[p], i, v, t)
+            add_into(out[p], d + i, a[p], i)
+            add_into(out[p], d + i, b[p], i)

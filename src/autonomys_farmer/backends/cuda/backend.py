@@ -1,10 +1,12 @@
-"""The CUDA backend: record encoding and proof tables on one GPU; the rest on the CPU backend for now.
+"""The CUDA backend: record encoding, proof tables, G1 MSMs and large NTTs on one GPU; the rest on the
+CPU backend.
 
 Encoding runs the pipeline of backends/cuda/pipeline.py on two streams with `concurrency` records each
 (GPU_CONCURRENCY: more records in flight, more GPU memory, about 180 MB each). A record the GPU flags
 (a table or bucket past its capacity, or the 2^-256 zero-mask case) is redone by the CPU backend, so the
-result is always exactly the CPU backend's. Field vectors, hashing and keystreams (reading, proving,
-verification) still run on the CPU backend; moving recovery and MSM to the GPU is the next step.
+result is always exactly the CPU backend's. A proof regenerates its table, runs recovery's NTTs and its
+witness MSM here; piece verification's MSM too. Elementwise field products, inversion, hashing and
+keystreams stay on the CPU backend (all cores): they are memory-bound and cheaper than the copies.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from autonomys_farmer.backends.cpu.backend import CpuBackend
 from autonomys_farmer.backends.cpu.pos_table import PosTable
+from autonomys_farmer.backends.cuda.field import MIN_DEVICE_ROWS, DeviceNtt
 from autonomys_farmer.backends.cuda.msm import DeviceMsm
 from autonomys_farmer.backends.cuda.pipeline import Constants, Device, EncodeBuffers, TableBuffers
 from autonomys_farmer.backends.kernels.encode import table_capacity
@@ -48,6 +51,7 @@ class CudaBackend:
         self._encode_sets: list[EncodeBuffers] = []
         self._table_set: TableBuffers | None = None
         self.msm = DeviceMsm(device)
+        self.device_ntt = DeviceNtt(device)
 
     def _ready(self) -> Constants:
         if self._constants is None:
@@ -93,8 +97,10 @@ class CudaBackend:
         return table if table is not None else self.cpu.proof_table(seed)
 
     def warm_up(self) -> None:
-        """Compile every kernel (one record of zeros) so the first real job pays nothing."""
+        """Compile every kernel (one record of zeros, one device NTT) so the first real job pays nothing."""
         self.encode_records([bytes(32)], np.zeros((1, RECORD_NUM_CHUNKS, 32), np.uint8))
+        self.device_ntt(np.zeros((1, 2, 8), np.uint32), inverse=False)
+        self.cpu.warm_up()
 
     # --- the rest runs on the CPU backend -------------------------------------------------------------
 
@@ -108,7 +114,9 @@ class CudaBackend:
         return self.cpu.negate(rows)
 
     def ntt(self, blocks: np.ndarray, inverse: bool = False) -> np.ndarray:
-        return self.cpu.ntt(blocks, inverse)
+        if blocks.shape[0] * blocks.shape[1] < MIN_DEVICE_ROWS:
+            return self.cpu.ntt(blocks, inverse)
+        return self.device_ntt(blocks, inverse)
 
     def invert(self, rows: np.ndarray) -> np.ndarray:
         return self.cpu.invert(rows)

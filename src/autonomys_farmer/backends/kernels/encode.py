@@ -22,12 +22,13 @@ from autonomys_farmer.backends.kernels.blake3 import compress  # noqa: F401  (ke
 from autonomys_farmer.backends.kernels.chacha import chacha8_block, f1
 from autonomys_farmer.backends.kernels.fr import (
     bit_reverse_swap,
+    fr_load,
+    fr_mul,
     is_canonical,
     load_scalar,
-    mont_mul,
     mont_mul_into,
     ntt_butterfly,
-    store_limb_words,
+    store_words,
 )
 from autonomys_farmer.backends.kernels.intrinsics import atomic_add
 from autonomys_farmer.backends.kernels.ints import I32, I64, U8, U16, U32, U64
@@ -51,7 +52,6 @@ SORT_CAPACITY = 2048  # entries of one bucket sorted in shared memory (a bucket 
 GRID_THREADS = 256
 BLOCK_THREADS = 256
 SCAN_THREADS = 1024
-FR_SCRATCH = (("v", 8, np.uint64), ("t", 10, np.uint64))
 
 
 def table_capacity(k: int) -> int:
@@ -63,7 +63,7 @@ def table_capacity(k: int) -> int:
 
 
 @kernel
-def to_montgomery_thread(i, records, limbs, r2, bad, v, t):
+def to_montgomery_thread(i, records, limbs, r2, bad):
     n = limbs.shape[1]
     rec = i // n
     c = i - rec * n
@@ -71,7 +71,7 @@ def to_montgomery_thread(i, records, limbs, r2, bad, v, t):
     load_scalar(records[rec], 32 * c, rows, c)
     if not is_canonical(rows, c):
         bad[rec] = U32(1)
-    mont_mul_into(rows, c, r2, 0, rows, c, v, t)
+    mont_mul_into(rows, c, r2, 0, rows, c)
 
 
 @kernel
@@ -82,22 +82,22 @@ def bit_reverse_thread(i, x, log_n):
 
 
 @kernel
-def ntt_stage_thread(i, x, twiddles, length, max_domain, v, t):
+def ntt_stage_thread(i, x, twiddles, length, max_domain):
     half_n = x.shape[1] >> 1
     rec = i // half_n
-    ntt_butterfly(i - rec * half_n, x[rec], twiddles, length, max_domain, v, t)
+    ntt_butterfly(i - rec * half_n, x[rec], twiddles, length, max_domain)
 
 
 @kernel
-def scale_thread(i, x, scale, v, t):
+def scale_thread(i, x, scale):
     n = x.shape[1]
     rec = i // n
     j = i - rec * n
-    mont_mul_into(x[rec], j, scale, j, x[rec], j, v, t)
+    mont_mul_into(x[rec], j, scale, j, x[rec], j)
 
 
 @kernel
-def extended_thread(i, records, parity, one, ext, v, t):
+def extended_thread(i, records, parity, one, ext):
     """Extended chunk s of a record as bytes: source chunk s/2 for even s, parity (s-1)/2 for odd s."""
     n = 2 * parity.shape[1]
     rec = i // n
@@ -108,8 +108,7 @@ def extended_thread(i, records, parity, one, ext, v, t):
         for b in range(32):
             out[32 * s + b] = source[16 * s + b]
     else:
-        mont_mul(parity[rec], s >> 1, one, 0, v, t)
-        store_limb_words(v, out, 32 * s)
+        store_words(fr_mul(fr_load(parity[rec], s >> 1), fr_load(one, 0)), out, 32 * s)
 
 
 # --- table 1 ---------------------------------------------------------------------------------------------
@@ -457,11 +456,11 @@ def scan_write(block, thread, nthreads, partial, values, out, totals):
 
 # --- the kernels as launched -----------------------------------------------------------------------------
 
-TO_MONTGOMERY = GridKernel("to_montgomery_thread", ("records", "limbs", "r2", "bad"), FR_SCRATCH)
+TO_MONTGOMERY = GridKernel("to_montgomery_thread", ("records", "limbs", "r2", "bad"))
 BIT_REVERSE = GridKernel("bit_reverse_thread", ("x", "log_n"))
-NTT_STAGE = GridKernel("ntt_stage_thread", ("x", "twiddles", "length", "max_domain"), FR_SCRATCH)
-SCALE = GridKernel("scale_thread", ("x", "scale"), FR_SCRATCH)
-EXTENDED = GridKernel("extended_thread", ("records", "parity", "one", "ext"), FR_SCRATCH)
+NTT_STAGE = GridKernel("ntt_stage_thread", ("x", "twiddles", "length", "max_domain"))
+SCALE = GridKernel("scale_thread", ("x", "scale"))
+EXTENDED = GridKernel("extended_thread", ("records", "parity", "one", "ext"))
 KEYSTREAM = GridKernel("keystream_thread", ("keys", "ks", "nblocks"))
 F1 = GridKernel("f1_thread", ("ks", "k", "y", "tie"))
 CLEAR = GridKernel("clear_thread", ("flat",))

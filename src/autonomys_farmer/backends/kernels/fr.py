@@ -1,133 +1,75 @@
-"""BLS12-381 scalar field (Fr) kernel bodies: Montgomery arithmetic on 8x32-bit limbs, the NTT butterfly.
+"""BLS12-381 scalar field (Fr) kernel bodies: Montgomery arithmetic on rows, the NTT butterfly.
 
 Field elements are rows of uint32 arrays of shape (n, 8), limbs little-endian, in Montgomery form
-(a·2^256 mod r) inside kernels. Every 32x32-bit product plus two 32-bit carries fits one uint64, which is
-why 32-bit limbs. Scratch (`t`: 10 words, `v`: 8 words, both uint64) comes from the caller: a CUDA thread's
-local memory, or one allocation per chunk of work on the CPU.
+(a·2^256 mod r) inside kernels. A body loads a row as a tuple of 4 uint64 words (`fr_load`), computes on
+tuples with the generated `fr_mul`/`fr_add`/`fr_sub` (backends/kernels/montgomery.py) and stores the
+result back (`fr_store`); rows keep the contract's uint32 layout, so no caller sees the word size.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from autonomys_farmer.backends.kernels import montgomery
 from autonomys_farmer.backends.kernels.ints import I64, U8, U32, U64
 from autonomys_farmer.backends.kernels.source import kernel
 from autonomys_farmer.protocol.field import BLS_MODULUS
 
-M32 = np.uint64(0xFFFFFFFF)
 MODULUS = np.array([(BLS_MODULUS >> (32 * i)) & 0xFFFFFFFF for i in range(8)], np.uint64)
-N0_INV = np.uint64((-pow(BLS_MODULUS, -1, 1 << 32)) % (1 << 32))
+FR_ZERO = montgomery.words_of(0, 4)
+
+_field = montgomery.define("fr", BLS_MODULUS, globals())
+fr_mul = _field["mul"]
+fr_add = _field["add"]
+fr_sub = _field["sub"]
+fr_is_zero = _field["is_zero"]
+M32 = np.uint64(0xFFFFFFFF)
+SHIFT = np.uint64(32)
 
 
 @kernel
-def reduce_once(t, out):
-    """out = t - r if t >= r else t, for t < 2r held in t[0:9]."""
-    ge = t[8] != 0
-    if not ge:
-        ge = True
-        for j in range(7, -1, -1):
-            if t[j] != MODULUS[j]:
-                ge = t[j] > MODULUS[j]
-                break
-    if ge:
-        borrow = U64(0)
-        for j in range(8):
-            sub = U64(MODULUS[j] + borrow)
-            borrow = U64(1) if t[j] < sub else U64(0)
-            out[j] = U64(U64(t[j] - sub) & M32)
-    else:
-        for j in range(8):
-            out[j] = t[j]
+def fr_load(x, i):
+    """Row i of a (n, 8) uint32 array as 4 uint64 words."""
+    return (
+        U64(U64(x[i, 0]) | U64(U64(x[i, 1]) << SHIFT)),
+        U64(U64(x[i, 2]) | U64(U64(x[i, 3]) << SHIFT)),
+        U64(U64(x[i, 4]) | U64(U64(x[i, 5]) << SHIFT)),
+        U64(U64(x[i, 6]) | U64(U64(x[i, 7]) << SHIFT)),
+    )
 
 
 @kernel
-def mont_mul(a, ia, b, ib, out, t):
-    """out[0:8] = a[ia] · b[ib] / 2^256 mod r (CIOS)."""
-    for j in range(10):
-        t[j] = U64(0)
-    for i in range(8):
-        bi = U64(b[ib, i])
-        c = U64(0)
-        for j in range(8):
-            s = U64(t[j] + U64(a[ia, j]) * bi + c)
-            t[j] = U64(s & M32)
-            c = U64(s >> U64(32))
-        s = U64(t[8] + c)
-        t[8] = U64(s & M32)
-        t[9] = U64(s >> U64(32))
-        m = U64(U64(t[0] * N0_INV) & M32)
-        s = U64(t[0] + m * MODULUS[0])
-        c = U64(s >> U64(32))
-        for j in range(1, 8):
-            s = U64(t[j] + m * MODULUS[j] + c)
-            t[j - 1] = U64(s & M32)
-            c = U64(s >> U64(32))
-        s = U64(t[8] + c)
-        t[7] = U64(s & M32)
-        t[8] = U64(t[9] + U64(s >> U64(32)))
-    reduce_once(t, out)
+def fr_store(x, i, v):
+    """x[i] = the 4 words of v as 8 uint32 limbs."""
+    x[i, 0] = U32(v[0] & M32)
+    x[i, 1] = U32(v[0] >> SHIFT)
+    x[i, 2] = U32(v[1] & M32)
+    x[i, 3] = U32(v[1] >> SHIFT)
+    x[i, 4] = U32(v[2] & M32)
+    x[i, 5] = U32(v[2] >> SHIFT)
+    x[i, 6] = U32(v[3] & M32)
+    x[i, 7] = U32(v[3] >> SHIFT)
 
 
 @kernel
-def store_row(x, i, v):
-    for j in range(8):
-        x[i, j] = U32(v[j])
-
-
-@kernel
-def mont_mul_into(a, ia, b, ib, out, io, v, t):
+def mont_mul_into(a, ia, b, ib, out, io):
     """out[io] = a[ia] · b[ib] (Montgomery)."""
-    mont_mul(a, ia, b, ib, v, t)
-    store_row(out, io, v)
+    fr_store(out, io, fr_mul(fr_load(a, ia), fr_load(b, ib)))
 
 
 @kernel
-def add_into(x, ix, y, iy, v, t):
+def add_into(x, ix, y, iy):
     """x[ix] += y[iy] mod r."""
-    c = U64(0)
-    for q in range(8):
-        s = U64(U64(x[ix, q]) + U64(y[iy, q]) + c)
-        t[q] = U64(s & M32)
-        c = U64(s >> U64(32))
-    t[8] = c
-    reduce_once(t, v)
-    store_row(x, ix, v)
+    fr_store(x, ix, fr_add(fr_load(x, ix), fr_load(y, iy)))
 
 
 @kernel
-def sub_row(x, i0, v, out, i1):
-    """out[i1] = x[i0] - v mod r (v: 8 limbs in uint64 scratch)."""
-    borrow = U64(0)
-    for j in range(8):
-        u = U64(x[i0, j])
-        sub = U64(v[j] + borrow)
-        if u >= sub:
-            out[i1, j] = U32(u - sub)
-            borrow = U64(0)
-        else:
-            out[i1, j] = U32(U64(u + U64(0x100000000)) - sub)
-            borrow = U64(1)
-    if borrow:
-        c = U64(0)
-        for j in range(8):
-            s = U64(U64(out[i1, j]) + MODULUS[j] + c)
-            out[i1, j] = U32(s & M32)
-            c = U64(s >> U64(32))
-
-
-@kernel
-def butterfly(x, i0, i1, twiddles, w, v, t):
+def butterfly(x, i0, i1, twiddles, w):
     """Cooley–Tukey butterfly: (x[i0], x[i1]) = (x[i0] + ω·x[i1], x[i0] − ω·x[i1]), ω = twiddles[w]."""
-    mont_mul(x, i1, twiddles, w, v, t)
-    sub_row(x, i0, v, x, i1)
-    c = U64(0)
-    for j in range(8):
-        s = U64(U64(x[i0, j]) + v[j] + c)
-        t[j] = U64(s & M32)
-        c = U64(s >> U64(32))
-    t[8] = c
-    reduce_once(t, v)
-    store_row(x, i0, v)
+    u = fr_load(x, i0)
+    v = fr_mul(fr_load(x, i1), fr_load(twiddles, w))
+    fr_store(x, i0, fr_add(u, v))
+    fr_store(x, i1, fr_sub(u, v))
 
 
 @kernel
@@ -153,34 +95,19 @@ def bit_reverse_swap(x, i, log_n):
 
 
 @kernel
-def ntt_butterfly(k, x, twiddles, length, max_domain, v, t):
+def ntt_butterfly(k, x, twiddles, length, max_domain):
     """Butterfly k (0 <= k < n/2) of the radix-2 stage of the given length, on bit-reversed input."""
     half = length >> 1
     group = k // half
     j = k - group * half
     i0 = group * length + j
-    butterfly(x, i0, i0 + half, twiddles, j * (max_domain // length), v, t)
+    butterfly(x, i0, i0 + half, twiddles, j * (max_domain // length))
 
 
 @kernel
 def negate_row(x, i, out):
     """out[i] = r - x[i] for non-zero x[i], else 0 (negation commutes with the Montgomery form)."""
-    nonzero = False
-    for q in range(8):
-        if x[i, q] != 0:
-            nonzero = True
-    borrow = U64(0)
-    for q in range(8):
-        if not nonzero:
-            out[i, q] = U32(0)
-            continue
-        sub = U64(U64(x[i, q]) + borrow)
-        if MODULUS[q] >= sub:
-            out[i, q] = U32(MODULUS[q] - sub)
-            borrow = U64(0)
-        else:
-            out[i, q] = U32(U64(MODULUS[q] + U64(0x100000000)) - sub)
-            borrow = U64(1)
+    fr_store(out, i, fr_sub(FR_ZERO, fr_load(x, i)))
 
 
 @kernel
@@ -218,12 +145,16 @@ def is_canonical(rows, i):
 
 
 @kernel
-def store_limb_words(v, out, start):
-    """8 limbs held in uint64 scratch (e.g. a mont_mul result) as 32 big-endian bytes at out[start:]."""
-    for q in range(8):
-        w = U32(v[q])
-        base = start + 4 * (7 - q)
-        out[base] = U8(w >> U32(24))
-        out[base + 1] = U8(U32(w >> U32(16)) & U32(0xFF))
-        out[base + 2] = U8(U32(w >> U32(8)) & U32(0xFF))
-        out[base + 3] = U8(w & U32(0xFF))
+def store_word(word, out, start):
+    """One 64-bit word as 8 big-endian bytes at out[start:start+8]."""
+    for b in range(8):
+        out[start + b] = U8(U64(word >> U64(56 - 8 * b)) & U64(0xFF))
+
+
+@kernel
+def store_words(v, out, start):
+    """4 words (e.g. an fr_mul result) as 32 big-endian bytes at out[start:start+32]."""
+    store_word(v[3], out, start)
+    store_word(v[2], out, start + 8)
+    store_word(v[1], out, start + 16)
+    store_word(v[0], out, start + 24)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from enum import Enum
 from pathlib import Path
 
 import nats.errors
@@ -37,7 +38,7 @@ from autonomys_farmer.protocol.constants import SECTOR_METADATA_CHECKSUMMED_SIZE
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.proving import RecordWin, prove_win, winning_records
+from autonomys_farmer.protocol.proving import RecordWin, prove_wins, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.protocol.sector import SectorMetadata, derive_sector_id
 from autonomys_farmer.protocol.solution import Solution
@@ -54,6 +55,15 @@ log = logging.getLogger(__name__)
 JOB_SILENCE_S = 90.0  # no word on a job for this long: ask again (its server probably died)
 PROOF_TIMEOUT_S = 1.0
 FETCH_TIMEOUT_S = 60.0
+
+
+class ProveHere(Enum):
+    """A proof request's answer when no proof server took the win: prove it on this machine."""
+
+    PROVE_HERE = "prove here"
+
+
+PROVE_HERE = ProveHere.PROVE_HERE
 
 
 class PlotClient(Component):
@@ -291,68 +301,94 @@ class PlotClient(Component):
 
     async def _farm_slot(self, slot: SlotInfo) -> None:
         started = time.monotonic()
-        proved = 0
         try:
+            wins: list[tuple[Farm, RecordWin]] = []
             for _distance, farm, index, audit in await asyncio.to_thread(self._audit_all, slot):
                 meta = farm.sector_metadata(index)
                 if meta is None:
                     continue
                 view = PlottedSectorView.open(farm.sector_bytes(index), meta)
-                for piece_offset, _d in winning_records(view, audit):
-                    elapsed = time.monotonic() - started
-                    if not farming.may_prove_another(elapsed, self.farming_timeout, self.proof_time.seconds, proved):
-                        log.info(
-                            "slot %d: %.1fs of %.1fs used, a proof takes ~%.1fs: remaining wins dropped",
-                            slot.slot_number, elapsed, self.farming_timeout, self.proof_time.seconds,
-                        )  # fmt: skip
-                        return
-                    proved += 1
-                    win = RecordWin.read(farm.public_key, self.reward_address, view, piece_offset, audit.s_bucket)
-                    await self._prove_and_submit(farm, slot.slot_number, win, self.farming_timeout - elapsed)
+                for piece_offset, _d in winning_records(view, audit)[: farming.MAX_WINS_PER_SLOT - len(wins)]:
+                    wins.append(
+                        (farm, RecordWin.read(farm.public_key, self.reward_address, view, piece_offset, audit.s_bucket))
+                    )
+            elapsed = time.monotonic() - started
+            count = farming.wins_to_prove(elapsed, self.farming_timeout, self.proof_time.seconds, len(wins))
+            if count < len(wins):
+                log.info(
+                    "slot %d: %d wins, %d fit the %.1fs left (a proof takes ~%.1fs): the rest dropped",
+                    slot.slot_number, len(wins), count, self.farming_timeout - elapsed, self.proof_time.seconds,
+                )  # fmt: skip
+            if count:
+                await self._prove_and_submit(slot.slot_number, wins[:count], self.farming_timeout - elapsed)
         except Exception as e:
             log.warning("slot %d: farming failed: %s", slot.slot_number, e)
         finally:
             self._farming = False
 
-    async def _prove_and_submit(self, farm: Farm, slot_number: SlotNumber, win: RecordWin, budget: float) -> None:
-        """One win: prove it, submit it, and record how long that took (estimate and metric)."""
-        self.counts["wins"] += 1
+    async def _prove_and_submit(
+        self, slot_number: SlotNumber, wins: list[tuple[Farm, RecordWin]], budget: float
+    ) -> None:
+        """A slot's wins, proved together: submit each solution, and record how long proving took
+        (per-win estimate and metric)."""
+        self.counts["wins"] += len(wins)
         started = time.perf_counter()
-        result = "Failed"
-        try:
-            solution = await self._prove(win, budget)
-            if solution is None:
-                self.counts["dropped"] += 1
-                result = "Timeout"
-                return
-            result = "Success" if await self._submit_solution(farm, slot_number, solution) else "Rejected"
-            self.proof_time.observe(time.perf_counter() - started)
-        finally:
+        solutions = await self._prove([win for _farm, win in wins], budget)
+        took = time.perf_counter() - started
+        proved = sum(solution is not None for solution in solutions)
+        if proved:
+            self.proof_time.observe(took / proved)
+        self.counts["dropped"] += len(wins) - proved
+
+        async def submit(farm: Farm, solution: Solution | None) -> None:
+            result = "Timeout"
+            if solution is not None:
+                accepted = await self._submit_solution(farm, slot_number, solution)
+                result = "Success" if accepted else "Rejected"
             metrics.FARM_PROVING_TIME.labels(farm.id, result).observe(time.perf_counter() - started)
 
-    async def _prove(self, win: RecordWin, budget: float) -> Solution | None:
-        """A proof server gets the slot's remaining budget; local proving if none is there. A proof
-        server that is there but too slow costs the win (the budget is spent: a local proof would land
-        late too); the breaker bypasses proof servers that keep missing."""
+        await asyncio.gather(*(submit(farm, solution) for (farm, _win), solution in zip(wins, solutions, strict=True)))
+
+    async def _prove(self, wins: list[RecordWin], budget: float) -> list[Solution | None]:
+        """Proof servers get the wins at once (one proves them as a batch) with the slot's remaining
+        budget; wins no proof server takes are proved here, together. A proof server that is there
+        but too slow costs the win (the budget is spent: a local proof would land late too); the
+        breaker bypasses proof servers that keep missing."""
+        solutions: list[Solution | None] = [None] * len(wins)
+        local = list(range(len(wins)))
         if self.breaker.use_proof_servers(time.monotonic()):
             timeout = max(self.proof_timeout, budget)
-            try:
-                response = await self.nats.request(subjects.PROVE, win, timeout=timeout, deadline=0)
-                self.breaker.answered()
-                if response.solution is not None:
-                    return response.solution
-                log.warning("proof server failed: %s; proving locally", response.error)
-            except (nats.errors.TimeoutError, TimeoutError):
-                if self.breaker.missed(time.monotonic()) is farming.Miss.DROP:
-                    log.info("no proof within the slot's %.1fs budget: win dropped", timeout)
-                    return None
-                log.warning(
-                    "proof servers keep missing the slot budget: proving locally for %.0fs", self.breaker.bypass_s
-                )
-            except (nats.errors.Error, RemoteError) as e:
-                log.info("no proof server answered (%s); proving locally", str(e) or type(e).__name__)
-        self.counts["local_proofs"] += 1
-        return await asyncio.to_thread(prove_win, self.compute, self.kzg, win)
+            answers = await asyncio.gather(*(self._request_proof(win, timeout) for win in wins))
+            local = [i for i, answer in enumerate(answers) if answer is PROVE_HERE]
+            for i, answer in enumerate(answers):
+                if isinstance(answer, Solution):
+                    solutions[i] = answer
+        if local:
+            self.counts["local_proofs"] += len(local)
+            proved = await asyncio.to_thread(prove_wins, self.compute, self.kzg, [wins[i] for i in local])
+            for i, result in zip(local, proved, strict=True):
+                if isinstance(result, Solution):
+                    solutions[i] = result
+                else:
+                    log.warning("proving sector %d failed: %s", wins[i].sector_index, result)
+        return solutions
+
+    async def _request_proof(self, win: RecordWin, timeout: float) -> Solution | ProveHere | None:
+        """A proof server's solution, PROVE_HERE or None (the win is dropped)."""
+        try:
+            response = await self.nats.request(subjects.PROVE, win, timeout=timeout, deadline=0)
+            self.breaker.answered()
+            if response.solution is not None:
+                return response.solution
+            log.warning("proof server failed: %s; proving locally", response.error)
+        except (nats.errors.TimeoutError, TimeoutError):
+            if self.breaker.missed(time.monotonic()) is farming.Miss.DROP:
+                log.info("no proof within the slot's %.1fs budget: win dropped", timeout)
+                return None
+            log.warning("proof servers keep missing the slot budget: proving locally for %.0fs", self.breaker.bypass_s)
+        except (nats.errors.Error, RemoteError) as e:
+            log.info("no proof server answered (%s); proving locally", str(e) or type(e).__name__)
+        return PROVE_HERE
 
     async def _submit_solution(self, farm: Farm, slot_number: SlotNumber, solution: Solution) -> bool:
         result = await self.nats.request(

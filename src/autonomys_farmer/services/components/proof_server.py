@@ -1,21 +1,31 @@
 """Proof server: turns a farm's winning record into a full Solution (PoS table regeneration, record
 recovery, KZG chunk witness) on the best backend here, so plot clients need no heavy compute.
-Requests arrive on a queue group: any one live proof server answers each."""
+Requests arrive on a queue group: any one live proof server answers each. Wins that arrive together
+(several wins of one slot) are proved as one batch: their chunk witnesses come from one MSM."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
+
+import numpy as np
 
 from autonomys_farmer.cluster import subjects
 from autonomys_farmer.cluster.messages import ComponentKind, ProofServerStatus, ProveResponse
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
-from autonomys_farmer.protocol.proving import RecordWin, prove_win
+from autonomys_farmer.protocol.proving import RecordWin, prove_wins, warm_up_proving
+from autonomys_farmer.protocol.solution import Solution
 from autonomys_farmer.services.components.component import Component
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH = 16  # wins proved together at most
+LATENCY_WINDOW = 512  # proofs the p50/p99 figures cover
+
+Pending = tuple[RecordWin, float, "asyncio.Future[ProveResponse]"]
 
 
 class ProofServer(Component):
@@ -25,32 +35,83 @@ class ProofServer(Component):
         super().__init__(nats_servers)
         self.compute = compute
         self.kzg = kzg
-        self._slots = asyncio.Semaphore(max(1, concurrency))
-        self.counts = {"proved": 0, "failed": 0}
+        self.workers = max(1, concurrency)
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.counts = {"proved": 0, "failed": 0, "batches": 0}
         self.last_ms = 0.0
+        self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
     def status(self) -> ProofServerStatus:
+        p50, p99 = (
+            (round(float(v), 1) for v in np.percentile(self._latencies_ms, (50, 99)))
+            if self._latencies_ms
+            else (0.0, 0.0)
+        )
         return ProofServerStatus(
-            **self.counts, backend=self.compute.name, device=self.compute.device, last_ms=self.last_ms
+            **self.counts,
+            backend=self.compute.name,
+            device=self.compute.device,
+            last_ms=self.last_ms,
+            p50_ms=p50,
+            p99_ms=p99,
+            queued=self._queue.qsize(),
         )
 
     async def start(self) -> None:
         started = time.monotonic()
-        await asyncio.to_thread(self.compute.warm_up)  # no proof pays for kernel compilation
+        await asyncio.to_thread(warm_up_proving, self.compute, self.kzg)  # no proof pays for compilation
         log.info("%s backend on %s ready in %.1fs", self.compute.name, self.compute.device, time.monotonic() - started)
         await super().start()
-        await self.nats.serve(subjects.PROVE, self._prove)
+        for _ in range(self.workers):
+            self.spawn(self._prove_batches())
+        await self.nats.serve(subjects.PROVE, self._prove, concurrent=True)
 
     async def _prove(self, win: RecordWin) -> ProveResponse:
-        async with self._slots:
+        future: asyncio.Future[ProveResponse] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((win, time.monotonic(), future))
+        return await future
+
+    async def _prove_batches(self) -> None:
+        """Take every queued win (up to MAX_BATCH) and prove them together."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            wins = [win for win, _, _ in batch]
             started = time.monotonic()
             try:
-                solution = await asyncio.to_thread(prove_win, self.compute, self.kzg, win)
-            except Exception as e:
-                self.counts["failed"] += 1
-                log.warning("proving sector %d offset %d failed: %s", win.sector_index, win.record.piece_offset, e)
-                return ProveResponse(None, str(e))
+                results: list[Solution | Exception] = list(
+                    await asyncio.to_thread(prove_wins, self.compute, self.kzg, wins)
+                )
+            except Exception as e:  # the batch as a whole failed (e.g. the device): every win fails
+                results = [e] * len(batch)
+            self.counts["batches"] += 1
+            took_ms = (time.monotonic() - started) * 1000
+            for (win, arrived, future), result in zip(batch, results, strict=True):
+                self._answer(win, arrived, future, result, took_ms, len(batch))
+
+    def _answer(
+        self,
+        win: RecordWin,
+        arrived: float,
+        future: asyncio.Future[ProveResponse],
+        result: Solution | Exception,
+        took_ms: float,
+        batch: int,
+    ) -> None:
+        if future.done():  # the request was cancelled (connection gone)
+            return
+        if isinstance(result, Exception):
+            self.counts["failed"] += 1
+            log.warning("proving sector %d offset %d failed: %s", win.sector_index, win.record.piece_offset, result)
+            future.set_result(ProveResponse(None, str(result) or type(result).__name__))
+            return
         self.counts["proved"] += 1
-        self.last_ms = round((time.monotonic() - started) * 1000, 1)
-        log.info("proved sector %d record %d in %.0f ms", win.sector_index, win.record.piece_offset, self.last_ms)
-        return ProveResponse(solution)
+        latency_ms = (time.monotonic() - arrived) * 1000
+        self._latencies_ms.append(latency_ms)
+        self.last_ms = round(latency_ms, 1)
+        log.info(
+            "proved sector %d record %d in %.0f ms (batch of %d: %.0f ms)",
+            win.sector_index, win.record.piece_offset, latency_ms, batch, took_ms,
+        )  # fmt: skip
+        future.set_result(ProveResponse(result))

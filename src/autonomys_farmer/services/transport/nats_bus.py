@@ -176,11 +176,15 @@ class Bus:
             raise RemoteError(f"{subject.name}: {reply.headers[ERROR_HEADER]}")
         return subject.reply_codec.decode(reply.data)
 
-    async def serve(self, subject: Request[T, R], handler: Callable[[T], Awaitable[R]]) -> Subscription:
+    async def serve(
+        self, subject: Request[T, R], handler: Callable[[T], Awaitable[R]], concurrent: bool = False
+    ) -> Subscription:
         """Answer `subject` as one member of its queue group. A malformed request or a failing handler
-        is answered with an error (the caller stops waiting) and logged; the responder carries on."""
+        is answered with an error (the caller stops waiting) and logged; the responder carries on.
+        Requests are handled one after another unless `concurrent` (then the handler bounds its work,
+        e.g. by batching them)."""
 
-        async def on_message(msg: Msg) -> None:
+        async def answer(msg: Msg) -> None:
             try:
                 request = subject.codec.decode(msg.data)
             except wire.WireError as e:
@@ -196,6 +200,14 @@ class Bus:
             if msg.reply:
                 await msg.respond(subject.reply_codec.encode(reply))
 
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def answer_concurrently(msg: Msg) -> None:
+            task = asyncio.create_task(answer(msg))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+        on_message = answer_concurrently if concurrent else answer
         return await self.nc.subscribe(subject.name, queue=subject.queue, cb=on_message)
 
     async def _answer_error(self, msg: Msg, text: str) -> None:
