@@ -166,7 +166,7 @@ def test_win_budget():
     assert farming.wins_to_prove(3.9, 4.0, 2.0, available=3) == 1  # the first win is always tried in time
     assert farming.wins_to_prove(4.1, 4.0, 0.0, available=3) == 0
     assert farming.wins_to_prove(0.5, 4.0, 0.0, available=3) == 1  # no estimate yet: one
-    assert farming.wins_to_prove(0.5, 4.0, 1.0, available=5) == 3
+    assert farming.wins_to_prove(0.5, 4.0, 1.0, available=5) == 2  # 3.5 s left, 1.25 s each with the margin
     assert farming.wins_to_prove(0.5, 4.0, 0.01, available=100) == farming.MAX_WINS_PER_SLOT
     assert farming.wins_to_prove(0.5, 4.0, 1.0, available=0) == 0
     estimate = farming.ProofTime()

@@ -130,7 +130,7 @@ def test_operator_option_parsing() -> None:
 def test_a_farm_is_locked_by_its_farmer(tmp_path: Path) -> None:
     genesis = bytes(range(32))
     farm = Farm(tmp_path / "farm", 2, 8, genesis)
-    with pytest.raises(FarmError, match=r"in use by another farmer \(single_disk_farm.lock is locked\)"):
+    with pytest.raises(FarmError, match=r"in use by another farmer \(single_disk_farm.json is locked\)"):
         Farm(tmp_path / "farm", 2, 8, genesis)
     identity = farm.public_key
     farm.close()
@@ -139,15 +139,127 @@ def test_a_farm_is_locked_by_its_farmer(tmp_path: Path) -> None:
     again.close()
 
 
-def test_an_unreachable_nats_is_reported_in_time() -> None:
+def test_official_farm_directories_open_both_ways(tmp_path: Path) -> None:
+    """A farm laid out as the official farmer writes it (node-and-cluster.md §6.1: ULID id, identity,
+    metadata header and sector metadata at 1 MiB, plot.bin) is farmed as is; ours is written the same
+    way, with the exclusive lock (flock, as fs4 takes it) on single_disk_farm.json itself."""
+    import fcntl
+    import json
+    import struct
+
+    import blake3
+    from ulid import ULID
+
+    from autonomys_farmer.protocol import reward_signing
+    from autonomys_farmer.protocol.constants import SECTOR_METADATA_CHECKSUMMED_SIZE
+    from autonomys_farmer.protocol.sector import SectorMetadata, sector_size
+    from autonomys_farmer.services.storage.farm import allocated_space, official_target_sectors
+
+    genesis, pieces, sectors = bytes(range(32)), 8, 3
+    official = tmp_path / "official"
+    official.mkdir()
+    identity = reward_signing.identity_file_bytes(os.urandom(32))
+    (official / "identity.bin").write_bytes(identity)
+    public_key, _ = reward_signing.keypair_from_entropy(reward_signing.entropy_from_identity_file(identity))
+    farm_id = str(ULID())
+    size = sector_size(pieces)
+    allocated = 2 * 1024 * 1024 + 33 + 4096 + sectors * (size + SECTOR_METADATA_CHECKSUMMED_SIZE) + 5000
+    info = {"id": farm_id, "genesisHash": genesis.hex(), "publicKey": public_key.hex(), "piecesInSector": pieces}
+    (official / "single_disk_farm.json").write_text(json.dumps({"v0": {**info, "allocatedSpace": allocated}}))
+    sector = bytearray(os.urandom(size))
+    sector[-32:] = blake3.blake3(bytes(sector[:-32])).digest()
+    sizes = np.full(RECORD_NUM_S_BUCKETS, pieces // 2, np.uint16)
+    metadata = SectorMetadata(SectorIndex(0), pieces, sizes, HistorySize(1)).to_bytes()
+    (official / "plot.bin").write_bytes(bytes(sector) + bytes(2 * size))
+    meta = bytearray(1024 * 1024 + sectors * SECTOR_METADATA_CHECKSUMMED_SIZE)
+    meta[:3] = struct.pack("<BH", 0, 1)
+    meta[1024 * 1024 : 1024 * 1024 + len(metadata)] = metadata
+    (official / "metadata.bin").write_bytes(bytes(meta))
+
+    with open(official / "single_disk_farm.json") as held:  # the official farmer is running on it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(FarmError, match="in use by another farmer"):
+            Farm(official, sectors, pieces, genesis)
+    farm = Farm(official, sectors, pieces, genesis)
+    assert farm.id == farm_id and farm.public_key == public_key
+    assert list(farm.plotted()) == [0] and bytes(farm.sector_bytes(0)) == bytes(sector)
+    with open(official / "single_disk_farm.json") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and the official farmer is kept out
+    farm.close()
+
+    ours = Farm(tmp_path / "ours", sectors, pieces, genesis)
+    written = json.loads((tmp_path / "ours" / "single_disk_farm.json").read_text())["v0"]
+    assert str(ULID.from_str(written["id"])) == written["id"] == ours.id
+    assert written["allocatedSpace"] == allocated_space(sectors, pieces)
+    assert official_target_sectors(written["allocatedSpace"], pieces) == sectors
+    assert not (tmp_path / "ours" / "single_disk_farm.lock").exists()
+    ours.close()
+
+
+def test_nats_trouble_is_a_warning_with_its_cause_within_2s(caplog: pytest.LogCaptureFixture) -> None:
     import asyncio
+    import logging
     import time
 
     from autonomys_farmer.services.devnet.supervisor import free_port
-    from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError
+    from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError, diagnose
 
     url = f"nats://127.0.0.1:{free_port()}"
-    started = time.monotonic()
-    with pytest.raises(NatsConfigError, match=f"no NATS server reachable at {url}"):
+
+    async def first_warning() -> float:
+        started = time.monotonic()
+        connecting = asyncio.create_task(Bus.connect([url], "test", initial_timeout=30.0))
+        while not any(r.levelno == logging.WARNING for r in caplog.records):
+            assert time.monotonic() - started < 5, "no warning"
+            await asyncio.sleep(0.05)
+        connecting.cancel()
+        return time.monotonic() - started
+
+    with caplog.at_level(logging.WARNING):
+        took = asyncio.run(first_warning())
+    assert took < 2 + 1.5, took  # the first attempt, then one probe
+    assert f"{url}: connection refused" in caplog.records[0].getMessage()
+    with pytest.raises(NatsConfigError, match=f"no NATS server reachable at {url}: {url}: connection refused"):
         asyncio.run(Bus.connect([url], "test", initial_timeout=2.0))
-    assert time.monotonic() - started < 10
+    unknown = asyncio.run(diagnose(["nats://no-such-host.invalid:4222"], TimeoutError()))
+    assert "unknown host 'no-such-host.invalid'" in unknown or "no answer" in unknown
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:4222", "http://h:4222", "nats://:4222", "nats://h:99999", "nats://h:x"])
+def test_a_malformed_nats_url_is_a_usage_error(bad: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "autonomys_farmer.cli", "cluster", "--nats-server", bad, "proof-server"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("autonomys-farmer cluster: error: argument --nats-server")
+    assert "Traceback" not in done.stderr
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    """`--help` explains every option and argument: the top-level command, each subcommand and each
+    cluster component (their parsers are built from the component option dataclasses)."""
+    import argparse
+
+    from autonomys_farmer.cli import build_parser
+    from autonomys_farmer.cluster.components import ClusterOptions, ComponentOptions
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for action in parser._actions:  # argparse has no public accessor for its actions
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    missing += walk(sub, f"{path} {name}")
+                continue
+            if not action.help:
+                missing.append(f"{path}: {'/'.join(action.option_strings) or action.dest}")
+        return missing
+
+    parsers = [(build_parser(), "autonomys-farmer"), (ClusterOptions.parser(), "cluster")]
+    parsers += [(c.parser(), c.NAME) for c in ComponentOptions.__subclasses__()]
+    assert [m for parser, path in parsers for m in walk(parser, path)] == []

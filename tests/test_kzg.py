@@ -74,6 +74,15 @@ def test_identity_decodes():
     assert bytes(decode_g1(IDENTITY_G1).to_compressed_bytes()) == IDENTITY_G1
 
 
+def test_the_packaged_setup_is_the_shared_one_and_a_bad_path_is_one_line(tmp_path, kzg):
+    packaged = load_kzg()
+    assert np.array_equal(packaged.g1_rows, kzg.g1_rows)
+    assert bytes(packaged.tau_g2.to_compressed_bytes()) == bytes(kzg.tau_g2.to_compressed_bytes())
+    with pytest.raises(KzgError, match="No such file or directory") as missing:
+        load_kzg(tmp_path / "absent.bin")
+    assert "absent.bin" in str(missing.value) and "\n" not in str(missing.value)
+
+
 def test_load_checks_size_and_hash(tmp_path):
     bad = tmp_path / "params.bin"
     data = bytearray(KZG_PARAMETERS.read_bytes())

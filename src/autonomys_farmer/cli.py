@@ -41,15 +41,13 @@ def _compute(choice: str) -> Compute:
         raise SystemExit(str(e)) from e
 
 
-def _kzg_fetch(args: argparse.Namespace) -> int:
-    from autonomys_farmer.services.files import download_parameters, load_kzg
+def _nats_url(value: str) -> str:
+    from autonomys_farmer.cluster.components import nats_url
 
-    target = Path(args.to).expanduser()
-    if not target.exists():
-        download_parameters(target)
-    load_kzg(target)
-    print(f"KZG parameters verified at {target}")
-    return 0
+    try:
+        return nats_url(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -299,17 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO", help="least severity logged"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("kzg-fetch", help="download the KZG setup and check its pinned SHA-256")
-    fetch.add_argument("--to", default="~/.cache/autonomys-farmer/eth-public-parameters.bin")
-    fetch.set_defaults(func=_kzg_fetch)
 
     node = sub.add_parser("dev-node", help="local development node speaking the farmer RPC")
-    node.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9944), metavar="HOST:PORT")
+    node.add_argument(
+        "--listen", type=_host_port, default=("127.0.0.1", 9944), metavar="HOST:PORT", help="RPC address (WebSocket)"
+    )
     where = node.add_mutually_exclusive_group()
     where.add_argument("--base-path", default="dev-node-data", help="chain data directory (kept across restarts)")
     where.add_argument("--tmp", action="store_true", help="use a fresh temporary directory")
-    node.add_argument("--chain", choices=["dev", "mainnet"], default="dev")
-    node.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    node.add_argument(
+        "--chain", choices=["dev", "mainnet"], default="dev", help="dev: small sectors, fast slots; mainnet: real sizes"
+    )
+    kzg_option(node)
     node.set_defaults(func=_dev_node)
 
     from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
@@ -345,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
             nargs="+",
             required=True,
             metavar="nats://HOST:PORT",
+            type=_nats_url,
+            help="a NATS server of the cluster (repeatable; one reachable is enough)",
         )
 
     reinit = util.add_parser("reinitialization-cache", help="make every cache re-scan and re-sync after a delay")
@@ -354,14 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = util.add_parser("sharded-cache-benchmark", help="download N sectors' pieces from the sharded caches")
     nats_option(bench)
-    bench.add_argument("--sectors", type=int, default=16)
+    bench.add_argument("--sectors", type=int, default=16, help="random sectors whose pieces are fetched per round")
     bench.add_argument("--epoch", type=int, default=1, help="rounds of N sectors")
     bench.add_argument(
-        "--cache-item-type", type=CacheItemType, choices=list(CacheItemType), default=CacheItemType.PIECE
+        "--cache-item-type",
+        type=CacheItemType,
+        choices=list(CacheItemType),
+        default=CacheItemType.PIECE,
+        help="the cache group asked: whole pieces or split-parity shards",
     )
     bench.add_argument("--concurrency", type=int, default=4, help="sectors downloaded at once")
     bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
-    bench.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    kzg_option(bench)
     backend_option(bench, "piece verification")
     bench.set_defaults(func=_sharded_cache_benchmark)
 
@@ -374,12 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CACHE_GROUPS,
         help="only these cache groups (repeatable; default: all)",
     )
-    verify.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    kzg_option(verify)
     backend_option(verify, "piece verification")
     verify.set_defaults(func=_verify_piece)
 
     config = util.add_parser("supervisor-config", help="supervisor + nats-server files for every machine")
-    config.add_argument("description", metavar="CLUSTER.toml")
+    config.add_argument("description", metavar="CLUSTER.toml", help="the cluster's machines, GPUs and farms")
     config.add_argument("--out", default="supervisor-config", help="output directory (one folder per machine)")
     config.set_defaults(func=_supervisor_config)
 
@@ -387,22 +392,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--node-url", help="overrides the NODE_URL environment variable")
     export.add_argument("--output", default="full-cache-tmp", help="directory to write (resumable)")
     export.add_argument("--no-verify", action="store_true", help="write pieces without the KZG check")
-    export.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (checked by SHA-256)")
+    kzg_option(export)
     backend_option(export, "piece verification")
     export.set_defaults(func=_export_piece)
 
     dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
     dev.add_argument("--base-path", default="autonomys-dev", help="where everything keeps its data")
-    dev.add_argument("--kzg-parameters", help="path of eth-public-parameters.bin (downloaded if absent)")
+    kzg_option(dev)
     dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
     dev.add_argument(
         "--nats-cluster-size", type=int, default=1, help="nats-servers to run (3: a routed JetStream cluster)"
     )
-    dev.add_argument("--status-interval", type=float, default=1.0)
+    dev.add_argument("--status-interval", type=float, default=1.0, help="seconds between status view updates")
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
     backend_option(dev)
     dev.set_defaults(func=_dev)
     return parser
+
+
+def kzg_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kzg-parameters", help="eth-public-parameters.bin to use (default: the copy in the package)")
 
 
 def backend_option(parser: argparse.ArgumentParser, what: str = "compute") -> None:
@@ -416,7 +425,15 @@ def backend_option(parser: argparse.ArgumentParser, what: str = "compute") -> No
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args))
+    from autonomys_farmer.protocol.kzg import KzgError
+
+    try:
+        return int(args.func(args))
+    except KzgError as e:  # a bad --kzg-parameters file, for every command
+        raise SystemExit(f"autonomys-farmer: {e}") from None
+    except OSError as e:  # a path that cannot be created or opened, for every command
+        where = f"{e.filename}: " if e.filename else ""
+        raise SystemExit(f"autonomys-farmer: {where}{e.strerror or e}") from None
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 from autonomys_farmer.cluster.messages import CacheItemType, ComponentKind
 
@@ -235,6 +236,22 @@ class Options:
         return [*flags, *positionals]
 
 
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def nats_url(text: str) -> str:
+    """A NATS server address as operators write it: nats://HOST:PORT (or tls://, ws://, wss://;
+    user:password@ or token@ before the host). Anything else is a usage error, never a silent wait."""
+    url = urlsplit(text)
+    if url.scheme not in NATS_SCHEMES or not url.hostname:
+        raise ValueError(f"{text!r}: expected nats://HOST:PORT")
+    try:
+        url.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535") from None
+    return text
+
+
 def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """argparse reports ValueError/TypeError raised by a type as `invalid <type> value`: keep the reason."""
 
@@ -259,9 +276,10 @@ class ClusterOptions(Options):
         "a NATS server of the cluster (repeat for each; one reachable is enough)",
         "--nats-server",
         metavar="nats://HOST:PORT",
+        parse=nats_url,
     )
     kzg_parameters: Path | None = arg(
-        "eth-public-parameters.bin (checked by SHA-256); default: the cached copy",
+        "eth-public-parameters.bin to use (checked by SHA-256); default: the copy in the package",
         "--kzg-parameters",
         default=None,
         parse=Path,

@@ -29,6 +29,7 @@ class SlotSequence:
 
 
 MAX_WINS_PER_SLOT = 16  # wins of one slot proved together at most
+PROOF_TIME_MARGIN = 1.25  # proofs vary: a further win is tried only if it fits with a quarter to spare
 
 
 def wins_to_prove(elapsed_s: float, timeout_s: float, estimate_s: float, available: int) -> int:
@@ -37,7 +38,7 @@ def wins_to_prove(elapsed_s: float, timeout_s: float, estimate_s: float, availab
     a late proof is ignored by the node and takes compute from the next slot."""
     if elapsed_s > timeout_s or available == 0:
         return 0
-    fit = int((timeout_s - elapsed_s) // estimate_s) if estimate_s > 0 else 1
+    fit = int((timeout_s - elapsed_s) // (estimate_s * PROOF_TIME_MARGIN)) if estimate_s > 0 else 1
     return min(available, MAX_WINS_PER_SLOT, max(1, fit))
 
 

@@ -1,23 +1,22 @@
-"""File helpers for services: crash-safe writes and the KZG parameters file (local or downloaded)."""
+"""File helpers for services: crash-safe writes and the KZG parameters (shipped in the package)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
 
 import blake3
 
-from autonomys_farmer.protocol.kzg import PARAMETERS_SHA256, Kzg
+from autonomys_farmer.protocol.kzg import PARAMETERS_SHA256, Kzg, KzgError
 
-PARAMETERS_URL = (
-    "https://raw.githubusercontent.com/autonomys/subspace/main/shared/subspace-kzg/src/eth-public-parameters.bin"
-)
-DEFAULT_PARAMETERS_PATH = Path.home() / ".cache" / "autonomys-farmer" / "eth-public-parameters.bin"
+# The real 2^15 setup (1.6 MB, upstream's shared/subspace-kzg/src/eth-public-parameters.bin) ships as
+# package data: no download, no flag; `--kzg-parameters PATH` overrides it.
+EMBEDDED_PARAMETERS = "data/eth-public-parameters.bin"
 
 
 def write_atomically(target: Path, data: bytes) -> None:
@@ -60,20 +59,14 @@ class HashingWriter:
         return self.hasher.digest()
 
 
-def download_parameters(target: Path, url: str = PARAMETERS_URL) -> None:
-    """Download the setup and keep it only if its SHA-256 is the pinned one."""
-    with urllib.request.urlopen(url, timeout=60) as response:
-        data = response.read()
-    Kzg.from_bytes(data, PARAMETERS_SHA256)  # raises KzgError naming both hashes on a mismatch
-    write_atomically(target, data)
-
-
 def load_kzg(path: str | os.PathLike[str] | None = None) -> Kzg:
-    """The real setup: `path`, else the cached copy, downloaded on first use. The pinned SHA-256 is
-    checked every time."""
-    chosen = path
-    if chosen is None:
-        chosen = DEFAULT_PARAMETERS_PATH
-        if not chosen.exists():
-            download_parameters(chosen)
-    return Kzg.from_bytes(Path(chosen).read_bytes(), PARAMETERS_SHA256)
+    """The real setup: `path`, else the copy in the package. The pinned SHA-256 is checked every time;
+    a file that cannot be read is a KzgError naming it."""
+    if path is None:
+        data = resources.files("autonomys_farmer").joinpath(EMBEDDED_PARAMETERS).read_bytes()
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise KzgError(f"KZG parameters {str(path)!r}: {e.strerror or e}") from None
+    return Kzg.from_bytes(data, PARAMETERS_SHA256)

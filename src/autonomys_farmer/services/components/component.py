@@ -20,8 +20,9 @@ from autonomys_farmer.cluster.messages import (
     ComponentStatus,
     Heartbeat,
 )
+from autonomys_farmer.services.storage.farm import FarmError
 from autonomys_farmer.services.transport import bulk
-from autonomys_farmer.services.transport.nats_bus import Bus
+from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class Component:
                 log.info("%s %s running%s", self.kind, self.instance_id, where)
         except* Exception as failed:
             first = failed.exceptions[0]
-            log.error("%s failed: %s", self.kind, first, exc_info=first)
+            # An operator's problem (a path, NATS, a farm) is one line; anything else is a bug: traceback.
+            expected = isinstance(first, OSError | NatsConfigError | FarmError)
+            log.error("%s failed: %s", self.kind, first, exc_info=None if expected else first)
             raise RuntimeError(f"{self.kind}: {first}") from first
         finally:
             self._group = None

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
 
@@ -329,49 +330,56 @@ class PlotClient(Component):
     async def _prove_and_submit(
         self, slot_number: SlotNumber, wins: list[tuple[Farm, RecordWin]], budget: float
     ) -> None:
-        """A slot's wins, proved together: submit each solution, and record how long proving took
-        (per-win estimate and metric)."""
+        """A slot's wins, sent for proving together; each solution is submitted the moment it is
+        proved (a later win must not hold an earlier one back past the deadline). Records how long
+        proving took per win (the estimate and the metric)."""
         self.counts["wins"] += len(wins)
         started = time.perf_counter()
-        solutions = await self._prove([win for _farm, win in wins], budget)
-        took = time.perf_counter() - started
-        proved = sum(solution is not None for solution in solutions)
-        if proved:
-            self.proof_time.observe(took / proved)
-        self.counts["dropped"] += len(wins) - proved
+        finished: list[float] = []
 
         async def submit(farm: Farm, solution: Solution | None) -> None:
             result = "Timeout"
-            if solution is not None:
+            if solution is None:
+                self.counts["dropped"] += 1
+            else:
+                finished.append(time.perf_counter() - started)
                 accepted = await self._submit_solution(farm, slot_number, solution)
                 result = "Success" if accepted else "Rejected"
             metrics.FARM_PROVING_TIME.labels(farm.id, result).observe(time.perf_counter() - started)
 
-        await asyncio.gather(*(submit(farm, solution) for (farm, _win), solution in zip(wins, solutions, strict=True)))
+        await self._prove([win for _farm, win in wins], budget, lambda i, sol: submit(wins[i][0], sol))
+        if finished:
+            self.proof_time.observe(max(finished) / len(finished))
 
-    async def _prove(self, wins: list[RecordWin], budget: float) -> list[Solution | None]:
+    async def _prove(
+        self, wins: list[RecordWin], budget: float, settle: Callable[[int, Solution | None], Awaitable[None]]
+    ) -> None:
         """Proof servers get the wins at once (one proves them as a batch) with the slot's remaining
-        budget; wins no proof server takes are proved here, together. A proof server that is there
-        but too slow costs the win (the budget is spent: a local proof would land late too); the
-        breaker bypasses proof servers that keep missing."""
-        solutions: list[Solution | None] = [None] * len(wins)
-        local = list(range(len(wins)))
+        budget; wins no proof server takes are proved here, together. `settle(i, solution or None)`
+        runs for each win as soon as its fate is known. A proof server that is there but too slow
+        costs the win (the budget is spent: a local proof would land late too); the breaker bypasses
+        proof servers that keep missing."""
+        local: list[int] = []
+
+        async def remote(i: int, timeout: float) -> None:
+            answer = await self._request_proof(wins[i], timeout)
+            if answer is PROVE_HERE:
+                local.append(i)
+            else:
+                await settle(i, answer if isinstance(answer, Solution) else None)
+
         if self.breaker.use_proof_servers(time.monotonic()):
             timeout = max(self.proof_timeout, budget)
-            answers = await asyncio.gather(*(self._request_proof(win, timeout) for win in wins))
-            local = [i for i, answer in enumerate(answers) if answer is PROVE_HERE]
-            for i, answer in enumerate(answers):
-                if isinstance(answer, Solution):
-                    solutions[i] = answer
+            await asyncio.gather(*(remote(i, timeout) for i in range(len(wins))))
+        else:
+            local = list(range(len(wins)))
         if local:
             self.counts["local_proofs"] += len(local)
-            proved = await asyncio.to_thread(prove_wins, self.compute, self.kzg, [wins[i] for i in local])
-            for i, result in zip(local, proved, strict=True):
-                if isinstance(result, Solution):
-                    solutions[i] = result
-                else:
+            proved = await asyncio.to_thread(prove_wins, self.compute, self.kzg, [wins[i] for i in sorted(local)])
+            for i, result in zip(sorted(local), proved, strict=True):
+                if not isinstance(result, Solution):
                     log.warning("proving sector %d failed: %s", wins[i].sector_index, result)
-        return solutions
+                await settle(i, result if isinstance(result, Solution) else None)
 
     async def _request_proof(self, win: RecordWin, timeout: float) -> Solution | ProveHere | None:
         """A proof server's solution, PROVE_HERE or None (the win is dropped)."""

@@ -261,7 +261,7 @@ def run_dev(
     nats_servers: int = 1,
     backend: str = "auto",
 ) -> int:
-    load_kzg(kzg_parameters)  # fail early (or download once) before starting anything
+    load_kzg(kzg_parameters)  # fail early (a bad --kzg-parameters file) before starting anything
     kzg_path = Path(kzg_parameters).resolve() if kzg_parameters else None
     layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend, kzg_path)
     try:

@@ -14,9 +14,10 @@ import mmap
 import os
 import struct
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from ulid import ULID
 
 from autonomys_farmer.protocol import reward_signing
 from autonomys_farmer.protocol.constants import SECTOR_METADATA_CHECKSUMMED_SIZE
@@ -31,8 +32,10 @@ METADATA_HEADER = struct.Struct("<BH")
 METADATA_RESERVED = 1024 * 1024
 FARM_INFO = "single_disk_farm.json"
 IDENTITY = "identity.bin"
-LOCK_FILE = "single_disk_farm.lock"
 MAX_SECTORS = 65534
+# What the official farmer reserves besides sectors (node-and-cluster.md §6.2): metadata and farm-info
+# reserves and the identity; allocatedSpace is written so that its formula gives our sector count.
+FIXED_SPACE = 2 * 1024 * 1024 + 33
 
 
 class FarmError(RuntimeError):
@@ -40,8 +43,9 @@ class FarmError(RuntimeError):
 
 
 def _lock(path: Path) -> int:
-    """Hold the farm's lock file for this process's life: two farmers on one plot would corrupt it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold an exclusive lock on the farm's single_disk_farm.json for this process's life, as the
+    official farmer does (fs4, flock): two farmers on one plot, ours or theirs, would corrupt it."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -52,6 +56,19 @@ def _lock(path: Path) -> int:
 
 def _round_up(n: int, to: int = 4096) -> int:
     return (n + to - 1) // to * to
+
+
+def allocated_space(sectors: int, pieces_in_sector: int) -> int:
+    """The allocatedSpace for which the official farmer's target-sectors formula (no farm cache)
+    gives exactly `sectors`."""
+    sectors_space = sectors * (sector_size(pieces_in_sector) + SECTOR_METADATA_CHECKSUMMED_SIZE)
+    return FIXED_SPACE + 4096 + sectors_space + 99  # + 99: the formula rounds down to whole hundreds
+
+
+def official_target_sectors(allocated: int, pieces_in_sector: int, cache_percentage: int = 0) -> int:
+    """node-and-cluster.md §6.2, integer arithmetic left to right."""
+    usable = (allocated - FIXED_SPACE) // 100 * (100 - cache_percentage) - 4096
+    return usable // (sector_size(pieces_in_sector) + SECTOR_METADATA_CHECKSUMMED_SIZE)
 
 
 @dataclass(frozen=True)
@@ -91,14 +108,24 @@ class Farm:
             raise FarmError(f"{directory}: sectors={sectors} is out of range 1..{MAX_SECTORS}")
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self._lock_fd = _lock(directory / LOCK_FILE)
         self.sectors = sectors
         identity = directory / IDENTITY
         if not identity.exists():
             write_atomically(identity, reward_signing.identity_file_bytes(os.urandom(32)))
         entropy = reward_signing.entropy_from_identity_file(identity.read_bytes())
         self.public_key, self.secret_key = reward_signing.keypair_from_entropy(entropy)
-        self.info = self._load_or_create_info(pieces_in_sector, genesis_hash)
+        info_path = directory / FARM_INFO
+        if not info_path.exists():  # created whole (rename), then locked: never rewritten while locked
+            fresh = FarmInfo(
+                str(ULID()), genesis_hash, self.public_key, pieces_in_sector, allocated_space(sectors, pieces_in_sector)
+            )
+            write_atomically(info_path, json.dumps(fresh.to_json(), indent=2).encode())
+        self._lock_fd = _lock(info_path)
+        try:
+            self.info = self._check_info(pieces_in_sector, genesis_hash)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self.sector_size = sector_size(self.info.pieces_in_sector)
         self.plot_path = directory / "plot.bin"
         self.metadata_path = directory / "metadata.bin"
@@ -132,30 +159,23 @@ class Farm:
     def id(self) -> str:
         return self.info.id
 
-    def _load_or_create_info(self, pieces_in_sector: int, genesis_hash: bytes) -> FarmInfo:
+    def _check_info(self, pieces_in_sector: int, genesis_hash: bytes) -> FarmInfo:
         path = self.directory / FARM_INFO
-        if path.exists():
+        try:
             info = FarmInfo.from_json(json.loads(path.read_text()))
-            if info.genesis_hash != genesis_hash:
-                raise FarmError(
-                    f"{self.directory} was created for genesis {info.genesis_hash.hex()}, node has {genesis_hash.hex()}"
-                )
-            if info.public_key != self.public_key:
-                raise FarmError(f"{self.directory}: identity.bin does not match {FARM_INFO}")
-            if info.pieces_in_sector > pieces_in_sector:
-                raise FarmError(
-                    f"{self.directory} has {info.pieces_in_sector} pieces per sector, more than the chain's "
-                    f"maximum {pieces_in_sector}"
-                )
-            return info
-        info = FarmInfo(
-            str(uuid.uuid4()),
-            genesis_hash,
-            self.public_key,
-            pieces_in_sector,
-            self.sectors * (sector_size(pieces_in_sector) + SECTOR_METADATA_CHECKSUMMED_SIZE),
-        )
-        write_atomically(path, json.dumps(info.to_json(), indent=2).encode())
+        except (ValueError, KeyError, TypeError) as e:
+            raise FarmError(f"{path}: not a single_disk_farm.json ({e})") from None
+        if info.genesis_hash != genesis_hash:
+            raise FarmError(
+                f"{self.directory} was created for genesis {info.genesis_hash.hex()}, node has {genesis_hash.hex()}"
+            )
+        if info.public_key != self.public_key:
+            raise FarmError(f"{self.directory}: identity.bin does not match {FARM_INFO}")
+        if info.pieces_in_sector > pieces_in_sector:
+            raise FarmError(
+                f"{self.directory} has {info.pieces_in_sector} pieces per sector, more than the chain's "
+                f"maximum {pieces_in_sector}"
+            )
         return info
 
     def close(self) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -30,8 +32,48 @@ MIN_MAX_PAYLOAD = 3 * 1024 * 1024
 REQUEST_DEADLINE_S = 60.0  # as the official cluster: retry a request for at most a minute
 
 
+FIRST_ATTEMPT_S = 2.0
+PROBE_TIMEOUT_S = 1.5
+
+
 class NatsConfigError(RuntimeError):
     pass
+
+
+async def diagnose(servers: list[str], error: BaseException) -> str:
+    """Why no server answers, per address: the TCP connection's own failure (connection refused,
+    unknown host, no answer) when there is one, else what the NATS handshake reported (authorization,
+    TLS)."""
+    causes = []
+    for server in servers:
+        url = urlsplit(server)
+        host, port = url.hostname or "", url.port or 4222
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT_S)
+        except socket.gaierror:
+            causes.append(f"{server}: unknown host {host!r}")
+            continue
+        except ConnectionRefusedError:
+            causes.append(f"{server}: connection refused")
+            continue
+        except (TimeoutError, OSError) as e:
+            causes.append(f"{server}: {getattr(e, 'strerror', None) or 'no answer'}")
+            continue
+        writer.close()
+        causes.append(f"{server}: {_handshake_cause(error)}")
+    return "; ".join(causes)
+
+
+def _handshake_cause(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "reachable, but no NATS handshake in time (is it a NATS server?)"
+    text = str(error) or type(error).__name__
+    lowered = text.lower()
+    if "authorization" in lowered or "authentication" in lowered or isinstance(error, nats.errors.AuthorizationError):
+        return f"authentication failed ({text})"
+    if "tls" in lowered or "ssl" in lowered or "certificate" in lowered:
+        return f"TLS failed ({text})"
+    return f"reachable, but the NATS handshake failed ({text})"
 
 
 class Bus:
@@ -46,7 +88,10 @@ class Bus:
     async def connect(cls, servers: list[str], name: str, initial_timeout: float = 120.0) -> Bus:
         """Connect (waiting for the servers to come up) and check max_payload."""
 
+        errors: list[Exception] = []  # what nats-py met while connecting (auth, TLS, protocol)
+
         async def on_error(e: Exception) -> None:
+            errors[:] = [e]
             log.debug("nats: %s", e)
 
         async def on_disconnect() -> None:
@@ -59,6 +104,8 @@ class Bus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + initial_timeout
         delay = 0.2
+        attempt_s = FIRST_ATTEMPT_S  # the first trouble is reported within this
+        reported = ""
         while True:
             try:
                 # With unlimited reconnects nats-py retries an unreachable first server forever itself:
@@ -74,17 +121,19 @@ class Bus:
                         disconnected_cb=on_disconnect,
                         reconnected_cb=on_reconnect,
                     ),
-                    max(1.0, min(10.0, deadline - loop.time())),
+                    max(0.5, min(attempt_s, deadline - loop.time())),
                 )
                 break
-            except (nats.errors.NoServersError, OSError, TimeoutError) as e:
+            except (nats.errors.NoServersError, nats.errors.Error, OSError, TimeoutError) as e:
+                cause = await diagnose(servers, errors[0] if errors else e)
                 if loop.time() > deadline:
-                    raise NatsConfigError(
-                        f"no NATS server reachable at {', '.join(servers)}: {str(e) or 'timed out'}"
-                    ) from e
-                log.info("waiting for NATS at %s (%s)", ", ".join(servers), str(e) or "timed out")
+                    raise NatsConfigError(f"no NATS server reachable at {', '.join(servers)}: {cause}") from e
+                if cause != reported:  # a new cause is worth a warning; the same one is not repeated
+                    log.warning("%s: NATS unreachable (%s); retrying", name, cause)
+                    reported = cause
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 5.0)
+                attempt_s = 10.0
         if nc.max_payload < MIN_MAX_PAYLOAD:
             await nc.close()
             raise NatsConfigError(
