@@ -20,9 +20,10 @@ from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import subjects
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.services.devnet.dev import ClusterStatus, DevLayout
+from autonomys_farmer.services.devnet.dev import DevLayout
 from autonomys_farmer.services.devnet.supervisor import Supervisor
 from autonomys_farmer.services.storage.farm import Farm
+from autonomys_farmer.services.tools.cluster_status import ClusterStatus
 from autonomys_farmer.services.transport.nats_bus import Bus
 
 TIMEOUT_S = 420.0
@@ -125,6 +126,18 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 supervisor,
                 30,
             )  # fmt: skip
+
+            # `cluster status --json`: every member, farms, plot and proof servers, from what they publish.
+            code, out = await tool(supervisor, "cluster", "--nats-server", urls[1], "status", "--json")
+            assert code == 0, out
+            snapshot = json.loads(out[out.index("{") :])
+            kinds = {member["kind"] for member in snapshot["members"]}
+            assert kinds >= {str(kind) for kind in m.ComponentKind}, kinds
+            client_status = next(x["status"] for x in snapshot["members"] if x["kind"] == "plot-client")
+            assert [farm["plotted"] for farm in client_status["farms"]] == [2]
+            proof_status = next(x["status"] for x in snapshot["members"] if x["kind"] == "proof-server")
+            assert proof_status["backend"] == "cpu" and "p99_ms" in proof_status
+            assert all(member["uptime_s"] is not None and member["host"] for member in snapshot["members"])
 
             # The cluster's JetStream state was created replicated across the three NATS servers.
             for stream in (subjects.PLOT_JOBS.stream, f"KV_{subjects.SHARDS.name}", f"KV_{subjects.MEMBERS.name}"):

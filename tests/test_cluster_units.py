@@ -263,3 +263,79 @@ def test_every_option_of_every_command_has_help() -> None:
     parsers = [(build_parser(), "autonomys-farmer"), (ClusterOptions.parser(), "cluster")]
     parsers += [(c.parser(), c.NAME) for c in ComponentOptions.__subclasses__()]
     assert [m for parser, path in parsers for m in walk(parser, path)] == []
+
+
+def test_every_grafana_expression_names_an_exported_metric() -> None:
+    """deploy/grafana/autonomys-farmer.json only queries metrics the code exports: the official
+    instruments (with their histogram and counter suffixes) and every component's status figures."""
+    import json
+    import re
+
+    from prometheus_client.core import REGISTRY
+
+    from autonomys_farmer.services import metrics
+
+    statuses = {
+        m.ComponentKind.CONTROLLER: m.ControllerStatus(),
+        m.ComponentKind.SHARDED_CACHE: m.CacheStatus(capacity=1),
+        m.ComponentKind.FULL_PIECE_CACHE: m.CacheStatus(capacity=1),
+        m.ComponentKind.PLOT_SERVER: m.PlotServerStatus(backend="cpu"),
+        m.ComponentKind.PLOT_CLIENT: m.PlotClientStatus(farms=(m.FarmStatus("f", "/f", 1, 1),)),
+        m.ComponentKind.PROOF_SERVER: m.ProofServerStatus(backend="cpu"),
+    }
+
+    class Member:
+        def __init__(self, kind: m.ComponentKind, status: m.ComponentStatus) -> None:
+            self.kind, self.instance_id, self._status = kind, "i", status
+
+        def status(self) -> m.ComponentStatus:
+            return self._status
+
+    exported = set()
+    members = [Member(kind, status) for kind, status in statuses.items()]
+    for family in metrics.ComponentCollector(members).collect():  # type: ignore[arg-type]
+        exported.add(family.name)
+    suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}
+    for collector in list(REGISTRY._collector_to_names):  # every instrument metrics.py registered
+        for family in collector.describe() if hasattr(collector, "describe") else []:
+            if family.name.startswith("subspace_farmer"):
+                exported.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    dashboard = json.loads((Path(__file__).parents[1] / "deploy" / "grafana" / "autonomys-farmer.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"subspace_farmer_[a-z0-9_]+", expr)}
+    assert len(expressions) >= 10 and used
+    assert sorted(used - exported) == []
+
+
+def test_the_status_view_splits_solutions_and_explains_waits() -> None:
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from autonomys_farmer.services.tools.cluster_status import ClusterStatus
+
+    view = ClusterStatus()
+
+    async def feed() -> None:
+        await view._heartbeat(m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", status=m.ControllerStatus(), host="h"))
+        await view._heartbeat(m.Heartbeat(m.ComponentKind.PLOT_SERVER, "p1", status=m.PlotServerStatus(waiting=3)))
+        plot_client = m.PlotClientStatus(slots=10, skipped=4, farms=(m.FarmStatus("farm1", "/f", 4, 1),))
+        await view._heartbeat(m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "pc", status=plot_client, started_at=1.0))
+        for kind, detail in ((m.FarmEventKind.SOLUTION, ""), (m.FarmEventKind.LATE, "Solution was ignored"),
+                             (m.FarmEventKind.INVALID, "bad proof"), (m.FarmEventKind.SOLUTION, "")):  # fmt: skip
+            await view._farm_event(m.FarmEvent("farm1", kind, SectorIndex(2), m.SlotNumber(7), detail))
+
+    asyncio.run(feed())
+    console = Console(file=io.StringIO(), width=200)
+    console.print(view.render("test"))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "solutions accepted 2, late 1, invalid 1" in text
+    assert "no archived segment yet" in text and "3 job(s) put back until their pieces are cached" in text
+    assert "4 of 10 slots skipped while the previous slot's wins were being proved" in text
+    assert "farm farm1 solution (sector 2, slot 7)\n" in text  # no dangling colon
+    assert "farm farm1 late (sector 2, slot 7): Solution was ignored" in text
+    assert view.summary() == "2 solution(s) accepted, 1 late (ignored by the node), 1 invalid"
+    snapshot = view.snapshot()
+    assert snapshot["solutions"] == {"solution": 2, "late": 1, "invalid": 1}
+    assert {member["kind"] for member in snapshot["members"]} == {"controller", "plot-server", "plot-client"}

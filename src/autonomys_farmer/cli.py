@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from autonomys_farmer.cluster.messages import CacheItemType
 
+STATUS = "status"  # `cluster … status`: not a component, the view of the others
+DEV_BASE_PATH = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "autonomys-farmer" / "dev"
+
 if TYPE_CHECKING:
     from autonomys_farmer.cluster.components import ClusterOptions, ComponentOptions
     from autonomys_farmer.protocol.compute import Compute
@@ -134,6 +137,8 @@ def _cluster(args: argparse.Namespace) -> int:
     from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
 
     cluster = ClusterOptions.from_namespace(args)
+    if args.component == STATUS:
+        return _cluster_status(list(cluster.nats_servers), args.rest)
     groups: list[list[str]] = [[]]
     for word in [args.component, *args.rest]:
         if word == "--":
@@ -162,6 +167,21 @@ def _cluster(args: argparse.Namespace) -> int:
     except RuntimeError as e:  # a component failed; it logged why, and its supervisor restarts it
         raise SystemExit(str(e)) from None
     return 0
+
+
+def _cluster_status(servers: list[str], argv: list[str]) -> int:
+    from autonomys_farmer.services.tools.cluster_status import watch
+    from autonomys_farmer.services.transport.nats_bus import NatsConfigError
+
+    parser = argparse.ArgumentParser(prog=f"autonomys-farmer cluster {STATUS}", description="the live cluster view")
+    parser.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+    options = parser.parse_args(argv)
+    try:
+        return asyncio.run(watch(servers, options.json))
+    except KeyboardInterrupt:
+        return 0
+    except NatsConfigError as e:
+        raise SystemExit(f"cluster status: {e}") from None
 
 
 def _reinitialization_cache(args: argparse.Namespace) -> int:
@@ -318,13 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run cluster components (NATS for control, TCP for bulk data)",
         description="Run one or more cluster components in this process; chain them with `--`, e.g. "
         "`cluster --nats-server nats://10.0.0.1:4222 controller --tmp -- proof-server`. "
-        "`cluster COMPONENT --help` describes a component's own options.",
+        "`cluster COMPONENT --help` describes a component's own options. "
+        "`cluster --nats-server … status [--json]` shows any running cluster live.",
     )
     ClusterOptions.add_arguments(cluster)
     cluster.add_argument(
         "component",
-        choices=list(COMPONENTS),
-        help="; ".join(f"{name}: {options.DESCRIPTION}" for name, options in COMPONENTS.items()),
+        choices=[*COMPONENTS, STATUS],
+        help="; ".join(f"{name}: {options.DESCRIPTION}" for name, options in COMPONENTS.items())
+        + f"; {STATUS}: the live view of the cluster (members, farms, plot and proof servers, caches, "
+        "solutions) from what its members publish; `status --json` prints one snapshot",
     )
     cluster.add_argument(
         "rest", nargs=argparse.REMAINDER, help="the component's options, then `--` and the next component"
@@ -397,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_export_piece)
 
     dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
-    dev.add_argument("--base-path", default="autonomys-dev", help="where everything keeps its data")
+    dev.add_argument(
+        "--base-path",
+        default=str(DEV_BASE_PATH),
+        help="where everything keeps its data (default: ~/.local/share/autonomys-farmer/dev, outside the checkout)",
+    )
     kzg_option(dev)
     dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
     dev.add_argument(

@@ -51,6 +51,7 @@ class PlotStage(StrEnum):
     DOWNLOADING = "downloading"
     ENCODING = "encoding"
     READY = "ready"
+    WAITING = "waiting for pieces"  # not an error: the history is still being archived or cached
     ERROR = "error"
 
 
@@ -58,7 +59,8 @@ class FarmEventKind(StrEnum):
     PLOTTED = "plotted"
     REPLOTTING = "replotting"
     SOLUTION = "solution"  # accepted by the node
-    REJECTED = "rejected"
+    LATE = "late"  # the node no longer took its slot
+    INVALID = "invalid"  # refused by the node for what it is
 
 
 # --- component status, sent with every heartbeat (one dataclass per kind) -------------------------------
@@ -88,6 +90,7 @@ class PlotServerStatus:
     TAG: ClassVar[str] = "plot-server"
     plotted: int = 0
     failed: int = 0
+    waiting: int = 0  # jobs put back because their pieces were not found yet (start-up, sync)
     encoding: int = 0
     buffered: int = 0
     backend: str = ""
@@ -118,10 +121,11 @@ class SectorProgress:
 class PlotClientStatus:
     TAG: ClassVar[str] = "plot-client"
     slots: int = 0
-    skipped: int = 0
+    skipped: int = 0  # slots not audited: the previous slot's wins were still being proved
     wins: int = 0
     accepted: int = 0
-    rejected: int = 0
+    late: int = 0  # ignored by the node: proved after the slot's deadline
+    invalid: int = 0  # refused by the node
     local_proofs: int = 0
     dropped: int = 0
     proof_s: float = 0.0
@@ -165,6 +169,8 @@ class Heartbeat:
     item_type: CacheItemType | None = None  # caches (and the controller, which serves node pieces)
     sent_at: float = 0.0
     status: ComponentStatus | None = None  # for the status view and metrics; members entries omit it
+    host: str = ""  # the machine's name
+    started_at: float = 0.0  # Unix time the component started (uptime in the status view)
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,7 @@ class SubmitSolution:
 class SubmitResult:
     accepted: bool
     error: str = ""
+    late: bool = False  # not accepted because its slot had passed (not because it is invalid)
 
 
 # --- plotting --------------------------------------------------------------------------------------------

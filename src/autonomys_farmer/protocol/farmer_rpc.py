@@ -12,6 +12,7 @@ from autonomys_farmer.protocol.types import SlotNumber
 __all__ = ["HexError", "hex_bytes", "json_uint"]  # re-exported for RPC clients
 
 SUBSPACE_ERROR_CODE = 9001
+SOLUTION_IGNORED = "Solution was ignored"  # the dev node's answer for a slot it no longer takes: late
 
 GET_FARMER_APP_INFO = "subspace_getFarmerAppInfo"
 SUBMIT_SOLUTION_RESPONSE = "subspace_submitSolutionResponse"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Coroutine
@@ -25,6 +26,7 @@ from autonomys_farmer.services.transport import bulk
 from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError
 
 log = logging.getLogger(__name__)
+HOST = socket.gethostname()
 
 
 class Component:
@@ -40,6 +42,7 @@ class Component:
         self.item_type: CacheItemType | None = None
         self._group: asyncio.TaskGroup | None = None
         self._pending: list[Coroutine[Any, Any, Any]] = []
+        self.started_at = time.time()
 
     @property
     def nats(self) -> Bus:
@@ -61,7 +64,16 @@ class Component:
 
     async def heartbeat_forever(self) -> None:
         while True:
-            beat = Heartbeat(self.kind, self.instance_id, self.address, self.item_type, time.time(), self.status())
+            beat = Heartbeat(
+                self.kind,
+                self.instance_id,
+                self.address,
+                self.item_type,
+                time.time(),
+                self.status(),
+                HOST,
+                self.started_at,
+            )
             try:
                 await self.nats.publish(subjects.HEARTBEAT, beat, self.kind, self.instance_id)
             except Exception as e:

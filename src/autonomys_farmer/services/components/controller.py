@@ -30,7 +30,7 @@ from autonomys_farmer.cluster.messages import (
     SubmitResult,
     SubmitSolution,
 )
-from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse
+from autonomys_farmer.protocol.farmer_rpc import SOLUTION_IGNORED, FarmerAppInfo, RewardSignatureResponse
 from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.transport.bulk import Answer
@@ -119,7 +119,7 @@ class Controller(Component):
             await self.node.submit_solution_response(request.slot_number, request.solution)
         except RpcError as e:
             log.info("solution for slot %d not accepted: %s", request.slot_number, e.message)
-            return SubmitResult(False, e.message)
+            return SubmitResult(False, e.message, late=e.message == SOLUTION_IGNORED)
         self.counts["accepted"] += 1
         return SubmitResult(True)
 

@@ -102,7 +102,8 @@ class PlotClient(Component):
             "skipped": 0,
             "wins": 0,
             "accepted": 0,
-            "rejected": 0,
+            "late": 0,
+            "invalid": 0,
             "local_proofs": 0,
             "dropped": 0,
         }
@@ -170,6 +171,7 @@ class PlotClient(Component):
             job = PlotJob(job_id, farm.id, farm.public_key, index, farm.info.pieces_in_sector, info.protocol_info)
             await self._submit(job)
             self.progress[job_id] = SectorProgress(farm.id, index, PlotStage.QUEUED)
+            waited = False
             while True:
                 try:
                     progress = await asyncio.wait_for(queue.get(), JOB_SILENCE_S)
@@ -180,6 +182,9 @@ class PlotClient(Component):
                 self.progress[job_id] = SectorProgress(farm.id, index, progress.stage, progress.done, progress.total)
                 if progress.stage == PlotStage.ERROR:
                     log.warning("sector %d of farm %s: %s (the job is retried)", index, farm.id[:8], progress.error)
+                elif progress.stage == PlotStage.WAITING and not waited:
+                    waited = True
+                    log.info("sector %d of farm %s waits for pieces: %s", index, farm.id[:8], progress.error)
                 if progress.stage != PlotStage.READY:
                     continue
                 try:
@@ -402,15 +407,16 @@ class PlotClient(Component):
         result = await self.nats.request(
             subjects.SUBMIT_SOLUTION, SubmitSolution(slot_number, solution), timeout=5, deadline=5
         )
-        self.counts["accepted" if result.accepted else "rejected"] += 1
+        if result.accepted:
+            kind, verdict = FarmEventKind.SOLUTION, "accepted"
+        elif result.late:
+            kind, verdict = FarmEventKind.LATE, f"late ({result.error})"
+        else:
+            kind, verdict = FarmEventKind.INVALID, f"invalid: {result.error}"
+        self.counts[{FarmEventKind.SOLUTION: "accepted", FarmEventKind.LATE: "late"}.get(kind, "invalid")] += 1
         log.info(
-            "slot %d: solution from farm %s sector %d %s",
-            slot_number,
-            farm.id[:8],
-            solution.sector_index,
-            "accepted" if result.accepted else f"not accepted: {result.error}",
+            "slot %d: solution from farm %s sector %d %s", slot_number, farm.id[:8], solution.sector_index, verdict
         )
-        kind = FarmEventKind.SOLUTION if result.accepted else FarmEventKind.REJECTED
         event = FarmEvent(farm.id, kind, SectorIndex(solution.sector_index), slot_number, result.error)
         await self.nats.publish(subjects.FARM_EVENTS, event, farm.id)
         return result.accepted

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 IN_PROGRESS_EVERY_S = 10.0
 BUFFER_TTL_S = 15 * 60.0
 STREAM_CHUNK = 4 * 1024 * 1024
+WAIT_FOR_PIECES_S = 5.0  # a job whose pieces are not found yet is retried after this
+
+
+class PiecesUnavailableError(RuntimeError):
+    """Some of a sector's pieces are in no cache and the node does not serve them (yet)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class PlotServer(Component):
         self.concurrency = max(1, concurrency)
 
         self.getter: PieceGetter | None = None
-        self.counts = {"plotted": 0, "failed": 0, "encoding": 0}
+        self.counts = {"plotted": 0, "failed": 0, "waiting": 0, "encoding": 0}
         self.last_sector_s = 0.0
         self.records_per_s = 0.0
 
@@ -151,6 +156,12 @@ class PlotServer(Component):
         keepalive = asyncio.create_task(self._keep_in_progress(msg))
         try:
             await self._plot(job, path)
+        except PiecesUnavailableError as e:  # a start-up wait (history still archived or cached), not a failure
+            self.counts["waiting"] += 1
+            log.info("sector %d of farm %s waits: %s", job.sector_index, job.farm_id, e)
+            await self._progress(job, PlotStage.WAITING, error=str(e))
+            await _settle(msg.nak(delay=WAIT_FOR_PIECES_S))
+            return
         except Exception as e:
             self.counts["failed"] += 1
             metrics.PLOTTER_ERRORS.labels(self.compute.name).inc()
@@ -187,7 +198,7 @@ class PlotServer(Component):
         metrics.PLOTTER_DOWNLOADING_TIME.labels(self.compute.name).observe(time.monotonic() - started)
         missing = [i for i in indexes if i not in found]
         if missing:
-            raise RuntimeError(f"{len(missing)} piece(s) unavailable, first {missing[0]}")
+            raise PiecesUnavailableError(f"{len(missing)} of {len(indexes)} pieces not found yet, first {missing[0]}")
         loop = asyncio.get_running_loop()
 
         def report(done: int, total: int) -> None:

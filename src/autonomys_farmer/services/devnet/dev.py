@@ -9,9 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from autonomys_farmer.cluster import subjects
 from autonomys_farmer.cluster.components import (
     CacheDisk,
     ClusterOptions,
@@ -25,15 +23,6 @@ from autonomys_farmer.cluster.components import (
     ShardedCacheOptions,
     component_argv,
 )
-from autonomys_farmer.cluster.messages import (
-    DROP_AFTER_S,
-    FarmEvent,
-    FarmEventKind,
-    Heartbeat,
-    PlotClientStatus,
-    status_figures,
-)
-from autonomys_farmer.protocol.farmer_rpc import SlotInfo
 from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
 from autonomys_farmer.services.devnet.supervisor import (
     Program,
@@ -43,6 +32,7 @@ from autonomys_farmer.services.devnet.supervisor import (
     nats_server_config,
 )
 from autonomys_farmer.services.files import load_kzg
+from autonomys_farmer.services.tools.cluster_status import ClusterStatus
 from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
@@ -148,77 +138,6 @@ class DevLayout:
         ]
 
 
-class ClusterStatus:
-    """What the status view shows, gathered from NATS like any other cluster member would."""
-
-    def __init__(self) -> None:
-        self.members: dict[tuple[str, str], Heartbeat] = {}
-        self.seen: dict[tuple[str, str], float] = {}
-        self.slot = 0
-        self.accepted = 0
-        self.rejected = 0
-        self.events: list[str] = []
-
-    async def attach(self, bus: Bus) -> None:
-        await bus.subscribe(subjects.HEARTBEAT, self._heartbeat)
-        await bus.subscribe(subjects.FARM_EVENTS, self._farm_event)
-        await bus.subscribe(subjects.SLOT_INFO, self._slot)
-
-    async def _heartbeat(self, beat: Heartbeat) -> None:
-        self.members[(beat.kind, beat.instance_id)] = beat
-        self.seen[(beat.kind, beat.instance_id)] = time.monotonic()
-
-    async def _slot(self, slot: SlotInfo) -> None:
-        self.slot = slot.slot_number
-
-    async def _farm_event(self, event: FarmEvent) -> None:
-        if event.kind == FarmEventKind.SOLUTION:
-            self.accepted += 1
-        elif event.kind == FarmEventKind.REJECTED:
-            self.rejected += 1
-        text = f"slot {event.slot_number}: " if event.slot_number is not None else ""
-        sector = f"sector {event.sector_index} " if event.sector_index is not None else ""
-        self.events.append(
-            f"{time.strftime('%H:%M:%S')} farm {event.farm_id[:8]} {event.kind} {sector}{text}{event.detail}"
-        )
-        self.events = self.events[-8:]
-
-    def live(self) -> list[Heartbeat]:
-        now = time.monotonic()
-        return [b for k, b in sorted(self.members.items()) if now - self.seen[k] < DROP_AFTER_S]
-
-    def render(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-
-        table = Table(
-            title=f"autonomys-farmer dev — slot {self.slot} — "
-            f"solutions accepted {self.accepted}, rejected {self.rejected}"
-        )
-        for column in ("component", "instance", "status"):
-            table.add_column(column)
-        bars = Table.grid(padding=(0, 1))
-        for beat in self.live():
-            figures = status_figures(beat.status)
-            table.add_row(beat.kind, beat.instance_id[:8], ", ".join(f"{k}={v}" for k, v in figures.items()))
-            if not isinstance(beat.status, PlotClientStatus):
-                continue
-            for farm in beat.status.farms:
-                bars.add_row(
-                    f"farm {farm.farm_id[:8]}",
-                    ProgressBar(total=farm.sectors, completed=farm.plotted, width=40),
-                    f"{farm.plotted}/{farm.sectors} sectors",
-                )
-            for sector in beat.status.plotting:
-                bars.add_row(
-                    f"  sector {sector.sector_index}",
-                    ProgressBar(total=max(sector.total, 1), completed=sector.done, width=40),
-                    f"{sector.stage} {sector.done}/{sector.total}",
-                )
-        return Group(table, bars, *self.events)
-
-
 async def _run(layout: DevLayout, status_interval: float, duration: float) -> None:
     import signal
 
@@ -242,14 +161,15 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     )
     started = time.monotonic()
     try:
-        with Live(status.render(), refresh_per_second=4) as live:
+        with Live(status.render("autonomys-farmer dev"), refresh_per_second=4) as live:
             while not duration or time.monotonic() - started < duration:
                 await asyncio.sleep(status_interval)
-                live.update(status.render())
+                live.update(status.render("autonomys-farmer dev"))
     finally:
         await bus.close()
         await supervisor.stop_all()
-    print(f"stopped: {status.accepted} solution(s) accepted, {status.rejected} rejected")
+        minutes = (time.monotonic() - started) / 60
+        print(f"stopped after {minutes:.1f} min: {status.summary()}; logs in {layout.base / 'logs'}")
 
 
 def run_dev(

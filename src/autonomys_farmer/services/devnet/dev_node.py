@@ -269,7 +269,7 @@ class DevNode:
     def submit_solution(self, slot: int, solution: Solution) -> int:
         state = self.book.accepting(slot)
         if state is None:
-            raise RpcError(rpc.SUBSPACE_ERROR_CODE, "Solution was ignored")
+            raise RpcError(rpc.SUBSPACE_ERROR_CODE, rpc.SOLUTION_IGNORED)
         try:
             distance = verify_solution(
                 solution,
