@@ -18,12 +18,14 @@ from conftest import KZG_PARAMETERS
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import subjects
+from autonomys_farmer.cluster.bulk_ops import Contents, ListContents
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.services.devnet.dev import DevLayout
 from autonomys_farmer.services.devnet.supervisor import Supervisor
 from autonomys_farmer.services.storage.farm import Farm
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
+from autonomys_farmer.services.transport import bulk
 from autonomys_farmer.services.transport.nats_bus import Bus
 
 TIMEOUT_S = 420.0
@@ -105,7 +107,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
             # Operator tools against the live cluster (each NATS server works as the entry point).
             urls = layout.nats_urls
-            kzg = ("--kzg-parameters", str(KZG_PARAMETERS))
+            kzg = ("--kzg-parameters", str(KZG_PARAMETERS), "--cluster-secret-file", str(layout.secret_file))
             code, out = await tool(supervisor, "util", "sharded-cache-benchmark", "--nats-servers", *urls,
                                    "--sectors", "2", "--epoch", "2", "--cache-item-type", "piece", *kzg)  # fmt: skip
             assert code == 0 and out.count("missing 0, invalid 0") == 2, out
@@ -138,6 +140,15 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             proof_status = next(x["status"] for x in snapshot["members"] if x["kind"] == "proof-server")
             assert proof_status["backend"] == "cpu" and "p99_ms" in proof_status
             assert all(member["uptime_s"] is not None and member["host"] for member in snapshot["members"])
+
+            # Bulk TCP serves only peers holding the cluster secret.
+            cache_address = next(b.address for b in status.live() if b.kind == m.ComponentKind.SHARDED_CACHE)
+            for secret, refusal in ((b"", "requires the cluster secret"), (b"x" * 32, "does not hold")):
+                try:
+                    await bulk.request_all(cache_address, ListContents(), Contents, secret=secret)
+                    raise AssertionError("a cache served a peer without the cluster secret")
+                except bulk.BulkError as e:
+                    assert refusal in str(e), e
 
             # The cluster's JetStream state was created replicated across the three NATS servers.
             for stream in (subjects.PLOT_JOBS.stream, f"KV_{subjects.SHARDS.name}", f"KV_{subjects.MEMBERS.name}"):

@@ -52,6 +52,7 @@ def _record_win() -> RecordWin:
     return RecordWin(b"\x01" * 32, b"\x02" * 32, SectorIndex(3), HistorySize(4), SBucket(9), chunks, metadata)
 
 
+JOB = m.PlotJob("0123456789abcdef" * 2, "01JDV2K3M4N5P6Q7R8S9T0VWXY", b"\x01" * 32, SectorIndex(2), 8, INFO, 1)
 SAMPLES: dict[str, list[object]] = {
     subjects.SLOT_INFO.name: [SlotInfo(SlotNumber(11), b"\x07" * 32, 100, 200)],
     subjects.REWARD_SIGNING_INFO.name: [RewardSigningInfo(b"\x08" * 32, b"\x01" * 32)],
@@ -80,7 +81,8 @@ SAMPLES: dict[str, list[object]] = {
     subjects.REINITIALIZE_CACHES.name: [m.ReinitializeCaches(2.5)],
     subjects.MEMBERS.name: [m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", "h:1")],
     subjects.SHARDS.name: [m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "h:1"),))],
-    subjects.PLOT_JOBS.subject: [m.PlotJob("j", "farm", b"\x01" * 32, SectorIndex(2), 8, INFO, 1)],
+    subjects.PLOT_JOBS.subject: [JOB],
+    subjects.PLOT_DEAD_LETTERS.name: [m.DeadLetter(JOB, 50, "protocol info refused")],
     subjects.PLOT_PROGRESS.name: [m.PlotProgress("j", "p1", m.PlotStage.READY, 8, 8, "h:2", 10, b"\x01" * 32)],
     subjects.PROVE.name: [m.ProveResponse(SOLUTION), m.ProveResponse(None, "no proof")],
     subjects.FARM_EVENTS.name: [
@@ -126,10 +128,19 @@ def _types(subject: object) -> list[type]:
 
 def test_proving_requests_round_trip_natively():
     win = _record_win()
-    back = subjects.PROVE.codec.decode(subjects.PROVE.codec.encode(win))
+    request = subjects.PROVE.codec.decode(subjects.PROVE.codec.encode(m.ProveRequest(win, 3.5)))
+    back = request.win
+    assert request.budget_s == 3.5
     assert (back.sector_index, back.history_size, back.s_bucket) == (3, 4, 9)
     assert isinstance(back.s_bucket, SBucket) and back.record.piece_offset == 1
     assert (back.record.chunks == win.record.chunks).all()
+    for budget in (0.0, -1.0, float("nan"), float("inf")):  # a request without a sane deadline is refused
+        with pytest.raises(ValueError, match="budget_s"):
+            m.ProveRequest(win, budget)
+    data = subjects.PROVE.codec.encode(m.ProveRequest(win, 3.5))
+    forged = data.replace(b'"budget_s":3.5', b'"budget_s":0.0')  # same length: the header prefix still fits
+    with pytest.raises(wire.WireError, match="budget_s"):
+        subjects.PROVE.codec.decode(forged)
 
 
 def test_subjects_are_unique_and_messages_fail_on_the_field_they_break():
@@ -159,7 +170,11 @@ def test_bulk_operations_are_tagged_dataclasses():
 
 def test_slots_are_farmed_once_in_order():
     slots = farming.SlotSequence()
-    assert [slots.accept(SlotNumber(s)) for s in (5, 5, 4, 6, 8, 7)] == [True, False, False, True, True, False]
+    assert [slots.accept(SlotNumber(s), 0.0) for s in (5, 5, 4, 6, 8, 7)] == [True, False, False, True, True, False]
+    # A forged slot far ahead is refused and the real ones go on; a long outage's jump is plausible.
+    assert not slots.accept(SlotNumber(10**12), 1.0) and slots.implausible == 1
+    assert slots.accept(SlotNumber(9), 1.0)
+    assert slots.accept(SlotNumber(9 + 3000), 1.0 + 3600.0)
 
 
 def test_win_budget():
@@ -330,3 +345,17 @@ def test_one_description_per_component_parses_and_renders_back():
         with pytest.raises(SystemExit) as exit_info:
             options.parse(argv)
         assert exit_info.value.code == 2, (options, argv)
+
+
+def test_membership_tolerates_the_observers_own_stall():
+    from autonomys_farmer.cluster import sharding
+
+    seen = {"a": 100.0, "b": 125.0}
+    assert sharding.silent_members(seen, 131.0, observed_since=0.0, drop_after=30.0) == ["a"]
+    # The controller itself heard nothing from 100 to 140 (a NATS stall on its side): nobody is dropped
+    # until it has listened for drop_after again, and a heartbeat newer than `now` is not silence.
+    assert sharding.silent_members(seen, 141.0, observed_since=140.0, drop_after=30.0) == []
+    assert sharding.silent_members({"c": 150.0}, 141.0, observed_since=0.0, drop_after=30.0) == []
+    assert sharding.silent_members(seen, 171.0, observed_since=140.0, drop_after=30.0) == ["a", "b"]
+    assert sharding.own_outage_ended(100.0, 111.0, interval=5.0) and not sharding.own_outage_ended(100.0, 105.0, 5.0)
+    assert not sharding.own_outage_ended(None, 105.0, 5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,7 @@ from autonomys_farmer.services.storage.piece_store import PieceStore, StoreFullE
 
 def test_wire_round_trip_and_clear_errors() -> None:
     info = FarmerProtocolInfo(HistorySize(1), 8, 5, (1, 10), 4)
-    job = m.PlotJob("j1", "farm", b"\x01" * 32, SectorIndex(3), 8, info, attempt=2)
+    job = m.PlotJob("ab" * 16, "01JDV2K3M4N5P6Q7R8S9T0VWXY", b"\x01" * 32, SectorIndex(3), 8, info, attempt=2)
     assert wire.decode(m.PlotJob, wire.encode(job)) == job
     assert b'"publicKey"' not in wire.encode(job) and b"0101" in wire.encode(job)
     shard_map = m.ShardMap("g", (m.ShardMember("a", "h:1"), m.ShardMember("b", "h:2")))
@@ -32,6 +33,11 @@ def test_wire_round_trip_and_clear_errors() -> None:
         wire.decode(m.PlotJob, wire.encode(job).replace(b'"sector_index":3', b'"sector_index":"3"'))
     with pytest.raises(wire.WireError, match=r"PlotJob.public_key"):
         wire.decode(m.PlotJob, wire.encode(job).replace(b"0101", b"zz01", 1))
+    for field, forged in (("job_id", "../../../../x/TRAVERSAL"), ("farm_id", "../evil")):  # names files: strict
+        encoded = wire.encode(job if field == "job_id" else dataclasses.replace(job, job_id="cd" * 16))
+        placeholder = b"ab" * 16 if field == "job_id" else job.farm_id.encode()
+        with pytest.raises(wire.WireError, match=f"{field} must be"):
+            wire.decode(m.PlotJob, encoded.replace(b'"' + placeholder + b'"', b'"' + forged.encode() + b'"', 1))
     with pytest.raises(wire.WireError, match="missing"):
         wire.decode(m.PlotJob, b'{"job_id": "x"}')
 
@@ -76,9 +82,11 @@ def test_proving_request_round_trip() -> None:
         record,
         RecordMetadata(b"\x04" * 48, b"\x05" * 48, b"\x06" * 32),
     )
-    data = m.encode_record_win(win)
+    data = m.encode_prove_request(m.ProveRequest(win, 2.5))
     assert len(data) < 3 * 1024 * 1024 * 0.9  # fits a NATS message with the required max_payload
-    back = m.decode_record_win(data)
+    request = m.decode_prove_request(data)
+    back = request.win
+    assert request.budget_s == 2.5
     assert (back.public_key, back.reward_address, back.sector_index, back.history_size, back.s_bucket) == (
         win.public_key,
         win.reward_address,
@@ -91,7 +99,7 @@ def test_proving_request_round_trip() -> None:
     assert np.array_equal(back.record.encoded, record.encoded)
     assert np.array_equal(back.record.chunks, record.chunks)
     with pytest.raises(wire.WireError, match="body is"):
-        m.decode_record_win(data[:-1])
+        m.decode_prove_request(data[:-1])
 
 
 def test_piece_store_survives_torn_writes_and_reuses_slots(tmp_path: Path) -> None:
@@ -339,3 +347,44 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     snapshot = view.snapshot()
     assert snapshot["solutions"] == {"solution": 2, "late": 1, "invalid": 1}
     assert {member["kind"] for member in snapshot["members"]} == {"controller", "plot-server", "plot-client"}
+
+
+def test_bulk_peers_prove_the_cluster_secret_and_requests_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from autonomys_farmer.cluster.bulk_ops import Contents, ListContents, Repaired, RepairItem
+    from autonomys_farmer.services.transport import bulk
+
+    async def handler(operation: object, payload: bytes):  # type: ignore[no-untyped-def]
+        if isinstance(operation, RepairItem):
+            yield Repaired(operation.key), b""
+        else:
+            yield Contents((1, 2)), b""
+
+    monkeypatch.setattr(bulk, "REQUEST_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(bulk, "_secret", b"s" * 32)
+
+    async def run() -> None:
+        server = bulk.BulkServer(handler)
+        await server.start("127.0.0.1")
+        address = server.address("127.0.0.1")
+        try:
+            ((listing, _),) = await bulk.request_all(address, ListContents(), Contents)  # the same secret
+            assert listing.keys == (1, 2)
+            with pytest.raises(bulk.BulkError, match="requires the cluster secret"):
+                await bulk.request_all(address, ListContents(), Contents, secret=b"")
+            with pytest.raises(bulk.BulkError, match="does not hold the cluster secret"):
+                await bulk.request_all(address, ListContents(), Contents, secret=b"x" * 32)
+            with pytest.raises((bulk.BulkError, ConnectionError)):  # a payload past one piece is refused
+                await bulk.request_all(address, RepairItem(1), Repaired, bytes(PIECE_SIZE + 1))
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await bulk.read_frame(reader, 0)  # the greeting; then say nothing
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed after REQUEST_TIMEOUT_S
+            writer.close()
+            assert server.connections == 0
+        finally:
+            await server.close()
+
+    asyncio.run(run())
+    assert bulk.listen_host("127.0.0.1") == "127.0.0.1" and bulk.listen_host("10.0.0.5") == "0.0.0.0"
+    assert bulk.listen_host(None) == "0.0.0.0"

@@ -261,3 +261,32 @@ def test_export_piece_writes_a_full_cache_directory_and_resumes(dev_node, comput
     store.close()
     with pytest.raises(ValueError, match="expected http://"):
         asyncio.run(export_pieces("ftp://nowhere", output))
+
+
+def test_hostile_rpc_input_is_answered_and_the_connection_lives(dev_node):
+    """Valid JSON that is not a request, JSON nested past the parser, bad params of every kind: each
+    gets a JSON-RPC error, never a path, a dropped connection or a dead handler."""
+    import json
+
+    import websockets
+
+    async def run() -> None:
+        async with websockets.connect(dev_node.url, max_size=None) as ws:
+
+            async def ask(raw: str) -> dict:
+                await ws.send(raw)
+                return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+            for raw in ("[1, 2]", "5", '"x"', "null", '{"id": 1}', '{"id": [1], "method": 7}', "[" * 100_000, "{"):
+                reply = await ask(raw)
+                assert reply["error"]["code"] in (-32600, -32700), (raw[:20], reply)
+            for bad in (-1, "abc", True, 1.5, 2**70, None, [1]):
+                reply = await ask(json.dumps({"jsonrpc": "2.0", "id": 3, "method": rpc.PIECE, "params": [bad]}))
+                assert reply["id"] == 3 and reply["error"]["code"] == -32602, (bad, reply)
+                assert "/" not in reply["error"]["message"], reply  # no filesystem path leaks out
+            reply = await ask(json.dumps({"jsonrpc": "2.0", "id": 4, "method": rpc.SEGMENT_HEADERS, "params": [["0"]]}))
+            assert reply["error"]["code"] == -32602
+            reply = await ask(json.dumps({"jsonrpc": "2.0", "id": 5, "method": rpc.GET_FARMER_APP_INFO}))
+            assert reply["id"] == 5 and reply["result"]["protocolInfo"]["historySize"] >= 1  # still serving
+
+    asyncio.run(run())

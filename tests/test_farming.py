@@ -238,3 +238,30 @@ def test_wins_proved_as_one_batch_equal_single_proofs_and_fail_alone(farm, compu
     assert isinstance(results[1], ReadingError)
     assert results[2] == prove_win(compute, kzg, other)
     assert results[2].chunk_witness != results[0].chunk_witness
+
+
+def test_a_received_sector_is_checked_before_it_counts(farm, compute, kzg):
+    """What a plot client checks of a sector from a plot server: right metadata, every record's
+    commitment opening its segment commitment, sampled records read back to their commitments."""
+    from autonomys_farmer.protocol.reading import check_sector
+    from autonomys_farmer.protocol.types import PieceOffset
+
+    meta = farm.view.metadata
+    commitments = {0: farm.history.segment_commitments[0]}
+    sample = [PieceOffset(0), PieceOffset(1)]
+
+    def check(data=farm.data, metadata=meta, segment_commitments=commitments, index=0):
+        check_sector(compute, kzg, PUBLIC_KEY, index, INFO, data, metadata, segment_commitments, sample, bytes(32))
+
+    check()  # the real sector passes
+    tampered = bytearray(farm.data)
+    tampered[sec.contents_map_size(2) + 100_000] ^= 0x01  # one bit of a chunk; checksum redone as a forger would
+    tampered[-32:] = blake3_hash(bytes(tampered[:-32]))
+    with pytest.raises(ReadingError):
+        check(data=bytes(tampered))
+    with pytest.raises(ReadingError, match="does not open its segment commitment"):
+        check(segment_commitments={0: farm.history.segment_commitments[0][:-1] + b"\x00"})
+    with pytest.raises(ReadingError, match="metadata describes sector 0"):
+        check(index=1)
+    with pytest.raises(ReadingError, match="checksum"):
+        check(data=farm.data[:-1] + bytes([farm.data[-1] ^ 1]))

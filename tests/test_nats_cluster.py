@@ -59,7 +59,10 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
             shard_map = m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "127.0.0.1:1"),))
             await eventually(lambda: producer.kv_put(subjects.SHARDS, shard_map.group, shard_map))
             info = FarmerProtocolInfo(HistorySize(1), 8, 5, (1, 10), 4)
-            jobs = [m.PlotJob(f"job-{i}", "farm", bytes(32), SectorIndex(i), 8, info) for i in range(3)]
+            jobs = [
+                m.PlotJob(f"{i:032x}", "01JDV2K3M4N5P6Q7R8S9T0VWXY", bytes(32), SectorIndex(i), 8, info)
+                for i in range(3)
+            ]
             for job in jobs:
                 await eventually(lambda job=job: producer.enqueue(subjects.PLOT_JOBS, job, job.job_id))
 

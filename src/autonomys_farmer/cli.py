@@ -91,7 +91,9 @@ def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute
     elif isinstance(options, c.ShardedCacheOptions):
         from autonomys_farmer.services.components.sharded_cache import ShardedCache
 
-        component = ShardedCache(servers, Path(options.disk.path), options.disk.size_bytes, options.item_type)
+        component = ShardedCache(
+            servers, Path(options.disk.path), options.disk.size_bytes, options.item_type, cluster.kzg_parameters
+        )
     elif isinstance(options, c.FullPieceCacheOptions):
         from autonomys_farmer.services.components.full_piece_sharded_cache import FullPieceShardedCache
 
@@ -99,7 +101,9 @@ def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute
         # directory is always the storage and is never deleted; only a bare --tmp gets a throw-away one.
         temporary = options.path is None
         directory = Path(tempfile.mkdtemp(prefix="autonomys-full-cache-")) if options.path is None else options.path
-        component = FullPieceShardedCache(servers, directory, temporary=temporary)
+        component = FullPieceShardedCache(
+            servers, directory, temporary=temporary, kzg_parameters=cluster.kzg_parameters
+        )
     else:
         assert compute is not None
         kzg = load_kzg(cluster.kzg_parameters)
@@ -150,6 +154,7 @@ def _cluster(args: argparse.Namespace) -> int:
         if not group or group[0] not in COMPONENTS:
             raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(COMPONENTS)}")
         parsed.append(COMPONENTS[group[0]].parse(group[1:], prog=f"autonomys-farmer cluster {group[0]}"))
+    _use_cluster_secret(cluster.cluster_secret_file)
     compute = _compute(cluster.backend) if any(options.COMPUTES for options in parsed) else None
     components = [_build_component(options, cluster, compute) for options in parsed]
     if cluster.prometheus_listen_on:
@@ -167,6 +172,17 @@ def _cluster(args: argparse.Namespace) -> int:
     except RuntimeError as e:  # a component failed; it logged why, and its supervisor restarts it
         raise SystemExit(str(e)) from None
     return 0
+
+
+def _use_cluster_secret(path: Path | None) -> None:
+    from autonomys_farmer.services.transport import bulk
+
+    if path is None:
+        return
+    secret = path.read_bytes().strip()  # an unreadable file is a one-line error (main)
+    if len(secret) < 16:
+        raise SystemExit(f"autonomys-farmer: {path}: a cluster secret must hold at least 16 bytes")
+    bulk.use_cluster_secret(secret)
 
 
 def _cluster_status(servers: list[str], argv: list[str]) -> int:
@@ -199,6 +215,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import sharded_cache_benchmark
 
+    _use_cluster_secret(args.cluster_secret_file)
     kzg = load_kzg(args.kzg_parameters)
     try:
         epochs = asyncio.run(
@@ -225,6 +242,7 @@ def _verify_piece(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import CACHE_GROUPS, verify_pieces
 
+    _use_cluster_secret(args.cluster_secret_file)
     kzg = load_kzg(args.kzg_parameters)
     try:
         with Progress(transient=True) as bar:
@@ -391,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
     kzg_option(bench)
     backend_option(bench, "piece verification")
+    secret_option(bench)
     bench.set_defaults(func=_sharded_cache_benchmark)
 
     verify = util.add_parser("verify-piece", help="check every cached item against its segment commitment")
@@ -404,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kzg_option(verify)
     backend_option(verify, "piece verification")
+    secret_option(verify)
     verify.set_defaults(func=_verify_piece)
 
     config = util.add_parser("supervisor-config", help="supervisor + nats-server files for every machine")
@@ -435,6 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
     backend_option(dev)
     dev.set_defaults(func=_dev)
     return parser
+
+
+def secret_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster-secret-file", type=Path, metavar="PATH", help="the cluster's shared secret (bulk TCP peers need it)"
+    )
 
 
 def kzg_option(parser: argparse.ArgumentParser) -> None:

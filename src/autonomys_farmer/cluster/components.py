@@ -299,6 +299,14 @@ class ClusterOptions(Options):
         default=None,
         metavar="HOST",
     )
+    cluster_secret_file: Path | None = arg(
+        "file holding the cluster's shared secret: bulk TCP peers prove they hold it (HMAC) before any "
+        "operation (default: none, and a warning)",
+        "--cluster-secret-file",
+        default=None,
+        parse=Path,
+        metavar="PATH",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,16 +15,28 @@ from autonomys_farmer.protocol.types import HistorySize, SegmentIndex, SlotNumbe
 K = TypeVar("K")
 
 
+MAX_SLOT_JUMP = 120  # slots a controller may skip at once (a node catching up, a controller failover)
+SLOTS_PER_SECOND_BOUND = 2.0  # slots are ~1 s apart: twice that rate is the most a real chain produces
+
+
 @dataclass
 class SlotSequence:
-    """Slots arrive from every controller: farm each slot number once, in increasing order."""
+    """Slots arrive from every controller: farm each slot number once, in increasing order. A slot
+    far ahead of what the time since the last one allows is refused (`implausible` counts them): one
+    forged number must not make every later real slot look old."""
 
     last: SlotNumber | None = None
+    last_at: float = 0.0
+    implausible: int = 0
 
-    def accept(self, slot: SlotNumber) -> bool:
-        if self.last is not None and slot <= self.last:
-            return False
-        self.last = slot
+    def accept(self, slot: SlotNumber, now: float) -> bool:
+        if self.last is not None:
+            if slot <= self.last:
+                return False
+            if slot - self.last > MAX_SLOT_JUMP + SLOTS_PER_SECOND_BOUND * max(0.0, now - self.last_at):
+                self.implausible += 1
+                return False
+        self.last, self.last_at = slot, now
         return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,7 +19,7 @@ import numpy as np
 
 from autonomys_farmer.cluster import wire
 from autonomys_farmer.protocol.archiving import SegmentHeader
-from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.constants import MAX_PIECES_IN_SECTOR, RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.proving import RecordWin
 from autonomys_farmer.protocol.reading import RecordChunks
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo, RecordMetadata
@@ -91,6 +92,7 @@ class PlotServerStatus:
     plotted: int = 0
     failed: int = 0
     waiting: int = 0  # jobs put back because their pieces were not found yet (start-up, sync)
+    dead_letters: int = 0  # jobs dropped after failing MAX_JOB_DELIVERIES times
     encoding: int = 0
     buffered: int = 0
     backend: str = ""
@@ -138,6 +140,7 @@ class ProofServerStatus:
     TAG: ClassVar[str] = "proof-server"
     proved: int = 0
     failed: int = 0
+    expired: int = 0  # requests dropped because their slot budget was spent before proving started
     batches: int = 0  # proving batches run (several wins of a slot share one)
     backend: str = ""
     device: str = ""
@@ -232,13 +235,37 @@ class SubmitResult:
 
 @dataclass(frozen=True)
 class PlotJob:
-    job_id: str
+    job_id: str  # 32 lower-case hex digits: it names files on the plot server, so nothing else passes
     farm_id: str
     public_key: bytes
     sector_index: SectorIndex
     pieces_in_sector: int
     protocol_info: FarmerProtocolInfo  # fetched just before asking
     attempt: int = 0
+
+    def __post_init__(self) -> None:
+        if not JOB_ID.fullmatch(self.job_id):
+            raise ValueError(f"job_id must be 32 lower-case hex digits, got {self.job_id[:80]!r}")
+        if not FARM_ID.fullmatch(self.farm_id):
+            raise ValueError(f"farm_id must be a ULID or UUID, got {self.farm_id[:80]!r}")
+        if len(self.public_key) != 32:
+            raise ValueError(f"public_key must be 32 bytes, got {len(self.public_key)}")
+        if not 1 <= self.pieces_in_sector <= MAX_PIECES_IN_SECTOR:
+            raise ValueError(f"pieces_in_sector must be 1..{MAX_PIECES_IN_SECTOR}, got {self.pieces_in_sector}")
+
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+FARM_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A plot job taken off the work queue after failing too often (not a start-up wait): logged by
+    the plot server and published for operators; a poison job must not be retried forever."""
+
+    job: PlotJob
+    deliveries: int
+    error: str
 
 
 @dataclass(frozen=True)
@@ -276,7 +303,25 @@ class FarmEvent:
 
 
 @dataclass(frozen=True)
+class ProveRequest:
+    """A win to prove within `budget_s` of its arrival (the slot's time left when it was sent; clocks
+    of different machines are never compared). A proof server drops a request it could not start in
+    time: a late proof is ignored by the node and delays the next slot's."""
+
+    win: RecordWin
+    budget_s: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.budget_s) and 0 < self.budget_s <= MAX_PROVE_BUDGET_S):
+            raise ValueError(f"budget_s must be within 0..{MAX_PROVE_BUDGET_S:g} seconds, got {self.budget_s}")
+
+
+MAX_PROVE_BUDGET_S = 600.0
+
+
+@dataclass(frozen=True)
 class RecordWinHeader:
+    budget_s: float
     public_key: bytes
     reward_address: bytes
     sector_index: SectorIndex
@@ -286,10 +331,12 @@ class RecordWinHeader:
     record_metadata: bytes
 
 
-def encode_record_win(win: RecordWin) -> bytes:
+def encode_prove_request(request: ProveRequest) -> bytes:
     """u32 LE header length ‖ JSON header ‖ s-bucket bitmap (8 KiB) ‖ encoded bitmap (4 KiB) ‖ chunks."""
+    win = request.win
     header = wire.encode(
         RecordWinHeader(
+            request.budget_s,
             win.public_key,
             win.reward_address,
             SectorIndex(win.sector_index),
@@ -312,7 +359,7 @@ def encode_record_win(win: RecordWin) -> bytes:
     )
 
 
-def decode_record_win(data: bytes) -> RecordWin:
+def decode_prove_request(data: bytes) -> ProveRequest:
     if len(data) < 4:
         raise wire.WireError("proving request shorter than its length prefix")
     (length,) = struct.unpack_from("<I", data)
@@ -332,14 +379,10 @@ def decode_record_win(data: bytes) -> RecordWin:
     chunks = np.frombuffer(rest[at + RECORD_NUM_CHUNKS // 8 :], np.uint8).reshape(RECORD_NUM_CHUNKS, 32).copy()
     try:
         metadata = RecordMetadata.from_bytes(h.record_metadata)
+        chunks_of_record = RecordChunks(h.piece_offset, s_buckets, encoded.astype(bool), chunks)
+        win = RecordWin(
+            h.public_key, h.reward_address, h.sector_index, h.history_size, h.s_bucket, chunks_of_record, metadata
+        )
+        return ProveRequest(win, h.budget_s)
     except ValueError as e:
         raise wire.WireError(f"proving request: {e}") from e
-    return RecordWin(
-        h.public_key,
-        h.reward_address,
-        h.sector_index,
-        h.history_size,
-        h.s_bucket,
-        RecordChunks(h.piece_offset, s_buckets, encoded.astype(bool), chunks),
-        metadata,
-    )

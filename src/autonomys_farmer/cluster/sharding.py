@@ -12,7 +12,8 @@ items on three different instances, any two of which give back the piece.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from autonomys_farmer.cluster.messages import CacheItemType, ComponentKind
 from autonomys_farmer.protocol.constants import PIECE_SIZE
@@ -95,3 +96,18 @@ def join_piece(shards: dict[int, bytes]) -> bytes:
         SHARD_SIZE, "little"
     )
     return shards[0] + other if known == 0 else other + shards[1]
+
+
+K = TypeVar("K")
+
+
+def silent_members(last_seen: Mapping[K, float], now: float, observed_since: float, drop_after: float) -> list[K]:
+    """Members to drop for silence. Silence counts only from when the observer could hear: since its
+    start or its own last outage (`observed_since`), so a NATS stall on the observer's side drops
+    nobody, and a heartbeat newer than `now` (seen while deciding) is never negative silence."""
+    return [key for key, seen in last_seen.items() if now - max(seen, observed_since) > drop_after]
+
+
+def own_outage_ended(own_last_heard: float | None, now: float, interval: float) -> bool:
+    """The observer hears its own heartbeat again after missing more than two: it was cut off."""
+    return own_last_heard is not None and now - own_last_heard > 2 * interval

@@ -15,10 +15,12 @@ from typing import Any, Generic, TypeVar
 from autonomys_farmer.cluster import wire
 from autonomys_farmer.cluster.messages import (
     AppInfoRequest,
+    DeadLetter,
     FarmEvent,
     Heartbeat,
     PlotJob,
     PlotProgress,
+    ProveRequest,
     ProveResponse,
     ReinitializeCaches,
     SegmentHeadersRequest,
@@ -26,12 +28,11 @@ from autonomys_farmer.cluster.messages import (
     ShardMap,
     SubmitResult,
     SubmitSolution,
-    decode_record_win,
-    encode_record_win,
+    decode_prove_request,
+    encode_prove_request,
 )
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse, RewardSigningInfo, SlotInfo
-from autonomys_farmer.protocol.proving import RecordWin
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -140,12 +141,13 @@ SHARDS = Bucket("autonomys-cache-shards", ShardMap)  # key: the cache group
 # --- plotting, proving, farming -------------------------------------------------------------------------
 PLOT_JOBS = WorkQueue("AUTONOMYS_PLOT_JOBS", "autonomys.plot.jobs", PlotJob, "plot-servers")
 PLOT_PROGRESS = Broadcast("autonomys.plot.progress", PlotProgress, tokens=("farm",))
+PLOT_DEAD_LETTERS = Broadcast("autonomys.plot.dead-letter", DeadLetter)
 PROVE = Request(
     "autonomys.proof-server.prove",
-    RecordWin,
+    ProveRequest,
     ProveResponse,
     PROOF_SERVERS_QUEUE,
-    Codec(encode_record_win, decode_record_win),
+    Codec(encode_prove_request, decode_prove_request),
 )
 FARM_EVENTS = Broadcast("autonomys.farm", FarmEvent, tokens=("farm",))
 
@@ -162,6 +164,7 @@ SUBJECTS: tuple[Broadcast[Any] | Request[Any, Any] | WorkQueue[Any] | Bucket[Any
     MEMBERS,
     SHARDS,
     PLOT_JOBS,
+    PLOT_DEAD_LETTERS,
     PLOT_PROGRESS,
     PROVE,
     FARM_EVENTS,

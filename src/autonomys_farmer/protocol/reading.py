@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from autonomys_farmer.protocol import erasure, field
 from autonomys_farmer.protocol.compute import Compute, ProofTable
-from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.constants import NUM_PIECES, RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.field import FieldError
-from autonomys_farmer.protocol.hashes import blake3_hash
-from autonomys_farmer.protocol.pieces import Piece
+from autonomys_farmer.protocol.hashes import blake3_254_hash_to_scalar, blake3_hash
+from autonomys_farmer.protocol.kzg import Kzg
+from autonomys_farmer.protocol.pieces import Piece, batch_weights, record_commitment
 from autonomys_farmer.protocol.sector import (
+    FarmerProtocolInfo,
     RecordMetadata,
     SectorBytes,
     SectorContentsMap,
@@ -22,8 +25,9 @@ from autonomys_farmer.protocol.sector import (
     contents_map_size,
     derive_evaluation_seed,
     derive_sector_id,
+    derive_sector_piece_indices,
 )
-from autonomys_farmer.protocol.types import PieceOffset
+from autonomys_farmer.protocol.types import PieceIndex, PieceOffset, SectorIndex, SegmentIndex
 
 
 class ReadingError(SectorError):
@@ -132,3 +136,47 @@ def read_piece(compute: Compute, sector: PlottedSectorView, public_key: bytes, p
     if blake3_hash(piece.data) != record_meta.piece_checksum:
         raise ReadingError(f"piece at offset {piece_offset} of sector {meta.sector_index}: checksum mismatch")
     return piece
+
+
+def check_sector(
+    compute: Compute,
+    kzg: Kzg,
+    public_key: bytes,
+    sector_index: SectorIndex,
+    protocol_info: FarmerProtocolInfo,
+    data: SectorBytes,
+    metadata: SectorMetadata,
+    segment_commitments: Mapping[SegmentIndex, bytes],
+    sample: Sequence[PieceOffset],
+    randomness: bytes,
+) -> None:
+    """What a farmer checks of a sector plotted elsewhere before it counts (ReadingError if any fails):
+    the metadata is this sector's; every record's commitment opens its segment commitment at its
+    piece's position (one batched pairing check); and each `sample` record, read back from the sector
+    (table, decoding, recovery), has exactly that commitment. A garbage or wrongly encoded sector,
+    whether forged or from a plotting bug, is refused."""
+    if metadata.sector_index != sector_index or metadata.history_size != protocol_info.history_size:
+        raise ReadingError(
+            f"metadata describes sector {metadata.sector_index} at history size {metadata.history_size}, "
+            f"not sector {sector_index} at {protocol_info.history_size}"
+        )
+    if blake3_hash(bytes(data[:-32])) != bytes(data[-32:]):
+        raise ReadingError(f"sector {sector_index} fails its own checksum")
+    view = PlottedSectorView.open(data, metadata)
+    sid = derive_sector_id(public_key, sector_index, protocol_info.history_size)
+    indices = derive_sector_piece_indices(sid, metadata.pieces_in_sector, protocol_info)
+    openings = []
+    for offset, index in enumerate(indices):
+        piece_index = PieceIndex(index)
+        commitment = segment_commitments.get(piece_index.segment_index())
+        if commitment is None:
+            raise ReadingError(f"no segment commitment for segment {piece_index.segment_index()}")
+        record = view.record_metadata(PieceOffset(offset))
+        value = blake3_254_hash_to_scalar(record.commitment)
+        openings.append((commitment, NUM_PIECES, piece_index.position(), value, record.witness))
+    if not kzg.verify_batch(compute, openings, batch_weights(randomness, len(openings))):
+        raise ReadingError(f"sector {sector_index}: a record commitment does not open its segment commitment")
+    for offset in sample:
+        piece = read_piece(compute, view, public_key, offset)
+        if record_commitment(compute, kzg, piece.record_chunks()) != piece.commitment:
+            raise ReadingError(f"sector {sector_index}: record {offset} read back does not match its commitment")

@@ -55,7 +55,7 @@ class Component:
 
     async def start_bulk(self, handler: bulk.Handler, port: int = 0) -> None:
         self.bulk = bulk.BulkServer(handler)
-        await self.bulk.start("0.0.0.0", port)
+        await self.bulk.start(bulk.listen_host(self.advertise_host), port)
         self.address = self.bulk.address(self.advertise_host or bulk.outbound_address())
 
     def status(self) -> ComponentStatus | None:

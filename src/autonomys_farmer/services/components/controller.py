@@ -58,7 +58,8 @@ class Controller(Component):
         self._published_members: dict[tuple[str, str], tuple[str, CacheItemType | None]] = {}
         self._pieces: OrderedDict[int, bytes] = OrderedDict()
         self._signed: OrderedDict[bytes, None] = OrderedDict()
-        self.started_at = time.monotonic()
+        self.observed_since = time.monotonic()  # start, or the end of our own last NATS outage
+        self._own_last_heard: float | None = None
         self.counts = {"slots": 0, "solutions": 0, "accepted": 0, "segments": 0, "signatures": 0}
 
     def status(self) -> ControllerStatus:
@@ -150,6 +151,15 @@ class Controller(Component):
 
     async def _heartbeat(self, beat: Heartbeat) -> None:
         key = (beat.kind, beat.instance_id)
+        if key == (self.kind, self.instance_id):
+            now = time.monotonic()
+            if sharding.own_outage_ended(self._own_last_heard, now, HEARTBEAT_INTERVAL_S):
+                log.warning(
+                    "heard nothing for %.0fs (a NATS stall on our side): membership decisions restart",
+                    now - (self._own_last_heard or now),
+                )
+                self.observed_since = now
+            self._own_last_heard = now
         if key not in self.members:
             log.info("%s %s joined%s", beat.kind, beat.instance_id, f" at {beat.address}" if beat.address else "")
         self.members[key] = beat
@@ -159,7 +169,11 @@ class Controller(Component):
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S / 2)
             now = time.monotonic()
-            for key in [k for k, seen in self.last_seen.items() if now - seen > DROP_AFTER_S]:
+            for key in sharding.silent_members(self.last_seen, now, self.observed_since, DROP_AFTER_S):
+                if not sharding.silent_members(
+                    {key: self.last_seen.get(key, now)}, time.monotonic(), self.observed_since, DROP_AFTER_S
+                ):
+                    continue  # heard from (or our own outage noticed) while earlier drops were written
                 log.warning("%s %s silent for %.0fs: dropped", key[0], key[1], now - self.last_seen[key])
                 del self.members[key], self.last_seen[key]
                 name = ".".join(key)
@@ -172,8 +186,8 @@ class Controller(Component):
                 name = f"{kind}.{instance}"
                 await retry_forever("membership update", partial(self.nats.kv_put, subjects.MEMBERS, name, entry))
                 self._published_members[(kind, instance)] = (entry.address, entry.item_type)
-            if now - self.started_at < DROP_AFTER_S:
-                continue  # a restarted controller first hears everyone before it rewrites the maps
+            if time.monotonic() - self.observed_since < DROP_AFTER_S:
+                continue  # after a start or our own outage, hear everyone before rewriting the maps
             for group, shard_map in self.shard_maps().items():
                 if self._published_maps.get(group) != shard_map:
                     await retry_forever(

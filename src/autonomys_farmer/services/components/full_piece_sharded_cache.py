@@ -15,8 +15,12 @@ from autonomys_farmer.services.components.sharded_cache import ShardedCache
 class FullPieceShardedCache(ShardedCache):
     kind = ComponentKind.FULL_PIECE_CACHE
 
-    def __init__(self, nats_servers: list[str], directory: Path, temporary: bool = False) -> None:
-        super().__init__(nats_servers, directory, size=None, item_type=CacheItemType.PIECE)
+    def __init__(
+        self, nats_servers: list[str], directory: Path, temporary: bool = False, kzg_parameters: Path | None = None
+    ) -> None:
+        super().__init__(
+            nats_servers, directory, size=None, item_type=CacheItemType.PIECE, kzg_parameters=kzg_parameters
+        )
         self.temporary = temporary
 
     async def run(self) -> None:

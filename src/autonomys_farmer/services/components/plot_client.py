@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from autonomys_farmer.cluster.messages import (
     PlotJob,
     PlotProgress,
     PlotStage,
+    ProveRequest,
     SectorProgress,
     SubmitSolution,
 )
@@ -40,10 +42,10 @@ from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureR
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.proving import RecordWin, prove_wins, winning_records
-from autonomys_farmer.protocol.reading import PlottedSectorView
-from autonomys_farmer.protocol.sector import SectorMetadata, derive_sector_id
+from autonomys_farmer.protocol.reading import PlottedSectorView, check_sector
+from autonomys_farmer.protocol.sector import SectorMetadata, derive_sector_id, derive_sector_piece_indices
 from autonomys_farmer.protocol.solution import Solution
-from autonomys_farmer.protocol.types import SectorIndex, SegmentIndex, SlotNumber
+from autonomys_farmer.protocol.types import PieceIndex, PieceOffset, SectorIndex, SegmentIndex, SlotNumber
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.storage.farm import Farm
@@ -172,6 +174,7 @@ class PlotClient(Component):
             await self._submit(job)
             self.progress[job_id] = SectorProgress(farm.id, index, PlotStage.QUEUED)
             waited = False
+            workers: set[str] = set()  # plot servers that reported work on this job
             while True:
                 try:
                     progress = await asyncio.wait_for(queue.get(), JOB_SILENCE_S)
@@ -179,6 +182,11 @@ class PlotClient(Component):
                     log.warning("no word on sector %d of farm %s; asking again", index, farm.id[:8])
                     job = await self._resubmit(job)
                     continue
+                if progress.stage == PlotStage.READY and progress.server_id not in workers:
+                    log.warning("sector %d of farm %s: 'ready' from %s, which never worked on it: ignored",
+                                index, farm.id[:8], progress.server_id[:16])  # fmt: skip
+                    continue
+                workers.add(progress.server_id)
                 self.progress[job_id] = SectorProgress(farm.id, index, progress.stage, progress.done, progress.total)
                 if progress.stage == PlotStage.ERROR:
                     log.warning("sector %d of farm %s: %s (the job is retried)", index, farm.id[:8], progress.error)
@@ -188,7 +196,7 @@ class PlotClient(Component):
                 if progress.stage != PlotStage.READY:
                     continue
                 try:
-                    await self._collect(farm, index, progress)
+                    await self._collect(farm, index, job, progress)
                 except Exception as e:
                     log.warning(
                         "collecting sector %d from %s failed (%s); plotting it again", index, progress.address, e
@@ -221,7 +229,10 @@ class PlotClient(Component):
         elif progress.stage == PlotStage.READY:  # a duplicate of a job already done: free the server's buffer
             await self._release(progress)
 
-    async def _collect(self, farm: Farm, index: SectorIndex, ready: PlotProgress) -> None:
+    async def _collect(self, farm: Farm, index: SectorIndex, job: PlotJob, ready: PlotProgress) -> None:
+        """Download the sector from the plot server that announced it, check it (reading.check_sector:
+        metadata, every record's commitment against its segment commitment, one random record read
+        back) and only then write it to the farm."""
         body = bytearray()
         async for _part, chunk in bulk.request(
             ready.address, FetchSector(ready.job_id), SectorPart, timeout=FETCH_TIMEOUT_S
@@ -234,6 +245,17 @@ class PlotClient(Component):
             bytes(body[-SECTOR_METADATA_CHECKSUMMED_SIZE:]),
         )
         metadata = SectorMetadata.from_bytes(raw_metadata)
+        info = job.protocol_info
+        sid = derive_sector_id(farm.public_key, index, info.history_size)
+        segments = {PieceIndex(i).segment_index() for i in derive_sector_piece_indices(sid, job.pieces_in_sector, info)}
+        assert self.segment_commitments is not None
+        known = self.segment_commitments
+        commitments = await retry_forever("segment headers", lambda: known.get_many(segments))
+        sample = [PieceOffset(secrets.randbelow(job.pieces_in_sector))]
+        await asyncio.to_thread(
+            check_sector, self.compute, self.kzg, farm.public_key, index, info, data, metadata, commitments, sample,
+            secrets.token_bytes(32),
+        )  # fmt: skip
         await asyncio.to_thread(farm.write_sector, index, data, metadata)
         self.replot[farm.id].discard(index)
         log.info("farm %s: sector %d plotted (%d/%d)", farm.id[:8], index, len(farm.plotted()), farm.sectors)
@@ -274,7 +296,13 @@ class PlotClient(Component):
     # --- farming ----------------------------------------------------------------------------------
 
     async def _on_slot(self, slot: SlotInfo) -> None:
-        if not self.slots.accept(slot.slot_number):  # several controllers broadcast the same slot
+        implausible = self.slots.implausible
+        if not self.slots.accept(slot.slot_number, time.monotonic()):  # several controllers send each slot
+            if self.slots.implausible > implausible and self.slots.implausible == 1:
+                log.warning(
+                    "slot %d refused: implausibly far past slot %s (later ones are counted)",
+                    slot.slot_number, self.slots.last,
+                )  # fmt: skip
             return
         self.counts["slots"] += 1
         if self._farming:
@@ -389,7 +417,7 @@ class PlotClient(Component):
     async def _request_proof(self, win: RecordWin, timeout: float) -> Solution | ProveHere | None:
         """A proof server's solution, PROVE_HERE or None (the win is dropped)."""
         try:
-            response = await self.nats.request(subjects.PROVE, win, timeout=timeout, deadline=0)
+            response = await self.nats.request(subjects.PROVE, ProveRequest(win, timeout), timeout=timeout, deadline=0)
             self.breaker.answered()
             if response.solution is not None:
                 return response.solution

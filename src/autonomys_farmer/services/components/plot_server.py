@@ -24,7 +24,14 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from autonomys_farmer.cluster import subjects, wire
 from autonomys_farmer.cluster.bulk_ops import BulkRequest, FetchSector, Released, ReleaseSector, SectorPart
-from autonomys_farmer.cluster.messages import ComponentKind, PlotJob, PlotProgress, PlotServerStatus, PlotStage
+from autonomys_farmer.cluster.messages import (
+    ComponentKind,
+    DeadLetter,
+    PlotJob,
+    PlotProgress,
+    PlotServerStatus,
+    PlotStage,
+)
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.pieces import Piece
@@ -44,6 +51,7 @@ IN_PROGRESS_EVERY_S = 10.0
 BUFFER_TTL_S = 15 * 60.0
 STREAM_CHUNK = 4 * 1024 * 1024
 WAIT_FOR_PIECES_S = 5.0  # a job whose pieces are not found yet is retried after this
+MAX_JOB_DELIVERIES = 50  # a job failing (not waiting) this often is a poison job: dead-lettered
 
 
 class PiecesUnavailableError(RuntimeError):
@@ -86,7 +94,7 @@ class PlotServer(Component):
         self.concurrency = max(1, concurrency)
 
         self.getter: PieceGetter | None = None
-        self.counts = {"plotted": 0, "failed": 0, "waiting": 0, "encoding": 0}
+        self.counts = {"plotted": 0, "failed": 0, "waiting": 0, "dead_letters": 0, "encoding": 0}
         self.last_sector_s = 0.0
         self.records_per_s = 0.0
 
@@ -167,7 +175,15 @@ class PlotServer(Component):
             metrics.PLOTTER_ERRORS.labels(self.compute.name).inc()
             log.warning("sector %d of farm %s failed: %s", job.sector_index, job.farm_id, e)
             await self._progress(job, PlotStage.ERROR, error=str(e))
-            await _settle(msg.nak(delay=2.0))
+            deliveries = msg.metadata.num_delivered if msg.metadata else 1
+            if deliveries >= MAX_JOB_DELIVERIES:
+                self.counts["dead_letters"] += 1
+                log.error("sector %d of farm %s: dropped after %d deliveries (last error: %s)",
+                          job.sector_index, job.farm_id, deliveries, e)  # fmt: skip
+                await self.nats.publish(subjects.PLOT_DEAD_LETTERS, DeadLetter(job, deliveries, str(e)))
+                await _settle(msg.term())
+            else:
+                await _settle(msg.nak(delay=2.0))
             return
         finally:
             keepalive.cancel()

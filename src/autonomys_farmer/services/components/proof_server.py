@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from autonomys_farmer.cluster import subjects
-from autonomys_farmer.cluster.messages import ComponentKind, ProofServerStatus, ProveResponse
+from autonomys_farmer.cluster.messages import ComponentKind, ProofServerStatus, ProveRequest, ProveResponse
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
 from autonomys_farmer.protocol.proving import RecordWin, prove_wins, warm_up_proving
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 16  # wins proved together at most
 LATENCY_WINDOW = 512  # proofs the p50/p99 figures cover
 
-Pending = tuple[RecordWin, float, "asyncio.Future[ProveResponse]"]
+Pending = tuple[RecordWin, float, float, "asyncio.Future[ProveResponse]"]  # win, arrived, deadline, answer
 
 
 class ProofServer(Component):
@@ -37,7 +37,7 @@ class ProofServer(Component):
         self.kzg = kzg
         self.workers = max(1, concurrency)
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
-        self.counts = {"proved": 0, "failed": 0, "batches": 0}
+        self.counts = {"proved": 0, "failed": 0, "expired": 0, "batches": 0}
         self.last_ms = 0.0
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
@@ -66,18 +66,21 @@ class ProofServer(Component):
             self.spawn(self._prove_batches())
         await self.nats.serve(subjects.PROVE, self._prove, concurrent=True)
 
-    async def _prove(self, win: RecordWin) -> ProveResponse:
+    async def _prove(self, request: ProveRequest) -> ProveResponse:
         future: asyncio.Future[ProveResponse] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((win, time.monotonic(), future))
+        now = time.monotonic()
+        self._queue.put_nowait((request.win, now, now + request.budget_s, future))
         return await future
 
     async def _prove_batches(self) -> None:
         """Take every queued win (up to MAX_BATCH) and prove them together."""
         while True:
-            batch = [await self._queue.get()]
+            batch = self._unexpired([await self._queue.get()])
             while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            wins = [win for win, _, _ in batch]
+                batch += self._unexpired([self._queue.get_nowait()])
+            if not batch:
+                continue
+            wins = [win for win, _, _, _ in batch]
             started = time.monotonic()
             try:
                 results: list[Solution | Exception] = list(
@@ -87,8 +90,23 @@ class ProofServer(Component):
                 results = [e] * len(batch)
             self.counts["batches"] += 1
             took_ms = (time.monotonic() - started) * 1000
-            for (win, arrived, future), result in zip(batch, results, strict=True):
+            for (win, arrived, _deadline, future), result in zip(batch, results, strict=True):
                 self._answer(win, arrived, future, result, took_ms, len(batch))
+
+    def _unexpired(self, pending: list[Pending]) -> list[Pending]:
+        """Requests whose slot budget is already spent are answered at once, not proved: after a stall
+        the queue must not be worked through proof by useless proof."""
+        now, kept = time.monotonic(), []
+        for item in pending:
+            win, _arrived, deadline, future = item
+            if now < deadline:
+                kept.append(item)
+            elif not future.done():
+                self.counts["expired"] += 1
+                log.info("sector %d record %d: slot budget spent before proving; dropped",
+                         win.sector_index, win.record.piece_offset)  # fmt: skip
+                future.set_result(ProveResponse(None, "the slot's budget was spent before proving started"))
+        return kept
 
     def _answer(
         self,

@@ -28,7 +28,7 @@ from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
 from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.components.component import Component
-from autonomys_farmer.services.storage.piece_getter import PieceGetter
+from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier
 from autonomys_farmer.services.storage.piece_store import PieceStore, StoreFullError
 from autonomys_farmer.services.transport.bulk import Answer
 
@@ -69,7 +69,12 @@ class ShardedCache(Component):
     kind = ComponentKind.SHARDED_CACHE
 
     def __init__(
-        self, nats_servers: list[str], directory: Path, size: int | None, item_type: CacheItemType = CacheItemType.PIECE
+        self,
+        nats_servers: list[str],
+        directory: Path,
+        size: int | None,
+        item_type: CacheItemType = CacheItemType.PIECE,
+        kzg_parameters: Path | None = None,
     ) -> None:
         super().__init__(nats_servers)
         self.item_type = item_type
@@ -83,6 +88,17 @@ class ShardedCache(Component):
         self.synced = False
         self.sync_rounds = 0
         self.getter: PieceGetter | None = None
+        self.kzg_parameters = kzg_parameters
+        self._verifier: PieceVerifier | None = None
+
+    def _repair_verifier(self) -> PieceVerifier:
+        """Checks repaired pieces; made on the first repair (caches otherwise need no compute)."""
+        if self._verifier is None:
+            from autonomys_farmer.backends import select_backend
+            from autonomys_farmer.services.files import load_kzg
+
+            self._verifier = PieceVerifier(self.nats, select_backend("cpu"), load_kzg(self.kzg_parameters))
+        return self._verifier
 
     def status(self) -> CacheStatus:
         return CacheStatus(len(self.store), self.store.capacity, self.synced)
@@ -211,10 +227,16 @@ class ShardedCache(Component):
             yield Contents(tuple(self.store.keys())), b""
         elif isinstance(operation, RepairItem):  # `util verify-piece` replaces an item that failed verification
             key = operation.key
-            if len(payload) != self.store.item_size:
-                raise ValueError(f"repair of key {key}: {len(payload)} bytes, expected {self.store.item_size}")
+            split = self.item_type == CacheItemType.SPLIT_PARITY_PIECE
+            piece_index, shard = sharding.split_key(key) if split else (key, 0)
+            if len(payload) != PIECE_SIZE:
+                raise ValueError(f"repair of key {key}: {len(payload)} bytes, expected the whole piece ({PIECE_SIZE})")
+            verdicts = await self._repair_verifier().valid_many({piece_index: payload})
+            if not verdicts[piece_index]:  # nothing received is stored unchecked, keys outside the history included
+                raise ValueError(f"repair of key {key}: the piece does not verify against its segment commitment")
+            item = sharding.split_piece(payload)[shard] if split else payload
             await asyncio.to_thread(self.store.delete, key)
-            await asyncio.to_thread(self.store.put, key, payload)
+            await asyncio.to_thread(self.store.put, key, item)
             log.info("%s: item %d repaired", self.group, key)
             yield Repaired(key), b""
         else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -101,7 +103,19 @@ class DevLayout:
             prometheus_listen_on=f"127.0.0.1:{port}",
             backend=self.backend,
             advertise_host="127.0.0.1",  # everything on loopback
+            cluster_secret_file=self.secret_file,
         )
+
+    @property
+    def secret_file(self) -> Path:
+        """The cluster secret, made once (mode 0600) in the base directory."""
+        path = self.base / "cluster-secret"
+        if not path.exists():
+            self.base.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+        return path
 
     def component_program(self, name: str, options: ComponentOptions) -> Program:
         return Program(name, [*CLI, *component_argv(self.cluster_options(name), options)])

@@ -31,7 +31,7 @@ from autonomys_farmer.protocol.archiving import (
 )
 from autonomys_farmer.protocol.chain import ChainParams
 from autonomys_farmer.protocol.compute import Compute
-from autonomys_farmer.protocol.constants import PIECE_SIZE
+from autonomys_farmer.protocol.constants import PIECE_SIZE, U64_MAX
 from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
@@ -358,16 +358,19 @@ class DevNode:
                 rpc.SUBSPACE_ERROR_CODE,
                 f"segment_indexes length exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}",
             )
-        return [self.headers[i].to_json() if 0 <= int(i) < len(self.headers) else None for i in indexes]
+        checked = [_uint(i, "segment index", U64_MAX) for i in indexes]
+        return [self.headers[i].to_json() if i < len(self.headers) else None for i in checked]
 
     async def rpc_last_segment_headers(self, params: list[Any]) -> Any:
-        limit = int(params[0]) if params else 0
+        limit = _uint(params[0], "limit", U64_MAX) if params else 0
         if limit > rpc.MAX_SEGMENT_HEADERS_PER_REQUEST:
             raise RpcError(rpc.SUBSPACE_ERROR_CODE, f"limit exceeded the limit: {rpc.MAX_SEGMENT_HEADERS_PER_REQUEST}")
         return [h.to_json() for h in self.headers[-limit:]] if limit else []
 
     async def rpc_piece(self, params: list[Any]) -> Any:
-        data = await asyncio.to_thread(self.piece, int(params[0]))
+        if len(params) != 1:
+            raise RpcError(-32602, "expected one piece index")
+        data = await asyncio.to_thread(self.piece, _uint(params[0], "piece index", U64_MAX))
         return None if data is None else data.hex()
 
 
@@ -380,6 +383,13 @@ RPC_METHODS = {
     rpc.LAST_SEGMENT_HEADERS: "rpc_last_segment_headers",
     rpc.PIECE: "rpc_piece",
 }
+
+
+def _uint(value: Any, what: str, maximum: int) -> int:
+    """A JSON number that is a whole number in 0..maximum (never a bool, a string or a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise RpcError(-32602, f"invalid {what}: expected an integer in 0..{maximum}, got {str(value)[:40]}")
+    return value
 
 
 def _single_object(params: list[Any], what: str) -> dict[str, Any]:

@@ -215,7 +215,7 @@ async def verify_pieces(
             for start in range(0, len(keys), VERIFY_BATCH):
                 batch = keys[start : start + VERIFY_BATCH]
                 items = await fetch_items(member.address, batch)
-                right = await _right_items(getter, group, member.instance_id, batch, items)
+                right, pieces = await _right_items(getter, group, member.instance_id, batch, items)
                 report.checked += len(batch)
                 for key in batch:
                     good = right.get(key)
@@ -227,7 +227,8 @@ async def verify_pieces(
                     if good is None:
                         report.unrepairable += 1
                     else:
-                        await bulk.request_all(member.address, RepairItem(key), Repaired, good)
+                        piece = pieces[key]  # the cache checks the whole piece itself before it stores the item
+                        await bulk.request_all(member.address, RepairItem(key), Repaired, piece)
                         report.repaired += 1
                 done += len(batch)
                 progress(done, total)
@@ -238,10 +239,11 @@ async def verify_pieces(
 
 async def _right_items(
     getter: PieceGetter, group: str, instance: str, keys: list[int], items: dict[int, bytes]
-) -> dict[int, bytes]:
-    """What each key should hold: the item itself where it verifies, else a verified copy from
-    elsewhere (absent when none can be found). A lone split-parity shard cannot be checked on its
-    own, so shards are compared with the same shard of a verified copy of their piece."""
+) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    """What each key should hold (the item itself where it verifies, else a verified copy from
+    elsewhere; absent when none can be found) and the verified piece it comes from. A lone
+    split-parity shard cannot be checked on its own, so shards are compared with the same shard of a
+    verified copy of their piece."""
     if group != sharding.SHARDED_SPLIT_GROUP:
         assert getter.verifier is not None
         verdicts = await getter.verifier.valid_many(items)
@@ -250,11 +252,9 @@ async def _right_items(
         if lacking:
             copies = await getter.get_pieces(lacking, skip=instance)
             right.update({key: piece.data for key, piece in copies.items()})
-        return right
+        return right, right
     located = {key: (PieceIndex(sharding.split_key(key)[0]), sharding.split_key(key)[1]) for key in keys}
     copies = await getter.get_pieces({piece_index for piece_index, _ in located.values()}, skip=instance)
-    return {
-        key: sharding.split_piece(copies[piece_index].data)[shard]
-        for key, (piece_index, shard) in located.items()
-        if piece_index in copies
-    }
+    found = {key: located[key] for key in keys if located[key][0] in copies}
+    shards = {key: sharding.split_piece(copies[piece_index].data)[shard] for key, (piece_index, shard) in found.items()}
+    return shards, {key: copies[piece_index].data for key, (piece_index, _shard) in found.items()}

@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any
 
 from autonomys_farmer.cluster import subjects
+from autonomys_farmer.cluster.farming import SlotSequence
 from autonomys_farmer.cluster.messages import (
     DROP_AFTER_S,
     CacheStatus,
@@ -40,6 +41,7 @@ class ClusterStatus:
         self.members: dict[tuple[str, str], Heartbeat] = {}
         self.seen: dict[tuple[str, str], float] = {}
         self.slot = 0
+        self._slots = SlotSequence()
         self.solutions = {FarmEventKind.SOLUTION: 0, FarmEventKind.LATE: 0, FarmEventKind.INVALID: 0}
         self._accepted_at: deque[float] = deque()
         self.events: deque[str] = deque(maxlen=EVENT_LINES)
@@ -56,7 +58,8 @@ class ClusterStatus:
         self.seen[(beat.kind, beat.instance_id)] = time.monotonic()
 
     async def _slot(self, slot: SlotInfo) -> None:
-        self.slot = max(self.slot, slot.slot_number)
+        if self._slots.accept(slot.slot_number, time.monotonic()):  # a forged far-future slot is not shown
+            self.slot = slot.slot_number
 
     async def _farm_event(self, event: FarmEvent) -> None:
         if event.kind in self.solutions:

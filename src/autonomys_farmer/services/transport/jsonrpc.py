@@ -68,10 +68,12 @@ class JsonRpcServer:
             async for raw in ws:
                 try:
                     request = json.loads(raw)
-                except json.JSONDecodeError:
-                    await ws.send(
-                        json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}})
-                    )
+                except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+                    await ws.send(json.dumps(_error(None, -32700, "Parse error")))
+                    continue
+                if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+                    request_id = request.get("id") if isinstance(request, dict) else None
+                    await ws.send(json.dumps(_error(_scalar_id(request_id), -32600, "Invalid Request")))
                     continue
                 task = asyncio.create_task(self._dispatch(ws, request, active, unsubscribe_names))
                 in_flight.add(task)
@@ -85,8 +87,8 @@ class JsonRpcServer:
     async def _dispatch(
         self, ws, request: dict[str, Any], active: dict[str, asyncio.Task[None]], unsubscribe_names: dict[str, str]
     ) -> None:
-        req_id = request.get("id")
-        method = request.get("method")
+        req_id = _scalar_id(request.get("id"))
+        method = request["method"]
         params = request.get("params") or []
         try:
             if not isinstance(params, list):
@@ -108,9 +110,9 @@ class JsonRpcServer:
             response = {"jsonrpc": "2.0", "id": req_id, "result": result}
         except RpcError as e:
             response = {"jsonrpc": "2.0", "id": req_id, "error": {"code": e.code, "message": e.message}}
-        except Exception as e:  # a handler bug must not kill the connection
-            log.exception("RPC method %s failed", method)
-            response = {"jsonrpc": "2.0", "id": req_id, "error": {"code": 9001, "message": f"Internal error: {e}"}}
+        except Exception as e:  # a handler bug must not kill the connection; one line (traceback at DEBUG)
+            log.warning("RPC method %s failed: %s", method[:80], e, exc_info=log.isEnabledFor(logging.DEBUG))
+            response = _error(req_id, 9001, "Internal error")
         with contextlib.suppress(websockets.ConnectionClosed):
             await ws.send(json.dumps(response))
 
@@ -129,6 +131,15 @@ class JsonRpcServer:
                 )
         except websockets.ConnectionClosed:
             pass
+
+
+def _error(req_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
+
+
+def _scalar_id(value: Any) -> Any:
+    """A request id echoed back only when it is what JSON-RPC allows (a string or number, or null)."""
+    return value if isinstance(value, str | int | float) and not isinstance(value, bool) else None
 
 
 class JsonRpcClient:
