@@ -64,7 +64,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
         supervisor = Supervisor(tmp_path / "logs", env)
         for program in layout.programs():
             await supervisor.add(program)
-        bus = await Bus.connect(layout.nats_urls, "test")
+        bus = await Bus.connect(layout.nats_urls, "test", auth=layout.nats_credentials())
         status = ClusterStatus()
         await status.attach(bus)
         encoding: list[m.PlotProgress] = []
@@ -107,7 +107,8 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
             # Operator tools against the live cluster (each NATS server works as the entry point).
             urls = layout.nats_urls
-            kzg = ("--kzg-parameters", str(KZG_PARAMETERS), "--cluster-secret-file", str(layout.secret_file))
+            operator = ("--nats-user", "operator", "--nats-password-file", str(layout.password_file("operator")))
+            kzg = ("--kzg-parameters", str(KZG_PARAMETERS), "--cluster-secret-file", str(layout.secret_file), *operator)
             code, out = await tool(supervisor, "util", "sharded-cache-benchmark", "--nats-servers", *urls,
                                    "--sectors", "2", "--epoch", "2", "--cache-item-type", "piece", *kzg)  # fmt: skip
             assert code == 0 and out.count("missing 0, invalid 0") == 2, out
@@ -118,7 +119,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                                    "--cache-group", "sharded-cache.piece", *kzg)  # fmt: skip
             assert code == 0 and ": 0 bad" in out, out
             code, out = await tool(
-                supervisor, "util", "reinitialization-cache", "--nats-servers", urls[2], "--delay", "0"
+                supervisor, "util", "reinitialization-cache", "--nats-servers", urls[2], "--delay", "0", *operator
             )
             assert code == 0 and "2 cache instance(s)" in out, out
             await wait_for(
@@ -130,7 +131,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             )  # fmt: skip
 
             # `cluster status --json`: every member, farms, plot and proof servers, from what they publish.
-            code, out = await tool(supervisor, "cluster", "--nats-server", urls[1], "status", "--json")
+            code, out = await tool(supervisor, "cluster", "--nats-server", urls[1], *operator, "status", "--json")
             assert code == 0, out
             snapshot = json.loads(out[out.index("{") :])
             kinds = {member["kind"] for member in snapshot["members"]}
@@ -149,6 +150,19 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                     raise AssertionError("a cache served a peer without the cluster secret")
                 except bulk.BulkError as e:
                     assert refusal in str(e), e
+
+            # The shard map in KV is derived state: an overwrite (here by a rogue holder of the controller's
+            # credentials, the only role allowed to write it) is undone.
+            group = "sharded-cache.piece"
+            genuine = await bus.kv_get(subjects.SHARDS, group)
+            assert genuine is not None and genuine.members
+            rogue = await Bus.connect(layout.nats_urls, "rogue", auth=layout.nats_credentials("controller"))
+            await rogue.kv_put(subjects.SHARDS, group, m.ShardMap(group, ()))
+            await rogue.close()
+            deadline = time.monotonic() + 30
+            while await bus.kv_get(subjects.SHARDS, group) != genuine:
+                assert time.monotonic() < deadline, "the overwritten shard map was not restored"
+                await asyncio.sleep(0.5)
 
             # The cluster's JetStream state was created replicated across the three NATS servers.
             for stream in (subjects.PLOT_JOBS.stream, f"KV_{subjects.SHARDS.name}", f"KV_{subjects.MEMBERS.name}"):

@@ -225,7 +225,7 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
     from autonomys_farmer.services.devnet.supervisor import Supervisor
     from autonomys_farmer.services.transport.nats_bus import Bus, RemoteError
 
-    layout = DevLayout(tmp_path)
+    layout = DevLayout(tmp_path, nats_auth=False)  # one client in every role's place
 
     async def run() -> None:
         supervisor = Supervisor(tmp_path / "logs")
@@ -359,3 +359,66 @@ def test_membership_tolerates_the_observers_own_stall():
     assert sharding.silent_members(seen, 171.0, observed_since=140.0, drop_after=30.0) == ["a", "b"]
     assert sharding.own_outage_ended(100.0, 111.0, interval=5.0) and not sharding.own_outage_ended(100.0, 105.0, 5.0)
     assert not sharding.own_outage_ended(None, 105.0, 5.0)
+
+
+def test_nats_roles_are_least_privilege(tmp_path: Path):
+    """With the authorization dev generates: a plot client cannot publish a slot or write the shard
+    map; the controller can; a wrong password is reported as an authentication failure."""
+    from autonomys_farmer.cluster import roles
+    from autonomys_farmer.services.devnet.dev import DevLayout
+    from autonomys_farmer.services.devnet.supervisor import Supervisor
+    from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth, NatsConfigError
+
+    assert set(roles.PERMISSIONS) == set(roles.ROLES)
+    layout = DevLayout(tmp_path)
+    slot = SlotInfo(SlotNumber(7), b"\x01" * 32, 1, 2)
+
+    async def run() -> None:
+        supervisor = Supervisor(tmp_path / "logs")
+        for program in layout.nats_programs():
+            await supervisor.add(program)
+        operator = await Bus.connect(layout.nats_urls, "operator", auth=layout.nats_credentials())
+        client = await Bus.connect(layout.nats_urls, "plot-client", auth=layout.nats_credentials("plot-client"))
+        controller = await Bus.connect(layout.nats_urls, "controller", auth=layout.nats_credentials("controller"))
+        try:
+            seen: list[SlotInfo] = []
+
+            async def on_slot(info: SlotInfo) -> None:
+                seen.append(info)
+
+            await operator.subscribe(subjects.SLOT_INFO, on_slot)
+            await operator.nc.flush()
+            await client.publish(subjects.SLOT_INFO, dataclasses.replace(slot, slot_number=SlotNumber(666)))
+            await controller.publish(subjects.SLOT_INFO, slot)
+            for bus in (client, controller):
+                await bus.nc.flush()
+            await asyncio.sleep(0.5)
+            assert [s.slot_number for s in seen] == [7]  # the plot client's slot never went out
+            beats: list[m.Heartbeat] = []
+
+            async def on_beat(beat: m.Heartbeat) -> None:
+                beats.append(beat)
+
+            await operator.subscribe(subjects.HEARTBEAT, on_beat)
+            await operator.nc.flush()
+            fake = wire.encode(m.Heartbeat(m.ComponentKind.SHARDED_CACHE, "x", "10.6.6.6:1"))
+            await client.nc.publish("autonomys.heartbeat.plot-client.x", fake)  # its own subject, another kind
+            await client.nc.publish("autonomys.heartbeat.sharded-cache.x", fake)  # another kind's subject
+            real = m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "pc")
+            await client.publish(subjects.HEARTBEAT, real, real.kind, real.instance_id)
+            await client.nc.flush()
+            await asyncio.sleep(0.5)
+            assert [beat.kind for beat in beats] == [m.ComponentKind.PLOT_CLIENT]
+            with pytest.raises(Exception):  # noqa: B017  (a permissions violation, however nats-py words it)
+                await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 5)
+            await controller.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ()))
+            wrong = tmp_path / "wrong.password"
+            wrong.write_text("not-it")
+            with pytest.raises(NatsConfigError, match="authentication failed"):
+                await Bus.connect(layout.nats_urls, "x", 3.0, NatsAuth(user="controller", password_file=wrong))
+        finally:
+            for bus in (operator, client, controller):
+                await bus.close()
+            await supervisor.stop_all()
+
+    asyncio.run(run())

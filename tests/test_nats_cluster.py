@@ -42,7 +42,7 @@ async def eventually(action: Callable[[], Awaitable[object]], timeout: float = 3
 
 
 def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) -> None:
-    layout = DevLayout(tmp_path, nats_servers=3)
+    layout = DevLayout(tmp_path, nats_servers=3, nats_auth=False)  # replication, not roles, is tested here
     urls = layout.nats_urls
 
     async def run() -> None:

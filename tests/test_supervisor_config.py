@@ -169,7 +169,18 @@ def test_cli_writes_every_machine(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out/plotter-1/etc/supervisor/conf.d/autonomys-plot-server.conf").exists()
-    assert len(done.stdout.splitlines()) == len(list((tmp_path / "out").rglob("*.conf")))
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert len(done.stdout.splitlines()) == len(written)
+    # Secrets by default: one NATS user per role with its permissions, each program with its role's
+    # password file and the cluster secret, every secret readable by its owner only.
+    nats_conf = next((tmp_path / "out").rglob("nats-server.conf")).read_text()
+    assert "authorization {" in nats_conf and '"user": "plot-client"' in nats_conf
+    plot_server = (tmp_path / "out/plotter-1/etc/supervisor/conf.d/autonomys-plot-server.conf").read_text()
+    assert "--nats-user plot-server --nats-password-file /etc/autonomys/nats-plot-server.password" in plot_server
+    assert "--cluster-secret-file /etc/autonomys/cluster-secret" in plot_server
+    password = tmp_path / "out/plotter-1/etc/autonomys/nats-plot-server.password"
+    assert password.read_text().strip() in nats_conf and password.stat().st_mode & 0o077 == 0
+    assert not (tmp_path / "out/plotter-1/etc/autonomys/nats-controller.password").exists()  # not its role
     (tmp_path / "CLUSTER.toml").write_text("[[machines]]\nname = 'x'\n")
     bad = subprocess.run(
         [sys.executable, "-m", "autonomys_farmer.cli", "util", "supervisor-config", "CLUSTER.toml"],

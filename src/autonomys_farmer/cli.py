@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autonomys_farmer.cluster.messages import CacheItemType
 
@@ -142,6 +142,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
     cluster = ClusterOptions.from_namespace(args)
     if args.component == STATUS:
+        _use_nats_auth(cluster)
         return _cluster_status(list(cluster.nats_servers), args.rest)
     groups: list[list[str]] = [[]]
     for word in [args.component, *args.rest]:
@@ -155,6 +156,7 @@ def _cluster(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(COMPONENTS)}")
         parsed.append(COMPONENTS[group[0]].parse(group[1:], prog=f"autonomys-farmer cluster {group[0]}"))
     _use_cluster_secret(cluster.cluster_secret_file)
+    _use_nats_auth(cluster)
     compute = _compute(cluster.backend) if any(options.COMPUTES for options in parsed) else None
     components = [_build_component(options, cluster, compute) for options in parsed]
     if cluster.prometheus_listen_on:
@@ -172,6 +174,24 @@ def _cluster(args: argparse.Namespace) -> int:
     except RuntimeError as e:  # a component failed; it logged why, and its supervisor restarts it
         raise SystemExit(str(e)) from None
     return 0
+
+
+def _use_nats_auth(options: Any) -> None:
+    """NATS credentials and TLS from `cluster` options or a util tool's arguments (same names)."""
+    from autonomys_farmer.services.transport.nats_bus import NatsAuth, use_nats_auth
+
+    use_nats_auth(
+        NatsAuth(
+            user=options.nats_user,
+            password_file=options.nats_password_file,
+            token_file=options.nats_token_file,
+            creds_file=options.nats_creds,
+            nkey_seed_file=options.nats_nkey_seed,
+            tls_ca=options.nats_tls_ca,
+            tls_cert=options.nats_tls_cert,
+            tls_key=options.nats_tls_key,
+        )
+    )
 
 
 def _use_cluster_secret(path: Path | None) -> None:
@@ -203,6 +223,7 @@ def _cluster_status(servers: list[str], argv: list[str]) -> int:
 def _reinitialization_cache(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.tools.cache_tools import reinitialize_caches
 
+    _use_nats_auth(args)
     try:
         members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay))
     except (ValueError, RuntimeError) as e:
@@ -215,6 +236,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import sharded_cache_benchmark
 
+    _use_nats_auth(args)
     _use_cluster_secret(args.cluster_secret_file)
     kzg = load_kzg(args.kzg_parameters)
     try:
@@ -239,6 +261,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
 def _verify_piece(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
+    _use_nats_auth(args)
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import CACHE_GROUPS, verify_pieces
 
@@ -388,6 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
             type=_nats_url,
             help="a NATS server of the cluster (repeatable; one reachable is enough)",
         )
+        p.add_argument("--nats-user", metavar="USER", help="NATS user name (the operator role's user)")
+        for flag, what in (
+            ("--nats-password-file", "file holding the NATS user's password"),
+            ("--nats-token-file", "file holding a NATS token"),
+            ("--nats-creds", "NATS .creds file (JWT and NKey)"),
+            ("--nats-nkey-seed", "NATS NKey seed file"),
+            ("--nats-tls-ca", "CA certificate for NATS over TLS"),
+            ("--nats-tls-cert", "client certificate for NATS TLS"),
+            ("--nats-tls-key", "client key for NATS TLS"),
+        ):
+            p.add_argument(flag, type=Path, metavar="PATH", help=what)
 
     reinit = util.add_parser("reinitialization-cache", help="make every cache re-scan and re-sync after a delay")
     nats_option(reinit)

@@ -299,6 +299,18 @@ class ClusterOptions(Options):
         default=None,
         metavar="HOST",
     )
+    nats_user: str | None = arg("NATS user name (its role's user)", "--nats-user", default=None, metavar="USER")
+    nats_password_file: Path | None = arg(
+        "file holding the NATS user's password", "--nats-password-file", default=None, parse=Path, metavar="PATH"
+    )
+    nats_token_file: Path | None = arg(
+        "file holding a NATS token", "--nats-token-file", default=None, parse=Path, metavar="PATH"
+    )
+    nats_creds: Path | None = arg("NATS .creds file (JWT and NKey)", "--nats-creds", default=None, parse=Path)
+    nats_nkey_seed: Path | None = arg("NATS NKey seed file", "--nats-nkey-seed", default=None, parse=Path)
+    nats_tls_ca: Path | None = arg("CA certificate for NATS over TLS", "--nats-tls-ca", default=None, parse=Path)
+    nats_tls_cert: Path | None = arg("client certificate for NATS TLS", "--nats-tls-cert", default=None, parse=Path)
+    nats_tls_key: Path | None = arg("client key for NATS TLS", "--nats-tls-key", default=None, parse=Path)
     cluster_secret_file: Path | None = arg(
         "file holding the cluster's shared secret: bulk TCP peers prove they hold it (HMAC) before any "
         "operation (default: none, and a warning)",

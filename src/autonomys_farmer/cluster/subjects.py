@@ -60,6 +60,9 @@ class Broadcast(Generic[T]):
     name: str
     message: type[T]
     tokens: tuple[str, ...] = ()
+    # The tokens a message must be published under, from its content: with per-role NATS permissions
+    # on the tokens, a member cannot speak as another kind (a heartbeat's kind is its subject's).
+    bound: Callable[[T], tuple[str, ...]] | None = None
     codec: Codec[T] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -133,7 +136,9 @@ SEGMENT_HEADERS = Request(
 SUBMIT_SOLUTION = Request("subspace.controller.submit-solution", SubmitSolution, SubmitResult, CONTROLLER_QUEUE)
 
 # --- membership and caches ------------------------------------------------------------------------------
-HEARTBEAT = Broadcast("autonomys.heartbeat", Heartbeat, tokens=("kind", "instance"))
+HEARTBEAT = Broadcast(
+    "autonomys.heartbeat", Heartbeat, tokens=("kind", "instance"), bound=lambda beat: (beat.kind, beat.instance_id)
+)
 REINITIALIZE_CACHES = Broadcast("autonomys.cache.reinitialize", ReinitializeCaches)
 MEMBERS = Bucket("autonomys-members", Heartbeat)  # key "<kind>.<instance>"
 SHARDS = Bucket("autonomys-cache-shards", ShardMap)  # key: the cache group

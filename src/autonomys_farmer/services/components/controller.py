@@ -84,6 +84,8 @@ class Controller(Component):
         self.spawn(self._relay_reward_signing())
         self.spawn(self._relay_segment_headers())
         self.spawn(self._maintain_membership())
+        self.spawn(self._guard_shard_maps())
+        self.spawn(self._guard_members())
 
     # --- node -> cluster -------------------------------------------------------------------------
 
@@ -195,6 +197,26 @@ class Controller(Component):
                     )
                     self._published_maps[group] = shard_map
                     log.info("shard map %s: %d live instance(s)", group, len(shard_map.members))
+
+    async def _guard_shard_maps(self) -> None:
+        """Shard maps are derived state: a value in KV other than the one we wrote (an overwrite by
+        anyone else, or another controller's view during a change) makes the next round recompute
+        and rewrite ours."""
+        async for group, value in self.nats.kv_watch(subjects.SHARDS):
+            ours = self._published_maps.get(group)
+            if ours is not None and value != ours:
+                log.warning("shard map %s in KV is not the one this controller derived: rewriting it", group)
+                self._published_maps.pop(group, None)
+
+    async def _guard_members(self) -> None:
+        """Membership entries are derived from heartbeats: a changed or deleted entry of a live member
+        is written again."""
+        async for name, value in self.nats.kv_watch(subjects.MEMBERS):
+            kind, _, instance = name.partition(".")
+            ours = self._published_members.get((kind, instance))
+            if ours is not None and (value is None or (value.address, value.item_type) != ours):
+                log.warning("membership entry %s in KV was changed by someone else: rewriting it", name)
+                self._published_members.pop((kind, instance), None)
 
     def shard_maps(self) -> dict[str, ShardMap]:
         groups: dict[str, list[ShardMember]] = {

@@ -25,6 +25,7 @@ from autonomys_farmer.cluster.components import (
     ShardedCacheOptions,
     component_argv,
 )
+from autonomys_farmer.cluster.roles import OPERATOR, ROLES, nats_authorization
 from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
 from autonomys_farmer.services.devnet.supervisor import (
     Program,
@@ -35,7 +36,7 @@ from autonomys_farmer.services.devnet.supervisor import (
 )
 from autonomys_farmer.services.files import load_kzg
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
-from autonomys_farmer.services.transport.nats_bus import Bus
+from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class DevLayout:
     backend: str = "auto"
     kzg_parameters: Path | None = None
     job_ack_wait: float = 60.0
+    nats_auth: bool = True  # one NATS user per role with least-privilege permissions (cluster.roles)
     node_port: int = field(default_factory=free_port)
     plot_server_port: int = field(default_factory=free_port)
     nats_ports: list[int] = field(default_factory=list)
@@ -80,14 +82,20 @@ class DevLayout:
         self.base.mkdir(parents=True, exist_ok=True)
         if self.nats_servers == 1:
             conf = self.base / "nats.conf"
-            conf.write_text(nats_server_config("dev", self.nats_ports[0], self.base / "nats"))
+            conf.write_text(
+                nats_server_config("dev", self.nats_ports[0], self.base / "nats", authorization=self.authorization())
+            )
             return [Program("nats-server", [nats_server_binary(), "-c", str(conf)])]
         programs = []
         for i, (port, route_port) in enumerate(zip(self.nats_ports, self.route_ports, strict=True)):
             conf = self.base / f"nats-{i}.conf"
             store = self.base / f"nats-{i}"
             routes = [f"127.0.0.1:{other}" for other in self.route_ports if other != route_port]
-            conf.write_text(nats_server_config(f"dev-{i}", port, store, cluster_port=route_port, routes=routes))
+            conf.write_text(
+                nats_server_config(
+                    f"dev-{i}", port, store, cluster_port=route_port, routes=routes, authorization=self.authorization()
+                )
+            )
             programs.append(Program(f"nats-server-{i}", [nats_server_binary(), "-c", str(conf)]))
         return programs
 
@@ -97,6 +105,7 @@ class DevLayout:
 
     def cluster_options(self, component: str) -> ClusterOptions:
         port = self.metrics_ports.setdefault(component, free_port())
+        role = component  # programs are named by their component kind, which is their NATS role
         return ClusterOptions(
             nats_servers=tuple(self.nats_urls),
             kzg_parameters=self.kzg_parameters,
@@ -104,18 +113,27 @@ class DevLayout:
             backend=self.backend,
             advertise_host="127.0.0.1",  # everything on loopback
             cluster_secret_file=self.secret_file,
+            nats_user=role if self.nats_auth else None,
+            nats_password_file=self.password_file(role) if self.nats_auth else None,
         )
+
+    def password_file(self, role: str) -> Path:
+        """The role's NATS password, made once (mode 0600) under the base directory."""
+        return _secret_file(self.base / "nats-auth" / f"{role}.password")
+
+    def authorization(self) -> str:
+        if not self.nats_auth:
+            return ""
+        return nats_authorization({role: self.password_file(role).read_text().strip() for role in ROLES})
+
+    def nats_credentials(self, role: str = OPERATOR) -> NatsAuth:
+        """What an in-process client (the status view, a test) connects with."""
+        return NatsAuth(user=role, password_file=self.password_file(role)) if self.nats_auth else NatsAuth()
 
     @property
     def secret_file(self) -> Path:
-        """The cluster secret, made once (mode 0600) in the base directory."""
-        path = self.base / "cluster-secret"
-        if not path.exists():
-            self.base.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
-        return path
+        """The cluster secret for bulk TCP, made once (mode 0600) in the base directory."""
+        return _secret_file(self.base / "cluster-secret")
 
     def component_program(self, name: str, options: ComponentOptions) -> Program:
         return Program(name, [*CLI, *component_argv(self.cluster_options(name), options)])
@@ -152,6 +170,16 @@ class DevLayout:
         ]
 
 
+def _secret_file(path: Path) -> Path:
+    """A random secret in a file only its owner reads (0600), made on first use and kept."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path
+
+
 async def _run(layout: DevLayout, status_interval: float, duration: float) -> None:
     import signal
 
@@ -165,7 +193,7 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     supervisor = Supervisor(layout.base / "logs", env)
     for program in layout.programs():
         await supervisor.add(program)
-    bus = await Bus.connect(layout.nats_urls, "dev-status")
+    bus = await Bus.connect(layout.nats_urls, "dev-status", auth=layout.nats_credentials())
     status = ClusterStatus()
     await status.attach(bus)
     print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {', '.join(layout.nats_urls)}")

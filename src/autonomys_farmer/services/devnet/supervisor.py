@@ -41,6 +41,7 @@ def nats_server_config(
     host: str = "127.0.0.1",
     cluster_port: int | None = None,
     routes: Sequence[str] = (),
+    authorization: str = "",
 ) -> str:
     """nats-server config: JetStream on, max_payload big enough for a proving request, and with
     `cluster_port` a routed cluster (`routes`: the other servers' host:cluster_port)."""
@@ -53,7 +54,7 @@ def nats_server_config(
     if cluster_port is not None:
         route_list = ", ".join(f"nats-route://{route}" for route in routes)
         lines.append(f"cluster {{ name: autonomys, listen: {host}:{cluster_port}, routes: [{route_list}] }}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + authorization
 
 
 @dataclass

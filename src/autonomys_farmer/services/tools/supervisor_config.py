@@ -40,9 +40,10 @@ Files come out under OUT/<machine name>/etc/..., ready to be copied to each mach
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,39 @@ from autonomys_farmer.cluster.components import (
     component_argv,
 )
 from autonomys_farmer.cluster.messages import CacheItemType
+from autonomys_farmer.cluster.roles import ROLES, nats_authorization
 from autonomys_farmer.services.devnet.supervisor import nats_server_config
 from autonomys_farmer.services.files import write_atomically
 
 CONF_DIR = Path("etc/supervisor/conf.d")
 NATS_CONF = Path("etc/nats-server.conf")
+SECRETS_DIR = Path("etc/autonomys")  # per machine: the cluster secret and its roles' NATS passwords (0600)
+CLUSTER_SECRET = SECRETS_DIR / "cluster-secret"
+
+
+@dataclass(frozen=True)
+class ClusterCredentials:
+    """The secrets a cluster's files carry: a NATS password per role and the bulk TCP cluster secret."""
+
+    passwords: dict[str, str]
+    secret: str
+
+    @classmethod
+    def generate(cls) -> ClusterCredentials:
+        return cls({role: secrets.token_hex(32) for role in ROLES}, secrets.token_hex(32))
+
+
+def password_path(role: str) -> Path:
+    return SECRETS_DIR / f"nats-{role}.password"
+
+
+def _with_role(shared: ClusterOptions, role: str) -> ClusterOptions:
+    """The shared options as a program of this role runs them: its NATS user and the secrets' paths."""
+    if shared.cluster_secret_file is None:
+        return shared
+    return replace(shared, nats_user=role, nats_password_file=Path("/") / password_path(role))
+
+
 DEFAULTS: dict[str, Any] = {
     "farmer": "/root/autonomys/autonomys-farmer",
     "nats_server": "nats-server",
@@ -178,9 +207,13 @@ def _conf(path: str, programs: list[Program], cluster: dict[str, Any], group: st
     return header + group_text + "\n".join(p.render(cluster) for p in programs)
 
 
-def render_cluster(config: dict[str, Any], base_dir: Path = Path(".")) -> dict[Path, str]:
+def render_cluster(
+    config: dict[str, Any], base_dir: Path = Path("."), credentials: ClusterCredentials | None = None
+) -> dict[Path, str]:
     """Every file of every machine, keyed by its path under the output directory (pure; `base_dir`
-    resolves relative gpu_topology files)."""
+    resolves relative gpu_topology files). With `credentials`, nats-server gets one least-privilege
+    user per role (cluster.roles), every program its role's user and password file, and every
+    machine the cluster secret for bulk TCP and the passwords of the roles it runs."""
     cluster = {**DEFAULTS, **config.get("cluster", {})}
     unknown = set(config.get("cluster", {})) - set(DEFAULTS)
     if unknown:
@@ -199,16 +232,19 @@ def render_cluster(config: dict[str, Any], base_dir: Path = Path(".")) -> dict[P
     nats_hosts = [str(machine["host"]) for machine in machines if machine.get("nats_server")]
     if not nats_hosts:
         raise ClusterConfigError("no machine runs a nats-server (set nats_server = true on one or three)")
-    shared = ClusterOptions(nats_servers=tuple(f"nats://{host}:{cluster['nats_port']}" for host in nats_hosts))
+    shared = ClusterOptions(
+        nats_servers=tuple(f"nats://{host}:{cluster['nats_port']}" for host in nats_hosts),
+        cluster_secret_file=Path("/") / CLUSTER_SECRET if credentials else None,
+    )
     files: dict[Path, str] = {}
     for machine in machines:
-        files.update(_render_machine(machine, cluster, shared, nats_hosts, base_dir))
+        files.update(_render_machine(machine, cluster, shared, nats_hosts, base_dir, credentials))
     return files
 
 
 def _command(cluster: dict[str, Any], shared: ClusterOptions, options: ComponentOptions) -> str:
     """The program's command line, from the component's one description (cluster/components.py)."""
-    return shlex.join([str(cluster["farmer"]), *component_argv(shared, options)])
+    return shlex.join([str(cluster["farmer"]), *component_argv(_with_role(shared, str(options.KIND)), options)])
 
 
 def _options(machine: str, component: str, make: Any) -> Any:
@@ -219,7 +255,12 @@ def _options(machine: str, component: str, make: Any) -> Any:
 
 
 def _render_machine(
-    machine: dict[str, Any], cluster: dict[str, Any], shared: ClusterOptions, nats_hosts: list[str], base_dir: Path
+    machine: dict[str, Any],
+    cluster: dict[str, Any],
+    shared: ClusterOptions,
+    nats_hosts: list[str],
+    base_dir: Path,
+    credentials: ClusterCredentials | None,
 ) -> dict[Path, str]:
     name, host = str(machine["name"]), str(machine["host"])
     root = Path(name)
@@ -228,6 +269,11 @@ def _render_machine(
     def add(program_file: str, programs: list[Program], group: str = "") -> None:
         path = CONF_DIR / f"{program_file}.conf"
         files[root / path] = _conf(f"/{path}", programs, cluster, group)
+        if credentials is not None:
+            files[root / CLUSTER_SECRET] = credentials.secret + "\n"
+            for role in ROLES:
+                if f"--nats-user {role} " in " ".join(p.command for p in programs):
+                    files[root / password_path(role)] = credentials.passwords[role] + "\n"
 
     def table(key: str) -> dict[str, Any]:
         value = machine.get(key, {})
@@ -244,6 +290,7 @@ def _render_machine(
             host="0.0.0.0",
             cluster_port=int(cluster["nats_cluster_port"]) if len(nats_hosts) > 1 else None,
             routes=routes,
+            authorization=nats_authorization(credentials.passwords) if credentials else "",
         )
         add("nats-server", [Program("nats-server", f"{cluster['nats_server']} -c /{NATS_CONF}")])
     if "controller" in machine:
@@ -332,9 +379,12 @@ def write_cluster_config(description: Path, out_dir: Path) -> list[Path]:
     except tomllib.TOMLDecodeError as e:
         raise ClusterConfigError(f"{description}: {e}") from e
     written = []
-    for relative, text in sorted(render_cluster(config, description.parent).items()):
+    credentials = ClusterCredentials.generate()
+    for relative, text in sorted(render_cluster(config, description.parent, credentials).items()):
         path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, text.encode())
+        if relative.parts[1:3] == SECRETS_DIR.parts or relative.parts[1:] == NATS_CONF.parts:
+            path.chmod(0o600)  # secrets: readable by their owner only
         written.append(path)
     return written

@@ -7,7 +7,10 @@ import asyncio
 import logging
 import random
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -38,6 +41,52 @@ PROBE_TIMEOUT_S = 1.5
 
 class NatsConfigError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class NatsAuth:
+    """How this process proves who it is to NATS (nothing: the URL's user:password@ if any) and
+    whether it speaks TLS. Secrets come from files, never from the command line."""
+
+    user: str | None = None
+    password_file: Path | None = None
+    token_file: Path | None = None
+    creds_file: Path | None = None  # a .creds file (JWT and NKey seed)
+    nkey_seed_file: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.user is not None:
+            options["user"] = self.user
+        if self.password_file is not None:
+            options["password"] = self.password_file.read_text().strip()
+        if self.token_file is not None:
+            options["token"] = self.token_file.read_text().strip()
+        if self.creds_file is not None:
+            options["user_credentials"] = str(self.creds_file)
+        if self.nkey_seed_file is not None:
+            options["nkeys_seed"] = str(self.nkey_seed_file)
+        if self.tls_ca is not None or self.tls_cert is not None:
+            context = ssl.create_default_context(cafile=str(self.tls_ca) if self.tls_ca else None)
+            if self.tls_cert is not None:
+                context.load_cert_chain(str(self.tls_cert), str(self.tls_key) if self.tls_key else None)
+            options["tls"] = context
+        return options
+
+    def authenticates(self) -> bool:
+        return any(v is not None for v in (self.password_file, self.token_file, self.creds_file, self.nkey_seed_file))
+
+
+_default_auth = NatsAuth()  # what Bus.connect uses unless told otherwise (set once from the command line)
+_warned_open = False
+
+
+def use_nats_auth(auth: NatsAuth) -> None:
+    global _default_auth
+    _default_auth = auth
 
 
 async def diagnose(servers: list[str], error: BaseException) -> str:
@@ -85,8 +134,18 @@ class Bus:
         self.bad_messages = BadMessages(name)
 
     @classmethod
-    async def connect(cls, servers: list[str], name: str, initial_timeout: float = 120.0) -> Bus:
-        """Connect (waiting for the servers to come up) and check max_payload."""
+    async def connect(
+        cls, servers: list[str], name: str, initial_timeout: float = 120.0, auth: NatsAuth | None = None
+    ) -> Bus:
+        """Connect (waiting for the servers to come up) and check max_payload. Without credentials
+        (options or URL user:password@) the cluster is open to anyone who reaches NATS: said once."""
+        global _warned_open
+        auth = auth if auth is not None else _default_auth
+        credentials = auth.connect_options()
+        if not (auth.authenticates() or any(urlsplit(server).password or urlsplit(server).username
+                                            for server in servers)) and not _warned_open:  # fmt: skip
+            _warned_open = True
+            log.warning("connecting to NATS without credentials: anyone who reaches it can act as any component")
 
         errors: list[Exception] = []  # what nats-py met while connecting (auth, TLS, protocol)
 
@@ -120,6 +179,7 @@ class Bus:
                         error_cb=on_error,
                         disconnected_cb=on_disconnect,
                         reconnected_cb=on_reconnect,
+                        **credentials,
                     ),
                     max(0.5, min(attempt_s, deadline - loop.time())),
                 )
@@ -192,6 +252,8 @@ class Bus:
         async def on_message(msg: Msg) -> None:
             try:
                 message = subject.codec.decode(msg.data)
+                if subject.bound is not None and msg.subject != subject.subject(*subject.bound(message)):
+                    raise wire.WireError(f"content says {subject.subject(*subject.bound(message))!r}")
             except wire.WireError as e:
                 self.bad_messages.report(msg.subject, e)
                 return
