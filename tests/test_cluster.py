@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
@@ -18,7 +19,7 @@ from conftest import KZG_PARAMETERS
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import subjects
-from autonomys_farmer.cluster.bulk_ops import Contents, ListContents
+from autonomys_farmer.cluster.bulk_ops import Contents, ListContents, Repaired, RepairItem
 from autonomys_farmer.protocol.constants import PIECE_SIZE
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.services.devnet.dev import DevLayout
@@ -141,6 +142,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             proof_status = next(x["status"] for x in snapshot["members"] if x["kind"] == "proof-server")
             assert proof_status["backend"] == "cpu" and "p99_ms" in proof_status
             assert all(member["uptime_s"] is not None and member["host"] for member in snapshot["members"])
+            assert snapshot["plot_jobs_queued"] is not None and client_status["farms"][0]["audit_ms"] > 0
 
             # Bulk TCP serves only peers holding the cluster secret.
             cache_address = next(b.address for b in status.live() if b.kind == m.ComponentKind.SHARDED_CACHE)
@@ -150,6 +152,14 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                     raise AssertionError("a cache served a peer without the cluster secret")
                 except bulk.BulkError as e:
                     assert refusal in str(e), e
+
+            # A repair of random bytes (by a peer holding the cluster secret) is refused, not stored.
+            secret = layout.secret_file.read_bytes().strip()
+            try:
+                await bulk.request_all(cache_address, RepairItem(3), Repaired, os.urandom(PIECE_SIZE), secret=secret)
+                raise AssertionError("a cache stored a repair that does not verify")
+            except bulk.BulkError as e:
+                assert "does not verify against its segment commitment" in str(e), e
 
             # The shard map in KV is derived state: an overwrite (here by a rogue holder of the controller's
             # credentials, the only role allowed to write it) is undone.

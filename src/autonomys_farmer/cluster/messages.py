@@ -107,7 +107,8 @@ class FarmStatus:
     path: str
     sectors: int
     plotted: int
-    expiring: int = 0
+    expiring: int = 0  # plotted sectors due for replotting
+    audit_ms: float = 0.0  # the last slot's audit of every plotted sector
 
 
 @dataclass(frozen=True)

@@ -110,10 +110,19 @@ class PlotClient(Component):
             "dropped": 0,
         }
         self.progress: dict[str, SectorProgress] = {}
+        self.audit_ms: dict[str, float] = {}
 
     def status(self) -> PlotClientStatus:
         farms = tuple(
-            FarmStatus(f.id, str(f.directory), f.sectors, len(f.plotted()), len(self.replot[f.id])) for f in self.farms
+            FarmStatus(
+                f.id,
+                str(f.directory),
+                f.sectors,
+                len(f.plotted()),
+                len(self.replot[f.id]),
+                self.audit_ms.get(f.id, 0.0),
+            )
+            for f in self.farms
         )
         return PlotClientStatus(
             **self.counts,
@@ -330,7 +339,9 @@ class PlotClient(Component):
                 )
                 if audit.candidates:
                     found.append((audit.candidates[0].distance, farm, index, audit))
-            metrics.FARM_AUDITING_TIME.labels(farm.id).observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.audit_ms[farm.id] = round(took * 1000, 2)
+            metrics.FARM_AUDITING_TIME.labels(farm.id).observe(took)
         return sorted(found, key=lambda x: x[0])
 
     async def _farm_slot(self, slot: SlotInfo) -> None:

@@ -206,6 +206,7 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
         with Live(status.render("autonomys-farmer dev"), refresh_per_second=4) as live:
             while not duration or time.monotonic() - started < duration:
                 await asyncio.sleep(status_interval)
+                await status.refresh(bus)
                 live.update(status.render("autonomys-farmer dev"))
     finally:
         await bus.close()

@@ -47,6 +47,7 @@ class ClusterStatus:
         self.events: deque[str] = deque(maxlen=EVENT_LINES)
         self.started = time.monotonic()
         self._encoding_since: dict[tuple[str, int], tuple[float, int]] = {}  # sector -> (when, records done)
+        self.plot_jobs_queued: int | None = None  # plot jobs waiting in the work queue (JetStream)
 
     async def attach(self, bus: Bus) -> None:
         await bus.subscribe(subjects.HEARTBEAT, self._heartbeat)
@@ -67,6 +68,14 @@ class ClusterStatus:
         if event.kind == FarmEventKind.SOLUTION:
             self._accepted_at.append(time.monotonic())
         self.events.append(event_line(event))
+
+    async def refresh(self, bus: Bus) -> None:
+        """What heartbeats do not carry: the plot-job queue's depth (None when JetStream cannot say)."""
+        try:
+            info = await bus.js.stream_info(subjects.PLOT_JOBS.stream)
+            self.plot_jobs_queued = info.state.messages
+        except Exception:  # no queue yet, or NATS busy: the view shows it as unknown
+            self.plot_jobs_queued = None
 
     @property
     def accepted(self) -> int:
@@ -110,6 +119,7 @@ class ClusterStatus:
             "slot": self.slot,
             "solutions": {str(kind): count for kind, count in self.solutions.items()},
             "solutions_per_hour": round(self.solutions_per_hour(), 1),
+            "plot_jobs_queued": self.plot_jobs_queued,
             "members": members,
         }
 
@@ -119,10 +129,11 @@ class ClusterStatus:
         from rich.table import Table
 
         s = self.solutions
+        queued = "" if self.plot_jobs_queued is None else f" — {self.plot_jobs_queued} plot job(s) queued"
         table = Table(
             title=f"{title} — slot {self.slot} — solutions accepted {s[FarmEventKind.SOLUTION]}, "
             f"late {s[FarmEventKind.LATE]}, invalid {s[FarmEventKind.INVALID]} "
-            f"({self.solutions_per_hour():.0f}/h)"
+            f"({self.solutions_per_hour():.0f}/h){queued}"
         )
         for column in ("component", "instance", "host", "up", "status"):
             table.add_column(column)
@@ -144,7 +155,8 @@ class ClusterStatus:
                         f"farm {farm.farm_id[:8]}",
                         ProgressBar(total=farm.sectors, completed=farm.plotted, width=40),
                         f"{farm.plotted}/{farm.sectors} sectors plotted"
-                        + (f", {farm.expiring} expiring" if farm.expiring else ""),
+                        + (f", {farm.expiring} expiring" if farm.expiring else "")
+                        + (f", audit {farm.audit_ms:.1f} ms" if farm.audit_ms else ""),
                     )
                 for sector in beat.status.plotting:
                     bars.add_row(
@@ -203,8 +215,10 @@ def _figures(beat: Heartbeat) -> str:
         capacity = f"/{status.capacity}" if status.capacity is not None else ""
         return f"{status.items}{capacity} items, {'synced' if status.synced else 'syncing'}"
     if isinstance(status, PlotServerStatus):
+        hours = (time.time() - beat.started_at) / 3600 if beat.started_at else 0.0
+        rate = f" ({status.plotted / hours:.1f}/h)" if hours > 0.01 else ""
         return (
-            f"{status.backend} on {status.device}: {status.plotted} sectors plotted, {status.encoding} encoding, "
+            f"{status.backend} on {status.device}: {status.plotted} sectors plotted{rate}, {status.encoding} encoding, "
             f"{status.buffered} buffered, {status.records_per_s:.1f} records/s, {status.waiting} waiting, "
             f"{status.failed} failed"
         )
@@ -243,6 +257,7 @@ async def watch(servers: list[str], as_json: bool, interval: float = 1.0, settle
         await status.attach(bus)
         if as_json:
             await asyncio.sleep(settle_s)
+            await status.refresh(bus)
             print(json.dumps(status.snapshot(), indent=2))
             return 0
         from rich.live import Live
@@ -250,6 +265,7 @@ async def watch(servers: list[str], as_json: bool, interval: float = 1.0, settle
         with Live(status.render(), refresh_per_second=4) as live:
             while True:
                 await asyncio.sleep(interval)
+                await status.refresh(bus)
                 live.update(status.render())
     finally:
         await bus.close()
