@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from autonomys_farmer.services.transport.bulk import Answer
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 30.0
+START_UP_WAIT_S = 300.0  # a never-synced cache waits this long for the history before it warns
 FETCH_BATCH = 16
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?$", re.IGNORECASE)
 
@@ -87,6 +89,7 @@ class ShardedCache(Component):
         self._wake = asyncio.Event()
         self.synced = False
         self.sync_rounds = 0
+        self.ever_synced = False
         self.getter: PieceGetter | None = None
         self.kzg_parameters = kzg_parameters
         self._verifier: PieceVerifier | None = None
@@ -142,6 +145,11 @@ class ShardedCache(Component):
                 self._wake.set()
 
     async def _sync_forever(self) -> None:
+        """Sync on every wake-up. A cache that has never synced is waiting for the history (a new
+        chain archives its first segment, other caches fill up): said at INFO, retried with backoff;
+        a sync that keeps failing after that, or for more than START_UP_WAIT_S, is a WARNING."""
+        failing_since: float | None = None
+        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), SYNC_INTERVAL_S)
@@ -150,9 +158,17 @@ class ShardedCache(Component):
             self._wake.clear()
             try:
                 await self.sync()
+                failing_since, failures = None, 0
             except Exception as e:
-                log.warning("cache sync failed (will retry): %s", e)
-                await asyncio.sleep(2.0)
+                now = time.monotonic()
+                failing_since = failing_since if failing_since is not None else now
+                failures += 1
+                waiting = not self.ever_synced and now - failing_since < START_UP_WAIT_S
+                if failures == 1 or failures % 10 == 0:
+                    log.log(logging.INFO if waiting else logging.WARNING,
+                            "cache sync incomplete (%s); retrying%s", e,
+                            " (waiting for the history to be archived and cached)" if waiting else "")  # fmt: skip
+                await asyncio.sleep(min(2.0 * 1.5 ** min(failures - 1, 6), 20.0))
                 self._wake.set()
 
     def wanted_keys(self, ids: list[str], history_size: int) -> list[int]:
@@ -211,6 +227,7 @@ class ShardedCache(Component):
                             raise
                         await asyncio.to_thread(self.store.delete, unwanted.pop())
         was_synced, self.synced = self.synced, all(k in self.store for k in wanted)
+        self.ever_synced = self.ever_synced or self.synced
         self.sync_rounds += 1
         if self.synced and missing and not was_synced:
             log.info("%s synced: %d items held", self.group, len(self.store))

@@ -212,7 +212,7 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
         await bus.close()
         await supervisor.stop_all()
         minutes = (time.monotonic() - started) / 60
-        print(f"stopped after {minutes:.1f} min: {status.summary()}; logs in {layout.base / 'logs'}")
+        print(f"\nstopped after {minutes:.1f} min: {status.summary()}; logs in {layout.base / 'logs'}")
 
 
 def run_dev(
