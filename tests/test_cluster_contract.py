@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import random
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +86,10 @@ SAMPLES: dict[str, list[object]] = {
     subjects.PLOT_JOBS.subject: [JOB],
     subjects.PLOT_DEAD_LETTERS.name: [m.DeadLetter(JOB, 50, "protocol info refused")],
     subjects.PLOT_PROGRESS.name: [m.PlotProgress("j", "p1", m.PlotStage.READY, 8, 8, "h:2", 10, b"\x01" * 32)],
-    subjects.PROVE.name: [m.ProveResponse(SOLUTION), m.ProveResponse(None, "no proof")],
+    subjects.PROVE.name: [
+        m.ProveResponse(SOLUTION),
+        m.ProveResponse(None, "no proof"),
+    ],
     subjects.FARM_EVENTS.name: [
         m.FarmEvent("farm", m.FarmEventKind.SOLUTION, SectorIndex(1), SlotNumber(9)),
         m.FarmEvent("farm", m.FarmEventKind.REPLOTTING, SectorIndex(1)),
@@ -162,10 +167,13 @@ def test_subjects_are_unique_and_messages_fail_on_the_field_they_break():
 
 
 def test_bulk_operations_are_tagged_dataclasses():
-    for op in (GetItems((1, 2)), ListContents(), RepairItem(7), FetchSector("job")):
+    for op in (GetItems((1, 2)), ListContents(), RepairItem(7), FetchSector("ab" * 16)):
         assert wire.from_obj(BulkRequest, wire.to_obj(op)) == op
     with pytest.raises(wire.WireError, match="expected one of the types"):
         wire.from_obj(BulkRequest, {"type": "rm -rf", "keys": []})
+    for traversal in ("../../../etc/passwd", "j", "AB" * 16):  # job ids name the plot server's files
+        with pytest.raises(wire.WireError, match="job_id must be"):
+            wire.from_obj(BulkRequest, {"type": "release", "job_id": traversal})
 
 
 def test_slots_are_farmed_once_in_order():
@@ -422,3 +430,42 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
             await supervisor.stop_all()
 
     asyncio.run(run())
+
+
+def _mutations(obj: object, rng: random.Random) -> list[object]:
+    """Wrong shapes of a JSON value: every leaf and container swapped for hostile values in turn."""
+    hostile: list[object] = ["x", -1, 2**70, 1e308, None, [], {}, True, "0" * 5000, [1] * 3]
+    out: list[object] = []
+    if isinstance(obj, dict):
+        for key in obj:
+            for value in rng.sample(hostile, 4):
+                out.append({**obj, key: value})
+            out += [{**obj, key: m} for m in _mutations(obj[key], rng)[:3]]
+        out.append({k: v for k, v in obj.items() if k != next(iter(obj), None)})  # a field missing
+    elif isinstance(obj, list) and obj:
+        out += [[*obj[:-1], value] for value in rng.sample(hostile, 3)]
+    return out
+
+
+@pytest.mark.parametrize("subject", subjects.SUBJECTS, ids=_name)
+def test_decoders_survive_fuzzing(subject):
+    """Random bytes, truncations and wrong shapes of every message of every subject: a decoder
+    either returns its message type or raises WireError, nothing else."""
+    rng = random.Random(_name(subject))
+    binary = [m.ProveRequest(_record_win(), 3.5)] if subject is subjects.PROVE else []  # arrays: no == in SAMPLES
+    for sample in [*SAMPLES[_name(subject)], *binary]:
+        codec, message_type = next(
+            (c, t) for c, t in zip(_codecs(subject), _types(subject), strict=True) if isinstance(sample, t)
+        )
+        data = codec.encode(sample)
+        candidates = [rng.randbytes(rng.randrange(0, 200)) for _ in range(30)]
+        candidates += [data[: rng.randrange(0, len(data))] for _ in range(20)]
+        candidates += [bytes(b ^ 0xFF if rng.random() < 0.01 else b for b in data[:4096]) for _ in range(5)]
+        if data[:1] == b"{":
+            candidates += [json.dumps(mutant).encode() for mutant in _mutations(json.loads(data), rng)]
+        for candidate in candidates:
+            try:
+                decoded = codec.decode(candidate)
+            except wire.WireError:
+                continue
+            assert isinstance(decoded, message_type), (candidate[:80], decoded)

@@ -1,14 +1,17 @@
 """The bulk TCP operations: one request frame, then answer frames, each a typed header plus a payload.
 
 Caches and the controller answer `GetItems` (one `Item` per key, the item as payload), caches also
-`ListContents` and `RepairItem` (the replacement item as the request's payload); plot servers answer
-`FetchSector` (`SectorPart`s streaming the sector) and `ReleaseSector`. The transport is services/transport.
+`ListContents` and `RepairItem` (the whole verified piece as the request's payload: the cache checks it);
+plot servers answer `FetchSector` (`SectorPart`s streaming the sector) and `ReleaseSector`. The transport
+is services/transport.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
+
+from autonomys_farmer.cluster.messages import JOB_ID
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,10 @@ class Repaired:
 @dataclass(frozen=True)
 class FetchSector:
     TAG: ClassVar[str] = "sector"
-    job_id: str
+    job_id: str  # names the plot server's buffer files: validated like PlotJob.job_id
+
+    def __post_init__(self) -> None:
+        _check_job_id(self.job_id)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,9 @@ class ReleaseSector:
     TAG: ClassVar[str] = "release"
     job_id: str
 
+    def __post_init__(self) -> None:
+        _check_job_id(self.job_id)
+
 
 @dataclass(frozen=True)
 class Released:
@@ -67,3 +76,8 @@ class Released:
 
 
 BulkRequest = GetItems | ListContents | RepairItem | FetchSector | ReleaseSector
+
+
+def _check_job_id(job_id: str) -> None:
+    if not JOB_ID.fullmatch(job_id):
+        raise ValueError(f"job_id must be 32 lower-case hex digits, got {job_id[:80]!r}")

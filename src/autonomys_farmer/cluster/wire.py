@@ -129,7 +129,7 @@ def _from_union(args: tuple[Any, ...], obj: Any, where: str) -> Any:
         return from_obj(members[0], obj, where)
     tagged = {getattr(m, "TAG", None): m for m in members if dataclasses.is_dataclass(m)}
     if None not in tagged and len(tagged) == len(members):
-        if not isinstance(obj, dict) or obj.get("type") not in tagged:
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str) or obj["type"] not in tagged:
             raise WireError(f"{where}: expected one of the types {sorted(str(tag) for tag in tagged)}")
         return from_obj(tagged[obj["type"]], obj, where)
     raise TypeError(f"{where}: union {args!r} is neither optional nor tagged")

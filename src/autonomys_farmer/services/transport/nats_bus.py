@@ -113,6 +113,15 @@ async def diagnose(servers: list[str], error: BaseException) -> str:
     return "; ".join(causes)
 
 
+def _most_telling(errors: list[Exception]) -> Exception | None:
+    """Of the errors one connection attempt met, the one that says why: a refused login or a TLS
+    failure rather than the connection reset that follows it."""
+    for error in errors:
+        if any(word in str(error).lower() for word in ("authoriz", "authentic", "tls", "ssl", "certificate")):
+            return error
+    return errors[-1] if errors else None
+
+
 def _handshake_cause(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "reachable, but no NATS handshake in time (is it a NATS server?)"
@@ -150,7 +159,7 @@ class Bus:
         errors: list[Exception] = []  # what nats-py met while connecting (auth, TLS, protocol)
 
         async def on_error(e: Exception) -> None:
-            errors[:] = [e]
+            errors[:] = [*errors[-19:], e]
             log.debug("nats: %s", e)
 
         async def on_disconnect() -> None:
@@ -185,7 +194,8 @@ class Bus:
                 )
                 break
             except (nats.errors.NoServersError, nats.errors.Error, OSError, TimeoutError) as e:
-                cause = await diagnose(servers, errors[0] if errors else e)
+                cause = await diagnose(servers, _most_telling(errors) or e)
+                errors.clear()
                 if loop.time() > deadline:
                     raise NatsConfigError(f"no NATS server reachable at {', '.join(servers)}: {cause}") from e
                 if cause != reported:  # a new cause is worth a warning; the same one is not repeated
