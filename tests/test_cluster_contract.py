@@ -418,12 +418,12 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
             await asyncio.sleep(0.5)
             assert [beat.kind for beat in beats] == [m.ComponentKind.PLOT_CLIENT]
             with pytest.raises(Exception):  # noqa: B017  (a permissions violation, however nats-py words it)
-                await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 5)
+                await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 1.5)
             await controller.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ()))
             wrong = tmp_path / "wrong.password"
             wrong.write_text("not-it")
             with pytest.raises(NatsConfigError, match="authentication failed"):
-                await Bus.connect(layout.nats_urls, "x", 3.0, NatsAuth(user="controller", password_file=wrong))
+                await Bus.connect(layout.nats_urls, "x", 1.0, NatsAuth(user="controller", password_file=wrong))
         finally:
             for bus in (operator, client, controller):
                 await bus.close()

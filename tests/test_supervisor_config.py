@@ -181,6 +181,8 @@ def test_cli_writes_every_machine(tmp_path: Path) -> None:
     password = tmp_path / "out/plotter-1/etc/autonomys/nats-plot-server.password"
     assert password.read_text().strip() in nats_conf and password.stat().st_mode & 0o077 == 0
     assert not (tmp_path / "out/plotter-1/etc/autonomys/nats-controller.password").exists()  # not its role
+    operators = {p.parts[-4] for p in (tmp_path / "out").rglob("nats-operator.password")}
+    assert operators == {p.parts[-3] for p in (tmp_path / "out").glob("*/etc/nats-server.conf")}
     (tmp_path / "CLUSTER.toml").write_text("[[machines]]\nname = 'x'\n")
     bad = subprocess.run(
         [sys.executable, "-m", "autonomys_farmer.cli", "util", "supervisor-config", "CLUSTER.toml"],

@@ -62,7 +62,7 @@ from autonomys_farmer.cluster.components import (
     component_argv,
 )
 from autonomys_farmer.cluster.messages import CacheItemType
-from autonomys_farmer.cluster.roles import ROLES, nats_authorization
+from autonomys_farmer.cluster.roles import OPERATOR, ROLES, nats_authorization
 from autonomys_farmer.services.devnet.supervisor import nats_server_config
 from autonomys_farmer.services.files import write_atomically
 
@@ -293,6 +293,8 @@ def _render_machine(
             authorization=nats_authorization(credentials.passwords) if credentials else "",
         )
         add("nats-server", [Program("nats-server", f"{cluster['nats_server']} -c /{NATS_CONF}")])
+        if credentials is not None:  # the operator's login for util tools and `cluster … status`, run here
+            files[root / password_path(OPERATOR)] = credentials.passwords[OPERATOR] + "\n"
     if "controller" in machine:
         controller = table("controller")
         options = _options(name, "controller", lambda: ControllerOptions(
