@@ -173,6 +173,8 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             while await bus.kv_get(subjects.SHARDS, group) != genuine:
                 assert time.monotonic() < deadline, "the overwritten shard map was not restored"
                 await asyncio.sleep(0.5)
+            after_attacks = status.accepted
+            await wait_for("farming after the attacks", lambda: status.accepted > after_attacks, supervisor, 120)
 
             # The cluster's JetStream state was created replicated across the three NATS servers.
             for stream in (subjects.PLOT_JOBS.stream, f"KV_{subjects.SHARDS.name}", f"KV_{subjects.MEMBERS.name}"):

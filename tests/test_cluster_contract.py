@@ -402,6 +402,23 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
                 await bus.nc.flush()
             await asyncio.sleep(0.5)
             assert [s.slot_number for s in seen] == [7]  # the plot client's slot never went out
+            # Nobody but a controller asks farms to sign (no signing oracle), nobody but a plot client
+            # queues proofs.
+            asked: list[RewardSigningInfo] = []
+
+            async def on_signing(info: RewardSigningInfo) -> None:
+                asked.append(info)
+
+            signer = await Bus.connect(layout.nats_urls, "signer", auth=layout.nats_credentials("plot-client"))
+            await signer.subscribe(subjects.REWARD_SIGNING_INFO, on_signing)
+            await signer.nc.flush()
+            await operator.publish(subjects.REWARD_SIGNING_INFO, RewardSigningInfo(b"\x09" * 32, b"\x01" * 32))
+            await operator.nc.flush()
+            await asyncio.sleep(0.5)
+            assert asked == []
+            await signer.close()
+            with pytest.raises(Exception):  # noqa: B017  (no responder may even see it: a timeout or a denial)
+                await operator.request(subjects.PROVE, m.ProveRequest(_record_win(), 1.0), timeout=1.0, deadline=0)
             beats: list[m.Heartbeat] = []
 
             async def on_beat(beat: m.Heartbeat) -> None:
@@ -469,3 +486,48 @@ def test_decoders_survive_fuzzing(subject):
             except wire.WireError:
                 continue
             assert isinstance(decoded, message_type), (candidate[:80], decoded)
+
+
+def test_nats_over_tls_with_client_certificates(tmp_path: Path):
+    """A nats-server that requires TLS and client certificates: a member with the CA, its certificate
+    and key connects and talks; one without a certificate is refused with a TLS cause."""
+    import trustme
+
+    from autonomys_farmer.services.devnet.supervisor import Program, Supervisor, free_port, nats_server_binary
+    from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth, NatsConfigError
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    client_cert = ca.issue_cert("plot-client")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f'tls {{ cert_file: "{tmp_path / "server.pem"}", key_file: "{tmp_path / "server.pem"}", '
+        f'ca_file: "{tmp_path / "ca.pem"}", verify: true }}\n'
+        "max_payload: 4MB\n"
+    )
+    url = f"tls://127.0.0.1:{port}"
+    good = NatsAuth(tls_ca=tmp_path / "ca.pem", tls_cert=tmp_path / "client.pem", tls_key=tmp_path / "client.key")
+
+    async def run() -> None:
+        supervisor = Supervisor(tmp_path / "logs")
+        await supervisor.add(Program("nats-server", [nats_server_binary(), "-c", str(conf)]))
+        try:
+            bus = await Bus.connect([url], "tls-member", 10.0, good)
+            received: list[bytes] = []
+            subscription = await bus.nc.subscribe("tls.echo")
+            await bus.nc.publish("tls.echo", b"over tls")
+            received.append((await subscription.next_msg(timeout=5)).data)
+            assert received == [b"over tls"]
+            await bus.close()
+            with pytest.raises(NatsConfigError, match="TLS failed"):  # the server wants a client certificate
+                await Bus.connect([url], "no-cert", 2.0, NatsAuth(tls_ca=tmp_path / "ca.pem"))
+        finally:
+            await supervisor.stop_all()
+
+    asyncio.run(run())
