@@ -344,6 +344,12 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     assert "farm farm1 solution (sector 2, slot 7)\n" in text  # no dangling colon
     assert "farm farm1 late (sector 2, slot 7): Solution was ignored" in text
     assert view.summary() == "2 solution(s) accepted, 1 late (ignored by the node), 1 invalid"
+    view.archiving = (48, 128, 30.0)  # what a dev node archiving its genesis segment reports
+    console = Console(file=io.StringIO(), width=200)
+    console.print(view.render("test"))
+    rendered = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "archiving a segment, 48 of 128 records committed, ETA 0m50s" in rendered
+    assert "no archived segment yet" not in rendered
     snapshot = view.snapshot()
     assert snapshot["solutions"] == {"solution": 2, "late": 1, "invalid": 1}
     assert {member["kind"] for member in snapshot["members"]} == {"controller", "plot-server", "plot-client"}

@@ -286,6 +286,8 @@ def test_hostile_rpc_input_is_answered_and_the_connection_lives(dev_node):
                 assert "/" not in reply["error"]["message"], reply  # no filesystem path leaks out
             reply = await ask(json.dumps({"jsonrpc": "2.0", "id": 4, "method": rpc.SEGMENT_HEADERS, "params": [["0"]]}))
             assert reply["error"]["code"] == -32602
+            reply = await ask(json.dumps({"jsonrpc": "2.0", "id": 6, "method": rpc.DEV_ARCHIVING_PROGRESS}))
+            assert reply["id"] == 6 and reply["result"] is None  # genesis is archived: nothing in progress
             reply = await ask(json.dumps({"jsonrpc": "2.0", "id": 5, "method": rpc.GET_FARMER_APP_INFO}))
             assert reply["id"] == 5 and reply["result"]["protocolInfo"]["historySize"] >= 1  # still serving
 

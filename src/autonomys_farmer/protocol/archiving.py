@@ -167,8 +167,9 @@ class Archiver:
     buffer: deque[SegmentItem] = field(default_factory=deque)
 
     @classmethod
-    def with_kzg(cls, compute: Compute, kzg: Kzg) -> Archiver:
-        return cls(lambda segment: archive_segment(compute, kzg, segment))
+    def with_kzg(cls, compute: Compute, kzg: Kzg, progress: Callable[[int, int], None] | None = None) -> Archiver:
+        """`progress(records committed, records)` while a segment is archived."""
+        return cls(lambda segment: archive_segment(compute, kzg, segment, progress))
 
     @classmethod
     def resume(cls, archive: SegmentArchiveFn, last: SegmentHeader, partial_block: bytes | None) -> Archiver:
@@ -299,8 +300,11 @@ def segment_records(segment_bytes: bytes) -> np.ndarray:
     return records
 
 
-def archive_segment(compute: Compute, kzg: Kzg, segment_bytes: bytes) -> tuple[bytes, list[tuple[bytes, bytes, bytes]]]:
-    """(segment commitment, [(record, record commitment, witness)] for the 256 piece positions)."""
+def archive_segment(
+    compute: Compute, kzg: Kzg, segment_bytes: bytes, progress: Callable[[int, int], None] | None = None
+) -> tuple[bytes, list[tuple[bytes, bytes, bytes]]]:
+    """(segment commitment, [(record, record commitment, witness)] for the 256 piece positions);
+    `progress` follows the source records' commitments, the bulk of the work."""
     source = segment_records(segment_bytes)
     # Erasure coding across records: chunk k of the 128 source records -> 128 parity chunks.
     by_chunk = np.ascontiguousarray(source.transpose(1, 0, 2)).reshape(-1, 32)
@@ -308,7 +312,7 @@ def archive_segment(compute: Compute, kzg: Kzg, segment_bytes: bytes) -> tuple[b
     parity_rows = erasure.extend_batch(compute, rows)
     parity = fr.rows_to_scalars(compute, parity_rows.reshape(-1, 8)).reshape(RECORD_NUM_CHUNKS, NUM_RAW_RECORDS, 32)
     parity = parity.transpose(1, 0, 2)
-    source_commitments = record_commitments(compute, kzg, source)
+    source_commitments = record_commitments(compute, kzg, source, progress)
     commitments = extend_commitments(kzg, source_commitments)
     seg_commitment = segment_commitment(compute, kzg, commitments)
     witnesses = record_witnesses(compute, kzg, commitments, list(range(NUM_PIECES)))

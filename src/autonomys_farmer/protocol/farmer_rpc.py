@@ -21,6 +21,7 @@ ACKNOWLEDGE_ARCHIVED_SEGMENT_HEADER = "subspace_acknowledgeArchivedSegmentHeader
 SEGMENT_HEADERS = "subspace_segmentHeaders"
 LAST_SEGMENT_HEADERS = "subspace_lastSegmentHeaders"
 PIECE = "subspace_piece"
+DEV_ARCHIVING_PROGRESS = "autonomys_devArchivingProgress"  # our dev node only: the segment being archived
 MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
 
 

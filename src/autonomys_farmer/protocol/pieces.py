@@ -6,7 +6,7 @@ segment commitment, a KZG commitment over H254 of the segment's 256 record commi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,13 +65,20 @@ def record_commitment(compute: Compute, kzg: Kzg, record_chunks: np.ndarray) -> 
 COMMIT_BATCH = 16  # records committed in one MSM launch (about 100 MB of working memory on the CPU)
 
 
-def record_commitments(compute: Compute, kzg: Kzg, records: np.ndarray) -> list[bytes]:
-    """record_commitment() of every record of a (count, 32768, 32) array, batched."""
+def record_commitments(
+    compute: Compute, kzg: Kzg, records: np.ndarray, progress: Callable[[int, int], None] | None = None
+) -> list[bytes]:
+    """record_commitment() of every record of a (count, 32768, 32) array, batched; `progress(done,
+    total)` after each batch (archiving a segment takes a minute on a small CPU)."""
     out: list[bytes] = []
+    if progress is not None:
+        progress(0, records.shape[0])
     for start in range(0, records.shape[0], COMMIT_BATCH):
         batch = records[start : start + COMMIT_BATCH]
         rows = field.scalars_to_rows(compute, batch.reshape(-1, 32)).reshape(batch.shape[0], RECORD_NUM_CHUNKS, 8)
         out += kzg.commit_many(compute, field.ifft_batch(compute, rows))
+        if progress is not None:
+            progress(len(out), records.shape[0])
     return out
 
 

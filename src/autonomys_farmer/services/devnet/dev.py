@@ -4,6 +4,7 @@ under one supervisor, plotting a small farm and farming it, with a live status v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from autonomys_farmer.cluster.components import (
     component_argv,
 )
 from autonomys_farmer.cluster.roles import OPERATOR, ROLES, nats_authorization
+from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
 from autonomys_farmer.services.devnet.supervisor import (
     Program,
@@ -36,6 +38,7 @@ from autonomys_farmer.services.devnet.supervisor import (
 )
 from autonomys_farmer.services.files import load_kzg
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
+from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
 from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth
 
 log = logging.getLogger(__name__)
@@ -170,6 +173,33 @@ class DevLayout:
         ]
 
 
+class NodeProgress:
+    """The dev node's archiving progress (its dev-only RPC method), for the view: a first start archives
+    the genesis segment for about a minute on 2 cores, and the view says so with an ETA."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client: JsonRpcClient | None = None
+
+    async def archiving(self) -> tuple[int, int, float] | None:
+        try:
+            if self.client is None:
+                self.client = await asyncio.wait_for(JsonRpcClient.connect(self.url), 1.0)
+            progress = await asyncio.wait_for(self.client.call(rpc.DEV_ARCHIVING_PROGRESS), 1.0)
+        except (OSError, TimeoutError, RpcError, ConnectionError):
+            await self.close()  # the node is starting or restarting: ask again next time
+            return None
+        if not isinstance(progress, dict):
+            return None
+        return int(progress["done"]), int(progress["total"]), float(progress["elapsedSecs"])
+
+    async def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.close()
+            self.client = None
+
+
 def _secret_file(path: Path) -> Path:
     """A random secret in a file only its owner reads (0600), made on first use and kept."""
     if not path.exists():
@@ -202,13 +232,16 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
         + ", ".join(f"{name} http://127.0.0.1:{port}/metrics" for name, port in layout.metrics_ports.items())
     )
     started = time.monotonic()
+    node = NodeProgress(layout.node_url)
     try:
         with Live(status.render("autonomys-farmer dev"), refresh_per_second=4) as live:
             while not duration or time.monotonic() - started < duration:
                 await asyncio.sleep(status_interval)
                 await status.refresh(bus)
+                status.archiving = await node.archiving()
                 live.update(status.render("autonomys-farmer dev"))
     finally:
+        await node.close()
         await bus.close()
         await supervisor.stop_all()
         minutes = (time.monotonic() - started) / 60

@@ -122,6 +122,7 @@ class DevNode:
         self._last_block_slot = 0
         self._next_to_archive = 0
         self._background: set[asyncio.Task[None]] = set()
+        self.archiving: tuple[int, int, float] | None = None  # (records committed, records, since) of a segment
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class DevNode:
             self.chain_start = state["chainStart"]
             self.headers = [SegmentHeader.from_json(h) for h in state["segmentHeaders"]]
             self.headers = [h for h in self.headers if self._segment_file(h.segment_index).exists()]
-        self._archiver = Archiver.with_kzg(self.compute, self.kzg)
+        self._archiver = Archiver.with_kzg(self.compute, self.kzg, self._archiving_progress)
         self._next_to_archive = 0
         if self.headers:
             last = self.headers[-1]
@@ -183,6 +184,17 @@ class DevNode:
                     await asyncio.to_thread(self._store_segment, segment)
                     self.archived_headers.publish(segment.header.to_json())
                     log.info("archived segment %d in %.1fs", segment.header.segment_index, time.monotonic() - started)
+
+    def _archiving_progress(self, done: int, total: int) -> None:
+        since = self.archiving[2] if self.archiving is not None and done > 0 else time.monotonic()  # 0: it starts
+        self.archiving = (done, total, since) if done < total else None
+
+    async def rpc_archiving_progress(self, _params: list[Any]) -> Any:
+        """Dev-only: the segment being archived, for `dev`'s view (null when none is)."""
+        if self.archiving is None:
+            return None
+        done, total, since = self.archiving
+        return {"done": done, "total": total, "elapsedSecs": round(time.monotonic() - since, 1)}
 
     def _store_segment(self, segment: ArchivedSegment) -> None:
         """Pieces reach the disk (atomically) before the header that announces them."""
@@ -382,6 +394,7 @@ RPC_METHODS = {
     rpc.SEGMENT_HEADERS: "rpc_segment_headers",
     rpc.LAST_SEGMENT_HEADERS: "rpc_last_segment_headers",
     rpc.PIECE: "rpc_piece",
+    rpc.DEV_ARCHIVING_PROGRESS: "rpc_archiving_progress",
 }
 
 

@@ -48,6 +48,7 @@ class ClusterStatus:
         self.started = time.monotonic()
         self._encoding_since: dict[tuple[str, int], tuple[float, int]] = {}  # sector -> (when, records done)
         self.plot_jobs_queued: int | None = None  # plot jobs waiting in the work queue (JetStream)
+        self.archiving: tuple[int, int, float] | None = None  # a dev node's (done, total, elapsed s)
 
     async def attach(self, bus: Bus) -> None:
         await bus.subscribe(subjects.HEARTBEAT, self._heartbeat)
@@ -164,6 +165,11 @@ class ClusterStatus:
                         ProgressBar(total=max(sector.total, 1), completed=sector.done, width=40),
                         f"{sector.stage} {sector.done}/{sector.total}{self._rate(sector)}",
                     )
+        if self.archiving is not None:
+            done, total, elapsed = self.archiving
+            eta = f", ETA {_duration(elapsed / done * (total - done))}" if done else ""
+            notes = [n for n in notes if not n.startswith("node: no archived segment")]
+            notes.insert(0, f"node: archiving a segment, {done} of {total} records committed{eta}")
         return Group(table, bars, *notes, *self.events)
 
     def _rate(self, sector: SectorProgress) -> str:
