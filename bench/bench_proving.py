@@ -16,44 +16,28 @@ import argparse
 import os
 import random
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from history import SyntheticHistory
+from bench_protocol import DEFAULT_KZG, timed
+from history import SyntheticHistory, plotted_two_piece_sector, slot_wins
 from py_arkworks_bls12381 import G1Point, Scalar
 
 from autonomys_farmer.backends.cpu.backend import CpuBackend
 from autonomys_farmer.backends.cuda.device import unavailable_reason
 from autonomys_farmer.protocol import g1
 from autonomys_farmer.protocol import sector as sec
-from autonomys_farmer.protocol.auditing import audit_sector
 from autonomys_farmer.protocol.compute import Compute
-from autonomys_farmer.protocol.constants import U64_MAX
 from autonomys_farmer.protocol.field import BLS_MODULUS
 from autonomys_farmer.protocol.kzg import Kzg, to_arkworks
 from autonomys_farmer.protocol.pieces import are_pieces_valid
-from autonomys_farmer.protocol.plotting import plot_sector_in_memory
-from autonomys_farmer.protocol.proving import RecordWin, prove_wins, warm_up_proving, winning_records
-from autonomys_farmer.protocol.reading import PlottedSectorView
+from autonomys_farmer.protocol.proving import prove_wins, warm_up_proving
 from autonomys_farmer.services.files import load_kzg
 
-DEFAULT_KZG = Path(__file__).resolve().parents[2] / "shared" / "kzg" / "eth-public-parameters.bin"
 PUBLIC_KEY = bytes(range(32))
-
-
-def timed(fn: Callable[[], object], repeat: int = 3) -> float:
-    fn()  # warm-up (compilation, buffers)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def backends() -> list[Compute]:
@@ -89,20 +73,9 @@ def bench_msm(kzg: Kzg, computes: list[Compute]) -> None:
 
 
 def bench_proving(kzg: Kzg, computes: list[Compute]) -> None:
-    cpu = computes[0]
     info = sec.FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
-    indices = sec.derive_sector_piece_indices(sec.derive_sector_id(PUBLIC_KEY, 0, 1), 2, info)
-    history = SyntheticHistory(cpu, kzg, indices)
-    plotted = plot_sector_in_memory(cpu, PUBLIC_KEY, 0, 1, [history.pieces[i] for i in indices])
-    view = PlottedSectorView.open(plotted.data, plotted.metadata)
-    wins: list[RecordWin] = []
-    for slot in range(1, 1000):
-        challenge = sec.derive_global_challenge(sec.derive_global_randomness(bytes(16)), slot)
-        audit = audit_sector(cpu, PUBLIC_KEY, challenge, U64_MAX, plotted.data, plotted.metadata)
-        for offset, _distance in winning_records(view, audit):
-            wins.append(RecordWin.read(PUBLIC_KEY, PUBLIC_KEY, view, offset, audit.s_bucket))
-        if len(wins) >= 4:
-            break
+    _history, _indices, plotted = plotted_two_piece_sector(computes[0], kzg, PUBLIC_KEY, info)
+    wins = slot_wins(computes[0], PUBLIC_KEY, plotted, wanted=4, max_slots=1000)
     for compute in computes:
         warm_up_proving(compute, kzg)
         one = timed(lambda c=compute: prove_wins(c, kzg, wins[:1]))

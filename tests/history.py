@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from autonomys_farmer.protocol.auditing import audit_sector
 from autonomys_farmer.protocol.compute import Compute
-from autonomys_farmer.protocol.constants import NUM_PIECES, RECORD_NUM_CHUNKS
+from autonomys_farmer.protocol.constants import NUM_PIECES, RECORD_NUM_CHUNKS, U64_MAX
 from autonomys_farmer.protocol.kzg import IDENTITY_G1, Kzg
 from autonomys_farmer.protocol.pieces import (
     Piece,
     record_commitment,
     record_witnesses,
     segment_commitment,
+)
+from autonomys_farmer.protocol.plotting import PlottedSector, plot_sector_in_memory
+from autonomys_farmer.protocol.proving import RecordWin, winning_records
+from autonomys_farmer.protocol.reading import PlottedSectorView
+from autonomys_farmer.protocol.sector import (
+    FarmerProtocolInfo,
+    derive_global_challenge,
+    derive_global_randomness,
+    derive_sector_id,
+    derive_sector_piece_indices,
 )
 from autonomys_farmer.protocol.types import PieceIndex
 
@@ -45,3 +56,29 @@ class SyntheticHistory:
             witnesses = record_witnesses(compute, kzg, commitments, [PieceIndex(i).position() for i in indices])
             for i, w in zip(indices, witnesses, strict=True):
                 self.pieces[i] = Piece.assemble(records[i].tobytes(), commitments[PieceIndex(i).position()], w)
+
+
+def plotted_two_piece_sector(
+    compute: Compute, kzg: Kzg, public_key: bytes, info: FarmerProtocolInfo
+) -> tuple[SyntheticHistory, list[int], PlottedSector]:
+    """Sector 0 of `public_key` with 2 pieces of a synthetic history: the proving tests' and benches' farm."""
+    indices = derive_sector_piece_indices(derive_sector_id(public_key, 0, info.history_size), 2, info)
+    history = SyntheticHistory(compute, kzg, indices)
+    plotted = plot_sector_in_memory(compute, public_key, 0, info.history_size, [history.pieces[i] for i in indices])
+    return history, indices, plotted
+
+
+def slot_wins(
+    compute: Compute, public_key: bytes, plotted: PlottedSector, wanted: int, max_slots: int
+) -> list[RecordWin]:
+    """The winning records of slots 1, 2, … (the widest solution range) until `wanted` are found."""
+    view = PlottedSectorView.open(plotted.data, plotted.metadata)
+    wins: list[RecordWin] = []
+    for slot in range(1, max_slots):
+        challenge = derive_global_challenge(derive_global_randomness(bytes(16)), slot)
+        audit = audit_sector(compute, public_key, challenge, U64_MAX, plotted.data, plotted.metadata)
+        for offset, _distance in winning_records(view, audit):
+            wins.append(RecordWin.read(public_key, public_key, view, offset, audit.s_bucket))
+        if len(wins) >= wanted:
+            break
+    return wins

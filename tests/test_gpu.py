@@ -6,17 +6,14 @@ import io
 
 import numpy as np
 import pytest
-from history import SyntheticHistory, source_like_record
+from history import plotted_two_piece_sector, slot_wins, source_like_record
 from vectors import S35, S35_PROOFS, S35_TABLE_SIZES
 
 from autonomys_farmer.protocol import g1
 from autonomys_farmer.protocol import sector as sec
-from autonomys_farmer.protocol.auditing import audit_sector
-from autonomys_farmer.protocol.constants import U64_MAX
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
-from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector, plot_sector_in_memory
-from autonomys_farmer.protocol.proving import RecordWin, prove_wins, winning_records
-from autonomys_farmer.protocol.reading import PlottedSectorView
+from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
+from autonomys_farmer.protocol.proving import prove_wins
 from autonomys_farmer.protocol.sector import RecordMetadata
 from autonomys_farmer.protocol.types import PieceIndex
 
@@ -77,25 +74,13 @@ INFO = sec.FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
 
 @pytest.fixture(scope="module")
 def farm(compute, kzg):
-    sid = sec.derive_sector_id(PUBLIC_KEY, 0, INFO.history_size)
-    indices = sec.derive_sector_piece_indices(sid, 2, INFO)
-    history = SyntheticHistory(compute, kzg, indices)
-    plotted = plot_sector_in_memory(compute, PUBLIC_KEY, 0, INFO.history_size, [history.pieces[i] for i in indices])
-    return history, indices, plotted
+    return plotted_two_piece_sector(compute, kzg, PUBLIC_KEY, INFO)
 
 
 def test_cuda_proofs_equal_cpu(cuda_backend, compute, kzg, farm):
     """Every win of several slots, proved as one batch on the GPU and on the CPU."""
     _history, _indices, plotted = farm
-    view = PlottedSectorView.open(plotted.data, plotted.metadata)
-    wins = []
-    for slot in range(1, 400):
-        challenge = sec.derive_global_challenge(sec.derive_global_randomness(bytes(16)), slot)
-        audit = audit_sector(compute, PUBLIC_KEY, challenge, U64_MAX, plotted.data, plotted.metadata)
-        for offset, _distance in winning_records(view, audit):
-            wins.append(RecordWin.read(PUBLIC_KEY, PUBLIC_KEY, view, offset, audit.s_bucket))
-        if len(wins) >= 4:
-            break
+    wins = slot_wins(compute, PUBLIC_KEY, plotted, wanted=4, max_slots=400)
     assert wins
     assert prove_wins(cuda_backend, kzg, wins) == prove_wins(compute, kzg, wins)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from autonomys_farmer.cluster.messages import JOB_ID
+from autonomys_farmer.cluster.messages import check_job_id
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class FetchSector:
     job_id: str  # names the plot server's buffer files: validated like PlotJob.job_id
 
     def __post_init__(self) -> None:
-        _check_job_id(self.job_id)
+        check_job_id(self.job_id)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ReleaseSector:
     job_id: str
 
     def __post_init__(self) -> None:
-        _check_job_id(self.job_id)
+        check_job_id(self.job_id)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,3 @@ class Released:
 
 
 BulkRequest = GetItems | ListContents | RepairItem | FetchSector | ReleaseSector
-
-
-def _check_job_id(job_id: str) -> None:
-    if not JOB_ID.fullmatch(job_id):
-        raise ValueError(f"job_id must be 32 lower-case hex digits, got {job_id[:80]!r}")

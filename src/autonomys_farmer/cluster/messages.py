@@ -245,8 +245,7 @@ class PlotJob:
     attempt: int = 0
 
     def __post_init__(self) -> None:
-        if not JOB_ID.fullmatch(self.job_id):
-            raise ValueError(f"job_id must be 32 lower-case hex digits, got {self.job_id[:80]!r}")
+        check_job_id(self.job_id)
         if not FARM_ID.fullmatch(self.farm_id):
             raise ValueError(f"farm_id must be a ULID or UUID, got {self.farm_id[:80]!r}")
         if len(self.public_key) != 32:
@@ -256,6 +255,14 @@ class PlotJob:
 
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def check_job_id(job_id: str) -> None:
+    """Job ids name files on plot servers: exactly 32 lower-case hex digits, nothing else passes."""
+    if not JOB_ID.fullmatch(job_id):
+        raise ValueError(f"job_id must be 32 lower-case hex digits, got {job_id[:80]!r}")
+
+
 FARM_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 

@@ -113,25 +113,28 @@ async def diagnose(servers: list[str], error: BaseException) -> str:
     return "; ".join(causes)
 
 
+def _refusal(error: BaseException) -> str | None:
+    """ "authentication" or "TLS" when the error is the server refusing us, else None."""
+    text = str(error).lower()
+    if isinstance(error, nats.errors.AuthorizationError) or "authoriz" in text or "authentic" in text:
+        return "authentication"
+    if "tls" in text or "ssl" in text or "certificate" in text:
+        return "TLS"
+    return None
+
+
 def _most_telling(errors: list[Exception]) -> Exception | None:
     """Of the errors one connection attempt met, the one that says why: a refused login or a TLS
     failure rather than the connection reset that follows it."""
-    for error in errors:
-        if any(word in str(error).lower() for word in ("authoriz", "authentic", "tls", "ssl", "certificate")):
-            return error
-    return errors[-1] if errors else None
+    return next((error for error in errors if _refusal(error)), errors[-1] if errors else None)
 
 
 def _handshake_cause(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "reachable, but no NATS handshake in time (is it a NATS server?)"
     text = str(error) or type(error).__name__
-    lowered = text.lower()
-    if "authorization" in lowered or "authentication" in lowered or isinstance(error, nats.errors.AuthorizationError):
-        return f"authentication failed ({text})"
-    if "tls" in lowered or "ssl" in lowered or "certificate" in lowered:
-        return f"TLS failed ({text})"
-    return f"reachable, but the NATS handshake failed ({text})"
+    refusal = _refusal(error)
+    return f"{refusal} failed ({text})" if refusal else f"reachable, but the NATS handshake failed ({text})"
 
 
 class Bus:
