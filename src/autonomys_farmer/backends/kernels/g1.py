@@ -42,6 +42,13 @@ def xyzz_finish(pe, r, u1, s1, zz_a, zzz_a, doubling):
 
 
 @kernel
+def doubling_terms(x1, y1):
+    """(2·y1, 3·x1²): what the shared tail takes in place of (P, R) when the sum is a doubling."""
+    xx = fp_mul(x1, x1)
+    return fp_add(y1, y1), fp_add(fp_add(xx, xx), xx)
+
+
+@kernel
 def xyzz_add_affine(p, x2, y2):
     """p + (x2, y2) for an affine point that is not the identity (madd-2008-s; 2p when they are equal)."""
     if fp_is_zero(p[2]):
@@ -49,15 +56,12 @@ def xyzz_add_affine(p, x2, y2):
     x1, y1, zz1, zzz1 = p
     pe = fp_sub(fp_mul(x2, zz1), x1)
     r = fp_sub(fp_mul(y2, zzz1), y1)
-    u1 = x1
     doubling = fp_is_zero(pe)
     if doubling:
         if not fp_is_zero(r):
             return XYZZ_IDENTITY
-        pe = fp_add(y1, y1)
-        xx = fp_mul(x1, x1)
-        r = fp_add(fp_add(xx, xx), xx)
-    return xyzz_finish(pe, r, u1, y1, zz1, zzz1, doubling)
+        pe, r = doubling_terms(x1, y1)
+    return xyzz_finish(pe, r, x1, y1, zz1, zzz1, doubling)
 
 
 @kernel
@@ -77,9 +81,7 @@ def xyzz_add(p, q):
     if doubling:
         if not fp_is_zero(r):
             return XYZZ_IDENTITY
-        pe = fp_add(y1, y1)
-        xx = fp_mul(x1, x1)
-        r = fp_add(fp_add(xx, xx), xx)
+        pe, r = doubling_terms(x1, y1)
         return xyzz_finish(pe, r, x1, y1, zz1, zzz1, doubling)
     return xyzz_finish(pe, r, u1, s1, fp_mul(zz1, zz2), fp_mul(zzz1, zzz2), doubling)
 
