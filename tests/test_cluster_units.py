@@ -394,3 +394,23 @@ def test_bulk_peers_prove_the_cluster_secret_and_requests_are_bounded(monkeypatc
     asyncio.run(run())
     assert bulk.listen_host("127.0.0.1") == "127.0.0.1" and bulk.listen_host("10.0.0.5") == "0.0.0.0"
     assert bulk.listen_host(None) == "0.0.0.0"
+
+
+def test_a_controller_whose_node_is_down_hands_solutions_back_unsent() -> None:
+    """With one controller per node, a solution reaching a controller that cannot reach its node goes back
+    to the plot client marked unsent (it asks another controller); one that may have reached a node is
+    never marked so (it is not sent twice)."""
+    import asyncio
+
+    from fuzz import SOLUTION
+
+    from autonomys_farmer.protocol.types import SlotNumber
+    from autonomys_farmer.services.components.controller import Controller
+    from autonomys_farmer.services.devnet.supervisor import free_port
+
+    controller = Controller(["nats://127.0.0.1:1"], f"ws://127.0.0.1:{free_port()}", None)
+    result = asyncio.run(controller._submit_solution(m.SubmitSolution(SlotNumber(5), SOLUTION)))
+    assert (result.accepted, result.submitted) == (False, False) and "unreachable" in result.error
+    assert controller.counts["solutions"] == 0
+    assert wire.decode(m.SubmitResult, wire.encode(result)) == result
+    assert wire.decode(m.SubmitResult, b'{"accepted": true}').submitted  # older controllers: sent

@@ -229,6 +229,7 @@ class SubmitResult:
     accepted: bool
     error: str = ""
     late: bool = False  # not accepted because its slot had passed (not because it is invalid)
+    submitted: bool = True  # False: the controller's node was unreachable, the solution went nowhere
 
 
 # --- plotting --------------------------------------------------------------------------------------------

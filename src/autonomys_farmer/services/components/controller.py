@@ -34,7 +34,7 @@ from autonomys_farmer.protocol.farmer_rpc import SOLUTION_IGNORED, FarmerAppInfo
 from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.transport.bulk import Answer
-from autonomys_farmer.services.transport.jsonrpc import RpcError
+from autonomys_farmer.services.transport.jsonrpc import ConnectionLostError, RpcError
 from autonomys_farmer.services.transport.nats_bus import retry_forever
 from autonomys_farmer.services.transport.node_client import NodeClient
 
@@ -117,9 +117,16 @@ class Controller(Component):
         return SegmentHeadersResponse(tuple(await self.node.segment_headers(list(request.segment_indexes))))
 
     async def _submit_solution(self, request: SubmitSolution) -> SubmitResult:
+        """Forward to our node, once: with several controllers (one per node) a solution whose node is
+        down goes back to the plot client unsent, for another controller."""
+        if not self.node.connected:
+            return SubmitResult(False, f"node {self.node.url} unreachable", submitted=False)
         self.counts["solutions"] += 1
         try:
             await self.node.submit_solution_response(request.slot_number, request.solution)
+        except ConnectionLostError:
+            log.warning("node connection lost while submitting a solution for slot %d", request.slot_number)
+            return SubmitResult(False, "node connection lost during submission")
         except RpcError as e:
             log.info("solution for slot %d not accepted: %s", request.slot_number, e.message)
             return SubmitResult(False, e.message, late=e.message == SOLUTION_IGNORED)

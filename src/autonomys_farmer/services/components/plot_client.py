@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 JOB_SILENCE_S = 90.0  # no word on a job for this long: ask again (its server probably died)
 PROOF_TIMEOUT_S = 1.0
 FETCH_TIMEOUT_S = 60.0
+SUBMIT_ATTEMPTS = 4  # controllers asked when the ones reached have their node down
 
 
 class ProveHere(Enum):
@@ -443,9 +444,16 @@ class PlotClient(Component):
         return PROVE_HERE
 
     async def _submit_solution(self, farm: Farm, slot_number: SlotNumber, solution: Solution) -> bool:
-        result = await self.nats.request(
-            subjects.SUBMIT_SOLUTION, SubmitSolution(slot_number, solution), timeout=5, deadline=5
-        )
+        """Submit through one controller, once (a timed-out request may have reached a node: it is not
+        sent again); only a controller whose node is down hands it back for another."""
+        request = SubmitSolution(slot_number, solution)
+        for _ in range(SUBMIT_ATTEMPTS):
+            result = await self.nats.request(subjects.SUBMIT_SOLUTION, request, timeout=5, deadline=5, once=True)
+            if result.submitted:
+                break
+        else:
+            log.warning("slot %d: solution not submitted: %s (%d tries)", slot_number, result.error, SUBMIT_ATTEMPTS)
+            return False
         if result.accepted:
             kind, verdict = FarmEventKind.SOLUTION, "accepted"
         elif result.late:

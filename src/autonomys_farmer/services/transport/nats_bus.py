@@ -279,10 +279,16 @@ class Bus:
         return await self.nc.subscribe(name, queue=queue, cb=on_message)
 
     async def request(
-        self, subject: Request[T, R], message: T, timeout: float = 5.0, deadline: float = REQUEST_DEADLINE_S
+        self,
+        subject: Request[T, R],
+        message: T,
+        timeout: float = 5.0,
+        deadline: float = REQUEST_DEADLINE_S,
+        once: bool = False,
     ) -> R:
         """Ask one responder; retries on no responders / timeout (backoff 0.5 s × 1.5, ±50 %) until
-        `deadline`. A responder's error answer raises RemoteError."""
+        `deadline`. `once`: a request that must not reach two responders (a solution) is retried only
+        when nobody took it, never after a timeout. A responder's error answer raises RemoteError."""
         data = subject.codec.encode(message)
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
@@ -291,8 +297,8 @@ class Bus:
             try:
                 reply = await self.nc.request(subject.name, data, timeout=timeout)
                 break
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError):
-                if loop.time() + delay > end:
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as e:
+                if loop.time() + delay > end or (once and not isinstance(e, nats.errors.NoRespondersError)):
                     raise
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 1.5, 10.0)

@@ -57,12 +57,20 @@ class NodeClient:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._backoff_max)
 
-    async def _call(self, method: str, params: list[Any] | None = None) -> Any:
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and not self._client.closed.is_set()
+
+    async def _call(self, method: str, params: list[Any] | None = None, once: bool = False) -> Any:
+        """The call's result, reconnecting as needed; `once`: never sent twice (a lost connection
+        raises ConnectionLostError, as the call may have reached the node)."""
         while True:
             client = await self._connection()
             try:
                 return await client.call(method, params)
             except ConnectionLostError:
+                if once:
+                    raise
                 log.warning("connection to %s lost during %s; reconnecting", self.url, method)
 
     async def _subscribe(self, method: str, parse: Callable[[Any], T]) -> AsyncIterator[T]:
@@ -93,7 +101,8 @@ class NodeClient:
 
     async def submit_solution_response(self, slot_number: int, solution: Solution) -> None:
         """Raises RpcError (code 9001) when the node ignores or rejects the solution."""
-        await self._call(rpc.SUBMIT_SOLUTION_RESPONSE, [{"slotNumber": slot_number, "solution": solution.to_json()}])
+        params = [{"slotNumber": slot_number, "solution": solution.to_json()}]
+        await self._call(rpc.SUBMIT_SOLUTION_RESPONSE, params, once=True)
 
     async def submit_reward_signature(self, response: RewardSignatureResponse) -> None:
         await self._call(rpc.SUBMIT_REWARD_SIGNATURE, [response.to_json()])
