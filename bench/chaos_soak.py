@@ -1,13 +1,14 @@
 """Chaos soak (not a test: minutes of faults, printed as figures for the README).
 
-A one-machine cluster as `autonomys-farmer dev --nats-cluster-size 3` runs it (dev node, controller,
-sharded and full-piece caches, proof server, plot server, plot client, three routed NATS servers with
-per-role authorization) plots its farm, then farms while random programs are SIGKILLed or SIGSTOPped
-for a few seconds. After every fault the soak waits for farming to resume (a solution accepted by the
-node) and records how long that took; it samples every program's memory; at the end every plotted
-sector must read back whole (checksum and metadata).
+A one-machine cluster in the seed's shape, as `autonomys-farmer dev --nodes 3 --nats-cluster-size 3`
+runs it (three node machines of dev node, controller and proof server on one chain, sharded and
+full-piece caches, plot server, plot client, three routed NATS servers with per-role authorization),
+plots its farm, then farms while random programs are SIGKILLed or SIGSTOPped for a few seconds, or a
+whole node machine is killed at once. After every fault the soak waits for farming to resume (a
+solution accepted by a node) and records how long that took; it samples every program's memory; at the
+end every plotted sector must read back whole (checksum and metadata).
 
-    python bench/chaos_soak.py --minutes 10 [--seed 1] [--base-path DIR]
+    python bench/chaos_soak.py --minutes 10 [--seed 1] [--nodes 3] [--base-path DIR]
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from autonomys_farmer.services.storage.farm import Farm
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
 from autonomys_farmer.services.transport.nats_bus import Bus
 
-VICTIMS = (
-    "controller", "proof-server", "plot-client", "plot-server", "sharded-cache", "full-piece-sharded-cache",
-    "dev-node", "nats-server-0", "nats-server-1", "nats-server-2",
+SHARED_VICTIMS = (
+    "plot-client", "plot-server", "sharded-cache", "full-piece-sharded-cache",
+    "nats-server-0", "nats-server-1", "nats-server-2",
 )  # fmt: skip
+NODE_PROGRAMS = ("dev-node", "controller", "proof-server")
+MACHINE = "node machine"
 RECOVERY_BOUND_S = 240.0
 
 
@@ -65,9 +68,11 @@ def plotted(status: ClusterStatus) -> int:
     )
 
 
-async def soak(base: Path, minutes: float, seed: int, sectors: int) -> int:
+async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) -> int:
     rng = random.Random(seed)
-    layout = DevLayout(base, sectors=sectors, nats_servers=3)
+    layout = DevLayout(base, sectors=sectors, nats_servers=3, nodes=nodes)
+    victims = [*SHARED_VICTIMS, *(layout.node_name(kind, n) for kind in NODE_PROGRAMS for n in range(nodes))]
+    victims += [MACHINE] * nodes if nodes > 1 else []
     supervisor = Supervisor(base / "logs", {"PYTHONUNBUFFERED": "1"})
     for program in layout.programs():
         await supervisor.add(program)
@@ -94,17 +99,27 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int) -> int:
         print(f"farm plotted and farming after {ready:.0f}s; soaking for {minutes:g} min", flush=True)
         end = time.monotonic() + minutes * 60
         while time.monotonic() < end:
-            victim = rng.choice(VICTIMS)
+            victim = rng.choice(victims)
             fault = rng.choice(("SIGKILL", "SIGSTOP"))
+            if victim == MACHINE:  # a whole node machine: its dev node, controller and proof server at once
+                node = rng.randrange(nodes)
+                victim, fault = f"node machine {node}", "SIGKILL"
+                machine = [layout.node_name(kind, node) for kind in NODE_PROGRAMS]
             faults[f"{fault} {victim}"] += 1
             before = status.accepted
-            if fault == "SIGKILL":
+            if victim.startswith(MACHINE):  # kept down until farming resumed without it
+                for name in machine:
+                    await supervisor.down(name)
+            elif fault == "SIGKILL":
                 supervisor.kill(victim)
             else:
                 supervisor.kill(victim, signal.SIGSTOP)
                 await asyncio.sleep(rng.uniform(2.0, 10.0))
                 supervisor.kill(victim, signal.SIGCONT)
             took = await wait_until(lambda before=before: status.accepted > before, RECOVERY_BOUND_S)
+            if victim.startswith(MACHINE):
+                for name in machine:
+                    await supervisor.up(name)
             recoveries.append((f"{fault} {victim}", took))
             outcome = f"resumed after {took:.0f}s" if took is not None else "NOT resumed"
             print(f"{fault} {victim}: farming {outcome}", flush=True)
@@ -139,10 +154,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sectors", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=3, help="node machines (dev node, controller, proof server)")
     parser.add_argument("--base-path", type=Path, default=None, help="default: a fresh temporary directory")
     args = parser.parse_args()
     base = args.base_path or Path(tempfile.mkdtemp(prefix="autonomys-chaos-"))
-    sys.exit(asyncio.run(soak(base, args.minutes, args.seed, args.sectors)))
+    sys.exit(asyncio.run(soak(base, args.minutes, args.seed, args.sectors, args.nodes)))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ CASES = [
     (["cluster", "--nats-server", NATS, "plot-server", "--listen-port", "99999", "{tmp}/ps"], {}, 2, "99999"),
     (["cluster", "--nats-server", NATS, "controller", "--node-rpc-url", "ws://h:1"], {}, 2, "--base-path"),
     (["dev-node", "--listen", "nohost"], {}, 2, "'nohost'"),
+    (["dev-node", "--peer", "127.0.0.1:9944"], {}, 2, "'127.0.0.1:9944'"),
+    (["dev", "--nodes", "0"], {}, 2, "'0'"),
     (["dev", "--kzg-parameters", "{tmp}/absent.bin"], {}, 1, "absent.bin"),
     (["util", "supervisor-config", "{tmp}/absent.toml"], {}, 1, "absent.toml"),
     (["util", "supervisor-config", "{tmp}/broken.toml"], {}, 1, "broken.toml"),

@@ -5,134 +5,46 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
+from fuzz import SAMPLES, SOLUTION, codecs_of, hostile_payloads, message_types, record_win, subject_name
 
 from autonomys_farmer.cluster import farming, subjects, wire
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster.bulk_ops import BulkRequest, FetchSector, GetItems, ListContents, RepairItem
-from autonomys_farmer.protocol.archiving import LastArchivedBlock, SegmentHeader
-from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
-from autonomys_farmer.protocol.farmer_rpc import FarmerAppInfo, RewardSignatureResponse, RewardSigningInfo, SlotInfo
-from autonomys_farmer.protocol.proving import RecordWin
-from autonomys_farmer.protocol.reading import RecordChunks
+from autonomys_farmer.protocol.farmer_rpc import RewardSigningInfo, SlotInfo
 from autonomys_farmer.protocol.sector import (
-    FarmerProtocolInfo,
-    RecordMetadata,
     derive_expiration_history_size,
     derive_sector_id,
 )
-from autonomys_farmer.protocol.solution import Solution
 from autonomys_farmer.protocol.types import (
     HistorySize,
     PieceOffset,
     SBucket,
-    SectorIndex,
     SegmentIndex,
     SlotNumber,
 )
 
-INFO = FarmerProtocolInfo(HistorySize(3), 8, 5, (1, 10), 4)
-HEADER = SegmentHeader(SegmentIndex(2), b"\x81" * 48, b"\x02" * 32, LastArchivedBlock(7, None))
-SOLUTION = Solution(
-    b"\x01" * 32, b"\x02" * 32, SectorIndex(3), HistorySize(4), PieceOffset(5), b"\x81" * 48, b"\x82" * 48,
-    bytes(range(32)), b"\x83" * 48, b"\x04" * 160,
-)  # fmt: skip
 
-
-def _record_win() -> RecordWin:
-    rng = np.random.default_rng(2)
-    s_buckets = np.sort(rng.choice(RECORD_NUM_S_BUCKETS, RECORD_NUM_CHUNKS, replace=False)).astype(np.int64)
-    chunks = RecordChunks(PieceOffset(1), s_buckets, rng.random(RECORD_NUM_CHUNKS) < 0.5,
-                          rng.integers(0, 256, (RECORD_NUM_CHUNKS, 32), np.uint8))  # fmt: skip
-    metadata = RecordMetadata(b"\x84" * 48, b"\x85" * 48, b"\x06" * 32)
-    return RecordWin(b"\x01" * 32, b"\x02" * 32, SectorIndex(3), HistorySize(4), SBucket(9), chunks, metadata)
-
-
-JOB = m.PlotJob("0123456789abcdef" * 2, "01JDV2K3M4N5P6Q7R8S9T0VWXY", b"\x01" * 32, SectorIndex(2), 8, INFO, 1)
-SAMPLES: dict[str, list[object]] = {
-    subjects.SLOT_INFO.name: [SlotInfo(SlotNumber(11), b"\x07" * 32, 100, 200)],
-    subjects.REWARD_SIGNING_INFO.name: [RewardSigningInfo(b"\x08" * 32, b"\x01" * 32)],
-    subjects.ARCHIVED_SEGMENT_HEADER.name: [HEADER],
-    subjects.REWARD_SIGNATURE.name: [RewardSignatureResponse(b"\x08" * 32, b"\x09" * 64)],
-    subjects.FARMER_APP_INFO.name: [m.AppInfoRequest(), FarmerAppInfo(b"\x0a" * 32, ("a",), False, 4.0, INFO)],
-    subjects.SEGMENT_HEADERS.name: [
-        m.SegmentHeadersRequest((SegmentIndex(1), SegmentIndex(2))),
-        m.SegmentHeadersResponse((HEADER, None)),
-    ],
-    subjects.SUBMIT_SOLUTION.name: [m.SubmitSolution(SlotNumber(5), SOLUTION), m.SubmitResult(False, "late")],
-    subjects.HEARTBEAT.name: [
-        m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", "h:1", m.CacheItemType.PIECE, 1.5, m.ControllerStatus(slots=3)),
-        m.Heartbeat(m.ComponentKind.SHARDED_CACHE, "s1", status=m.CacheStatus(5, None, True)),
-        m.Heartbeat(m.ComponentKind.PLOT_SERVER, "p1", status=m.PlotServerStatus(backend="cuda", device="H100")),
-        m.Heartbeat(m.ComponentKind.PROOF_SERVER, "v1", status=m.ProofServerStatus(proved=2)),
-        m.Heartbeat(
-            m.ComponentKind.PLOT_CLIENT,
-            "f1",
-            status=m.PlotClientStatus(
-                farms=(m.FarmStatus("farm", "/d", 4, 2, 1),),
-                plotting=(m.SectorProgress("farm", SectorIndex(3), m.PlotStage.ENCODING, 1, 8),),
-            ),
-        ),
-    ],
-    subjects.REINITIALIZE_CACHES.name: [m.ReinitializeCaches(2.5)],
-    subjects.MEMBERS.name: [m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", "h:1")],
-    subjects.SHARDS.name: [m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "h:1"),))],
-    subjects.PLOT_JOBS.subject: [JOB],
-    subjects.PLOT_DEAD_LETTERS.name: [m.DeadLetter(JOB, 50, "protocol info refused")],
-    subjects.PLOT_PROGRESS.name: [m.PlotProgress("j", "p1", m.PlotStage.READY, 8, 8, "h:2", 10, b"\x01" * 32)],
-    subjects.PROVE.name: [
-        m.ProveResponse(SOLUTION),
-        m.ProveResponse(None, "no proof"),
-    ],
-    subjects.FARM_EVENTS.name: [
-        m.FarmEvent("farm", m.FarmEventKind.SOLUTION, SectorIndex(1), SlotNumber(9)),
-        m.FarmEvent("farm", m.FarmEventKind.REPLOTTING, SectorIndex(1)),
-    ],
-}
-
-
-def _codecs(subject: object) -> list[subjects.Codec[object]]:
-    if isinstance(subject, subjects.Request):
-        return [subject.codec, subject.reply_codec]
-    return [subject.codec]  # type: ignore[attr-defined]
-
-
-def _name(subject: object) -> str:
-    return subject.subject if isinstance(subject, subjects.WorkQueue) else subject.name  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("subject", subjects.SUBJECTS, ids=_name)
+@pytest.mark.parametrize("subject", subjects.SUBJECTS, ids=subject_name)
 def test_every_subject_carries_its_typed_messages(subject):
-    samples = SAMPLES[_name(subject)]
-    codecs = _codecs(subject)
+    samples = SAMPLES[subject_name(subject)]
+    codecs = codecs_of(subject)
     for sample in samples:
-        codec = next(c for c, t in zip(codecs, _types(subject), strict=True) if isinstance(sample, t))
+        codec = next(c for c, t in zip(codecs, message_types(subject), strict=True) if isinstance(sample, t))
         assert codec.decode(codec.encode(sample)) == sample
-    for codec, message_type in zip(codecs, _types(subject), strict=True):
+    for codec, message_type in zip(codecs, message_types(subject), strict=True):
         unknown_fields_only = [] if message_type is m.AppInfoRequest else [b'{"x": 1}']  # it has no fields
         for garbage in (b"", b"not json", b"[]", b"\xff" * 10, *unknown_fields_only):
             with pytest.raises(wire.WireError):
                 codec.decode(garbage)
 
 
-def _types(subject: object) -> list[type]:
-    if isinstance(subject, subjects.Request):
-        return [subject.request, subject.reply]
-    if isinstance(subject, subjects.Broadcast):
-        return [subject.message]
-    if isinstance(subject, subjects.WorkQueue):
-        return [subject.message]
-    return [subject.value]  # type: ignore[attr-defined]
-
-
 def test_proving_requests_round_trip_natively():
-    win = _record_win()
+    win = record_win()
     request = subjects.PROVE.codec.decode(subjects.PROVE.codec.encode(m.ProveRequest(win, 3.5)))
     back = request.win
     assert request.budget_s == 3.5
@@ -149,7 +61,7 @@ def test_proving_requests_round_trip_natively():
 
 
 def test_subjects_are_unique_and_messages_fail_on_the_field_they_break():
-    names = [_name(s) for s in subjects.SUBJECTS]
+    names = [subject_name(s) for s in subjects.SUBJECTS]
     assert len(names) == len(set(names))
     beat = wire.encode(SAMPLES[subjects.HEARTBEAT.name][0])
     with pytest.raises(wire.WireError, match=r"Heartbeat.status: expected one of the types"):
@@ -418,7 +330,7 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
             assert asked == []
             await signer.close()
             with pytest.raises(Exception):  # noqa: B017  (no responder may even see it: a timeout or a denial)
-                await operator.request(subjects.PROVE, m.ProveRequest(_record_win(), 1.0), timeout=1.0, deadline=0)
+                await operator.request(subjects.PROVE, m.ProveRequest(record_win(), 1.0), timeout=1.0, deadline=0)
             beats: list[m.Heartbeat] = []
 
             async def on_beat(beat: m.Heartbeat) -> None:
@@ -449,38 +361,17 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
     asyncio.run(run())
 
 
-def _mutations(obj: object, rng: random.Random) -> list[object]:
-    """Wrong shapes of a JSON value: every leaf and container swapped for hostile values in turn."""
-    hostile: list[object] = ["x", -1, 2**70, 1e308, None, [], {}, True, "0" * 5000, [1] * 3]
-    out: list[object] = []
-    if isinstance(obj, dict):
-        for key in obj:
-            for value in rng.sample(hostile, 4):
-                out.append({**obj, key: value})
-            out += [{**obj, key: m} for m in _mutations(obj[key], rng)[:3]]
-        out.append({k: v for k, v in obj.items() if k != next(iter(obj), None)})  # a field missing
-    elif isinstance(obj, list) and obj:
-        out += [[*obj[:-1], value] for value in rng.sample(hostile, 3)]
-    return out
-
-
-@pytest.mark.parametrize("subject", subjects.SUBJECTS, ids=_name)
+@pytest.mark.parametrize("subject", subjects.SUBJECTS, ids=subject_name)
 def test_decoders_survive_fuzzing(subject):
     """Random bytes, truncations and wrong shapes of every message of every subject: a decoder
     either returns its message type or raises WireError, nothing else."""
-    rng = random.Random(_name(subject))
-    binary = [m.ProveRequest(_record_win(), 3.5)] if subject is subjects.PROVE else []  # arrays: no == in SAMPLES
-    for sample in [*SAMPLES[_name(subject)], *binary]:
+    rng = random.Random(subject_name(subject))
+    binary = [m.ProveRequest(record_win(), 3.5)] if subject is subjects.PROVE else []  # arrays: no == in SAMPLES
+    for sample in [*SAMPLES[subject_name(subject)], *binary]:
         codec, message_type = next(
-            (c, t) for c, t in zip(_codecs(subject), _types(subject), strict=True) if isinstance(sample, t)
+            (c, t) for c, t in zip(codecs_of(subject), message_types(subject), strict=True) if isinstance(sample, t)
         )
-        data = codec.encode(sample)
-        candidates = [rng.randbytes(rng.randrange(0, 200)) for _ in range(30)]
-        candidates += [data[: rng.randrange(0, len(data))] for _ in range(20)]
-        candidates += [bytes(b ^ 0xFF if rng.random() < 0.01 else b for b in data[:4096]) for _ in range(5)]
-        if data[:1] == b"{":
-            candidates += [json.dumps(mutant).encode() for mutant in _mutations(json.loads(data), rng)]
-        for candidate in candidates:
+        for candidate in hostile_payloads(codec.encode(sample), rng):
             try:
                 decoded = codec.decode(candidate)
             except wire.WireError:

@@ -21,11 +21,21 @@ from autonomys_farmer.protocol.pieces import is_piece_valid
 from autonomys_farmer.protocol.plotting import plot_sector_in_memory
 from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
+from autonomys_farmer.protocol.types import SlotNumber
+from autonomys_farmer.protocol.verification import verify_solution
+from autonomys_farmer.services.devnet.chain import (
+    AnnouncementError,
+    BlockAnnouncement,
+    ChainInfo,
+    pre_seal_hash,
+    slot_proof_of_time,
+)
 from autonomys_farmer.services.devnet.dev_node import DevNode
 from autonomys_farmer.services.devnet.supervisor import free_port
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
 from autonomys_farmer.services.transport.node_client import NodeClient
 
+pytestmark = pytest.mark.xdist_group("archived-chain")  # one worker archives the genesis segment
 PUBLIC_KEY, SECRET_KEY = reward_signing.keypair_from_entropy(bytes(range(32)))
 
 
@@ -85,7 +95,7 @@ def test_pieces_are_valid_against_segment_commitments(dev_node, compute, kzg):
     asyncio.run(run())
 
 
-def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg):
+def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg, archived_chain, tmp_path):
     async def run():
         client = NodeClient(dev_node.url)
         info = (await client.farmer_app_info()).protocol_info
@@ -126,8 +136,64 @@ def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg):
         with pytest.raises(RpcError, match="Solution was ignored"):
             await client.submit_solution_response(slot.slot_number + 1000, solution)
         await client.close()
+        await peer_blocks_are_verified(solution, slot.slot_number, cases["InvalidProofOfSpace"])
+
+    async def peer_blocks_are_verified(solution, slot, tampered):
+        """A peer's authored block is adopted only with a solution that verifies here, that wins the
+        block (not just a vote) and that its farmer signed for this block number and slot."""
+        shutil.copytree(archived_chain, tmp_path / "follower")
+
+        def follower(params):
+            node = DevNode(tmp_path / "follower", params, compute, kzg)
+            node.load_or_init()
+            node.slot = slot
+            node.book.open(slot)
+            return node
+
+        def authored(solution, number=1, secret=SECRET_KEY):
+            signature = reward_signing.sign(secret, PUBLIC_KEY, pre_seal_hash(slot, number, solution))
+            return BlockAnnouncement(number, slot, 0, solution, signature)
+
+        node = follower(DEV)
+        distance = verify_solution(solution, slot, slot_proof_of_time(slot), DEV.voting_solution_range(), kzg,
+                                   node._piece_check(solution))  # fmt: skip
+        if distance > DEV.solution_range() // 2:  # most wins are votes, which author nothing
+            assert await node.import_block(authored(solution)) == "its solution is a vote, not a block winner"
+        # On a chain whose blocks this solution wins:
+        node = follower(dataclasses.replace(DEV, expected_plotted_pieces=1, slot_probability=(1, 1)))
+        announced = asyncio.create_task(anext(node.blocks.subscribe([])))
+        await asyncio.sleep(0)  # subscribed
+        assert "does not verify" in await node.import_block(authored(tampered))
+        other_secret = reward_signing.keypair_from_entropy(bytes(32))[1]
+        assert "signature does not verify" in await node.import_block(authored(solution, secret=other_secret))
+        too_far = authored(solution, number=slot + 2)  # more blocks than slots since the last one
+        assert await node.import_block(too_far) is None and node.best_block == 0
+        block = authored(solution)
+        assert await node.import_block(block) is None and node.best_block == 1
+        assert BlockAnnouncement.from_json(await asyncio.wait_for(announced, 5)) == block  # passed on to peers
+        await asyncio.sleep(0.1)  # the archiving check the new block started
 
     asyncio.run(run())
+
+
+def test_peer_block_rules_and_chain_info(tmp_path, compute, kzg):
+    """What any node refuses from a peer without looking at its state, and how it recognises its chain."""
+    forced = BlockAnnouncement(7, SlotNumber(20), 14)
+    assert forced.rule_broken(DEV.blocks_per_slot_interval) is None
+    assert "only 3 slot(s) after its parent" in BlockAnnouncement(7, SlotNumber(20), 17).rule_broken(6)
+    assert "not before" in BlockAnnouncement(7, SlotNumber(20), 20).rule_broken(6)
+    assert BlockAnnouncement.from_json(forced.to_json()) == forced
+    for bad in ([], {"number": 1}, {**forced.to_json(), "signature": "00" * 64}, {**forced.to_json(), "slot": -1},
+                {**forced.to_json(), "number": True}):  # fmt: skip
+        with pytest.raises(AnnouncementError):
+            BlockAnnouncement.from_json(bad)
+    node = DevNode(tmp_path, DEV, compute, kzg)
+    ours = node.chain_info()
+    assert ChainInfo.from_json(ours.to_json()) == ours and ours.differs_from(ours) is None
+    assert "another start" in ours.differs_from(dataclasses.replace(ours, chain_start=ours.chain_start + 5))
+    assert "not ours" in ours.differs_from(dataclasses.replace(ours, genesis_hash=bytes(32)))
+    with pytest.raises(AnnouncementError):
+        ChainInfo.from_json({**ours.to_json(), "chainStart": "soon"})
 
 
 def test_restart_keeps_history_and_client_reconnects(dev_node):

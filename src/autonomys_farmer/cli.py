@@ -60,6 +60,18 @@ def _host_port(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _positive(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _ws_url(value: str) -> str:
+    if not value.startswith(("ws://", "wss://")) or not value.split("://", 1)[1]:
+        raise argparse.ArgumentTypeError(f"expected ws://HOST:PORT, got {value!r}")
+    return value
+
+
 def _dev_node(args: argparse.Namespace) -> int:
     from autonomys_farmer.protocol.chain import CHAINS
     from autonomys_farmer.services.devnet import dev_node
@@ -70,7 +82,12 @@ def _dev_node(args: argparse.Namespace) -> int:
 
     kzg = load_kzg(args.kzg_parameters)
     try:
-        asyncio.run(dev_node.serve(base_path, CHAINS[args.chain], _compute("cpu"), kzg, host, port))
+        asyncio.run(
+            dev_node.serve(
+                base_path, CHAINS[args.chain], _compute("cpu"), kzg, host, port,
+                peers=args.peer, sync_from_peers=args.sync_from_peers,
+            )
+        )  # fmt: skip
     except KeyboardInterrupt:
         pass
     return 0
@@ -346,6 +363,7 @@ def _dev(args: argparse.Namespace) -> int:
         args.duration,
         args.nats_cluster_size,
         args.backend,
+        args.nodes,
     )
 
 
@@ -368,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--tmp", action="store_true", help="use a fresh temporary directory")
     node.add_argument(
         "--chain", choices=["dev", "mainnet"], default="dev", help="dev: small sectors, fast slots; mainnet: real sizes"
+    )
+    node.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        type=_ws_url,
+        metavar="ws://HOST:PORT",
+        help="another dev node on the same chain: its blocks are verified and followed (repeat for each)",
+    )
+    node.add_argument(
+        "--sync-from-peers",
+        action="store_true",
+        help="on a first start, take the history from a peer (every piece verified) instead of archiving genesis",
     )
     kzg_option(node)
     node.set_defaults(func=_dev_node)
@@ -482,7 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     kzg_option(dev)
     dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
     dev.add_argument(
-        "--nats-cluster-size", type=int, default=1, help="nats-servers to run (3: a routed JetStream cluster)"
+        "--nats-cluster-size", type=_positive, default=1, help="nats-servers to run (3: a routed JetStream cluster)"
+    )
+    dev.add_argument(
+        "--nodes",
+        type=_positive,
+        default=1,
+        help="node machines, each a dev node with its controller and proof server, on one chain (the seed: 3, "
+        "with --nats-cluster-size 3)",
     )
     dev.add_argument("--status-interval", type=float, default=1.0, help="seconds between status view updates")
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")

@@ -22,6 +22,7 @@ SEGMENT_HEADERS = "subspace_segmentHeaders"
 LAST_SEGMENT_HEADERS = "subspace_lastSegmentHeaders"
 PIECE = "subspace_piece"
 DEV_ARCHIVING_PROGRESS = "autonomys_devArchivingProgress"  # our dev node only: the segment being archived
+DEV_CHAIN_INFO = "autonomys_devChainInfo"  # our dev node only: chain, start, height (for peers)
 MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
 
 
@@ -40,6 +41,10 @@ ARCHIVED_SEGMENT_HEADER = Subscription(
     "subspace_subscribeArchivedSegmentHeader",
     "subspace_archived_segment_header",
     "subspace_unsubscribeArchivedSegmentHeader",
+)
+
+DEV_BLOCKS = Subscription(  # our dev node only: blocks as they are made or adopted (peers follow one chain)
+    "autonomys_devSubscribeBlocks", "autonomys_devBlock", "autonomys_devUnsubscribeBlocks"
 )
 
 

@@ -16,6 +16,7 @@ from merlin_transcripts import MerlinTranscript
 from autonomys_farmer.protocol.constants import REWARD_SIGNING_CONTEXT
 
 # Ed25519 / Ristretto255 constants (RFC 9496)
+SIGNATURE_SIZE = 64  # sr25519: Ristretto point R (32) ‖ scalar s (32), marked in the top bit
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493
 D = 37095705934669439343138083508754565189542113879843219016388785533085940283555
@@ -176,7 +177,7 @@ def sign(secret_key: bytes, public_key: bytes, message: bytes, context: bytes = 
 
 def verify(public_key: bytes, message: bytes, signature: bytes, context: bytes = REWARD_SIGNING_CONTEXT) -> bool:
     """The node's check of a reward signature: s·B == R + k·A."""
-    if len(signature) != 64 or len(public_key) != 32 or not signature[63] & 0x80:
+    if len(signature) != SIGNATURE_SIZE or len(public_key) != 32 or not signature[63] & 0x80:
         return False
     s_bytes = bytearray(signature[32:])
     s_bytes[31] &= 0x7F

@@ -7,8 +7,10 @@ import struct
 from dataclasses import dataclass, field
 
 from autonomys_farmer.protocol.hashes import blake3_hash
+from autonomys_farmer.protocol.hexjson import HexError, hex_bytes, json_uint
+from autonomys_farmer.protocol.reward_signing import SIGNATURE_SIZE
 from autonomys_farmer.protocol.sector import derive_global_challenge, derive_global_randomness
-from autonomys_farmer.protocol.solution import Solution
+from autonomys_farmer.protocol.solution import Solution, SolutionError
 from autonomys_farmer.protocol.types import SlotNumber
 
 
@@ -75,3 +77,115 @@ def block_candidates(solutions: list[tuple[int, Solution]], solution_range: int)
 def must_force_block(slot: SlotNumber, last_block_slot: int, interval: int) -> bool:
     """The dev chain makes a block every `interval` slots even without a winner (0: never)."""
     return bool(interval) and slot - last_block_slot >= interval
+
+
+def pre_seal_hash(slot: SlotNumber, number: int, solution: Solution) -> bytes:
+    """What the winning farmer signs for block `number` at `slot` (the dev chain's pre-seal hash)."""
+    return blake3_hash(b"dev pre-seal", struct.pack("<QI", slot, number), solution.to_scale())
+
+
+class AnnouncementError(ValueError):
+    """A peer's block announcement that is malformed or breaks the chain's rules."""
+
+
+@dataclass(frozen=True)
+class BlockAnnouncement:
+    """A block as one dev node tells its peers: its number, its slot, the slot of the block before it,
+    and for an authored block the winning solution with the farmer's signature of the pre-seal hash (a
+    forced block has neither). Blocks are a pure function of their number, so peers that agree on the
+    numbers and slots hold the same chain and archive the same segments."""
+
+    number: int
+    slot: SlotNumber
+    parent_slot: int
+    solution: Solution | None = None
+    signature: bytes | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "number": self.number,
+            "slot": self.slot,
+            "parentSlot": self.parent_slot,
+            "solution": None if self.solution is None else self.solution.to_json(),
+            "signature": None if self.signature is None else self.signature.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> BlockAnnouncement:
+        if not isinstance(obj, dict):
+            raise AnnouncementError(f"a block announcement is an object, got {type(obj).__name__}")
+        try:
+            number, slot, parent = json_uint(obj, "number", 32), json_uint(obj, "slot"), json_uint(obj, "parentSlot")
+            raw_solution, raw_signature = obj.get("solution"), obj.get("signature")
+            if (raw_solution is None) != (raw_signature is None):
+                raise AnnouncementError("an authored block carries both its solution and its signature")
+            if raw_solution is None:
+                return cls(number, SlotNumber(slot), parent)
+            if not isinstance(raw_solution, dict):
+                raise AnnouncementError("solution must be an object")
+            solution = Solution.from_json(raw_solution)
+            signature = hex_bytes(raw_signature, SIGNATURE_SIZE, "signature")
+            return cls(number, SlotNumber(slot), parent, solution, signature)
+        except (HexError, SolutionError, KeyError, TypeError, ValueError) as e:
+            raise AnnouncementError(f"malformed block announcement: {e}") from e
+
+    def rule_broken(self, interval: int) -> str | None:
+        """What makes this block invalid whatever the node's state (None: nothing)."""
+        if self.number == 0:
+            return "block 0 is genesis, never announced"
+        if self.parent_slot >= self.slot:
+            return f"parent slot {self.parent_slot} is not before slot {self.slot}"
+        if self.solution is None and not must_force_block(self.slot, self.parent_slot, interval):
+            gap = self.slot - self.parent_slot
+            return f"a block without a winner at slot {self.slot}, only {gap} slot(s) after its parent"
+        return None
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    """What a dev node tells a peer about its chain: which chain, when its slots started, how high it
+    is and how many segments it has archived."""
+
+    chain: str
+    genesis_hash: bytes
+    chain_start: float
+    best_block: int
+    last_block_slot: int
+    segments: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "chain": self.chain,
+            "genesisHash": self.genesis_hash.hex(),
+            "chainStart": self.chain_start,
+            "bestBlock": self.best_block,
+            "lastBlockSlot": self.last_block_slot,
+            "segments": self.segments,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ChainInfo:
+        if not isinstance(obj, dict):
+            raise AnnouncementError(f"chain info is an object, got {type(obj).__name__}")
+        try:
+            chain, start = obj["chain"], obj["chainStart"]
+            if not isinstance(chain, str) or isinstance(start, bool) or not isinstance(start, int | float):
+                raise AnnouncementError("chain must be a string and chainStart a number")
+            return cls(
+                chain,
+                hex_bytes(obj["genesisHash"], 32, "genesisHash"),
+                float(start),
+                json_uint(obj, "bestBlock", 32),
+                json_uint(obj, "lastBlockSlot"),
+                json_uint(obj, "segments", 32),
+            )
+        except (HexError, KeyError) as e:
+            raise AnnouncementError(f"malformed chain info: {e}") from e
+
+    def differs_from(self, other: ChainInfo) -> str | None:
+        """Why a peer with `other` is not on this chain (None: same chain, genesis and slot clock)."""
+        if (other.chain, other.genesis_hash) != (self.chain, self.genesis_hash):
+            return f"chain {other.chain!r} with genesis {other.genesis_hash.hex()[:16]}, not ours"
+        if abs(other.chain_start - self.chain_start) > 1e-3:
+            return "slots counted from another start (give it a copy of our chain directory or --sync-from-peers)"
+        return None

@@ -59,15 +59,17 @@ class DevLayout:
     kzg_parameters: Path | None = None
     job_ack_wait: float = 60.0
     nats_auth: bool = True  # one NATS user per role with least-privilege permissions (cluster.roles)
-    node_port: int = field(default_factory=free_port)
+    nodes: int = 1  # node machines: each a dev node with its controller and proof server (the seed has 3)
+    node_ports: list[int] = field(default_factory=list)
     plot_server_port: int = field(default_factory=free_port)
     nats_ports: list[int] = field(default_factory=list)
     route_ports: list[int] = field(default_factory=list)
     metrics_ports: dict[str, int] = field(default_factory=dict)  # component -> its Prometheus port
 
     def __post_init__(self) -> None:
-        if self.nats_servers < 1:
-            raise ValueError(f"nats_servers must be at least 1, got {self.nats_servers}")
+        if self.nats_servers < 1 or self.nodes < 1:
+            raise ValueError(f"nats_servers and nodes must be at least 1, got {self.nats_servers}, {self.nodes}")
+        self.node_ports = self.node_ports or [free_port() for _ in range(self.nodes)]
         self.nats_ports = self.nats_ports or [free_port() for _ in range(self.nats_servers)]
         if self.nats_servers > 1:
             self.route_ports = self.route_ports or [free_port() for _ in range(self.nats_servers)]
@@ -103,12 +105,22 @@ class DevLayout:
         return programs
 
     @property
-    def node_url(self) -> str:
-        return f"ws://127.0.0.1:{self.node_port}"
+    def node_urls(self) -> list[str]:
+        return [f"ws://127.0.0.1:{port}" for port in self.node_ports]
 
-    def cluster_options(self, component: str) -> ClusterOptions:
-        port = self.metrics_ports.setdefault(component, free_port())
-        role = component  # programs are named by their component kind, which is their NATS role
+    @property
+    def node_url(self) -> str:
+        return self.node_urls[0]
+
+    def node_name(self, kind: str, node: int) -> str:
+        """A node machine's program: `controller` with one node, `controller-1` with several."""
+        return kind if self.nodes == 1 else f"{kind}-{node}"
+
+    def node_dir(self, node: int) -> Path:
+        return self.base / self.node_name("node", node)
+
+    def cluster_options(self, name: str, role: str) -> ClusterOptions:
+        port = self.metrics_ports.setdefault(name, free_port())
         return ClusterOptions(
             nats_servers=tuple(self.nats_urls),
             kzg_parameters=self.kzg_parameters,
@@ -139,24 +151,37 @@ class DevLayout:
         return _secret_file(self.base / "cluster-secret")
 
     def component_program(self, name: str, options: ComponentOptions) -> Program:
-        return Program(name, [*CLI, *component_argv(self.cluster_options(name), options)])
+        """The component's program, connecting as its kind's NATS role."""
+        return Program(name, [*CLI, *component_argv(self.cluster_options(name, str(options.KIND)), options)])
+
+    def node_programs(self, node: int) -> list[Program]:
+        """One node machine of the seed: the dev node (following the other nodes, and on a first start
+        taking its history from them unless it is the first), its controller and proof server."""
+        argv = [*CLI, "dev-node", "--listen", f"127.0.0.1:{self.node_ports[node]}"]
+        argv += ["--base-path", str(self.node_dir(node))]
+        if self.kzg_parameters is not None:
+            argv += ["--kzg-parameters", str(self.kzg_parameters)]
+        for peer, url in enumerate(self.node_urls):
+            argv += ["--peer", url] if peer != node else []
+        argv += ["--sync-from-peers"] if node > 0 else []
+        controller = ControllerOptions(
+            node_rpc_url=self.node_urls[node], base_path=self.base / self.node_name("controller", node)
+        )
+        return [
+            Program(self.node_name("dev-node", node), argv),
+            self.component_program(self.node_name("controller", node), controller),
+            self.component_program(self.node_name("proof-server", node), ProofServerOptions()),
+        ]
 
     def programs(self) -> list[Program]:
         b = self.base
-        node = [*CLI, "dev-node", "--listen", f"127.0.0.1:{self.node_port}", "--base-path", str(b / "node")]
-        if self.kzg_parameters is not None:
-            node += ["--kzg-parameters", str(self.kzg_parameters)]
         return [
             *self.nats_programs(),
-            Program("dev-node", node),
-            self.component_program(
-                "controller", ControllerOptions(node_rpc_url=self.node_url, base_path=b / "controller")
-            ),
+            *(program for node in range(self.nodes) for program in self.node_programs(node)),
             self.component_program(
                 "sharded-cache", ShardedCacheOptions(disk=CacheDisk(str(b / "cache"), DEV_SHARDED_CACHE_SIZE))
             ),
             self.component_program("full-piece-sharded-cache", FullPieceCacheOptions(path=b / "full-cache")),
-            self.component_program("proof-server", ProofServerOptions()),
             self.component_program(
                 "plot-server",
                 PlotServerOptions(
@@ -256,10 +281,11 @@ def run_dev(
     duration: float,
     nats_servers: int = 1,
     backend: str = "auto",
+    nodes: int = 1,
 ) -> int:
     load_kzg(kzg_parameters)  # fail early (a bad --kzg-parameters file) before starting anything
     kzg_path = Path(kzg_parameters).resolve() if kzg_parameters else None
-    layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend, kzg_path)
+    layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend, kzg_path, nodes=nodes)
     try:
         asyncio.run(_run(layout, status_interval, duration))
     except (KeyboardInterrupt, asyncio.CancelledError):

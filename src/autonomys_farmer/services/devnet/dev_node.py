@@ -6,7 +6,9 @@ piece checks included), asks the winner to sign the block with sr25519 (`subspac
 persists everything under --base-path so that a restart serves the same history.
 
 Blocks are a pure function of their number (authors are kept beside them, not inside), so after a
-restart the archiver is rebuilt from the last segment header and the blocks after it.
+restart the archiver is rebuilt from the last segment header and the blocks after it, and several nodes
+follow one chain by agreeing on block numbers and slots alone: each tells its peers (`--peer`) of every
+block it makes, and a peer adopts it after verifying its solution and signature (devnet.peers).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,16 @@ from autonomys_farmer.protocol.verification import (
     solution_piece_index,
     verify_solution,
 )
-from autonomys_farmer.services.devnet.chain import SlotBook, block_candidates, must_force_block, slot_at
+from autonomys_farmer.services.devnet import peers as peering
+from autonomys_farmer.services.devnet.chain import (
+    BlockAnnouncement,
+    ChainInfo,
+    SlotBook,
+    block_candidates,
+    must_force_block,
+    pre_seal_hash,
+    slot_at,
+)
 from autonomys_farmer.services.files import write_atomically
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcServer, RpcError
 
@@ -101,7 +112,9 @@ class Broadcast:
 
 
 class DevNode:
-    def __init__(self, base_path: Path, params: ChainParams, compute: Compute, kzg: Kzg) -> None:
+    def __init__(
+        self, base_path: Path, params: ChainParams, compute: Compute, kzg: Kzg, peers: Sequence[str] = ()
+    ) -> None:
         self.base_path = base_path
         self.params = params
         self.compute = compute
@@ -116,6 +129,8 @@ class DevNode:
         self.slot_info = Broadcast()
         self.reward_signing = Broadcast()
         self.archived_headers = Broadcast()
+        self.blocks = Broadcast()  # BlockAnnouncement JSON of every block made here or adopted from a peer
+        self.peers = tuple(peers)
         self._signatures: dict[bytes, asyncio.Future[bytes]] = {}
         self._archiver: Archiver | None = None
         self._archive_lock = asyncio.Lock()
@@ -127,15 +142,23 @@ class DevNode:
     # --- persistence -------------------------------------------------------------------------
 
     def load_or_init(self) -> None:
+        self.load_state()
+        self.start_archiver()
+
+    def load_state(self) -> None:
         self.segments_dir.mkdir(parents=True, exist_ok=True)
         if self.state_file.exists():
             state = json.loads(self.state_file.read_text())
             if state["chain"] != self.params.name:
                 raise RuntimeError(f"{self.base_path} holds chain {state['chain']!r}, not {self.params.name!r}")
             self.best_block = state["bestBlock"]
+            self._last_block_slot = state.get("lastBlockSlot", 0)
             self.chain_start = state["chainStart"]
             self.headers = [SegmentHeader.from_json(h) for h in state["segmentHeaders"]]
             self.headers = [h for h in self.headers if self._segment_file(h.segment_index).exists()]
+
+    def start_archiver(self) -> None:
+        """The archiver as the stored history leaves it (a fresh one for an empty history)."""
         self._archiver = Archiver.with_kzg(self.compute, self.kzg, self._archiving_progress)
         self._next_to_archive = 0
         if self.headers:
@@ -160,6 +183,7 @@ class DevNode:
         state = {
             "chain": self.params.name,
             "bestBlock": self.best_block,
+            "lastBlockSlot": self._last_block_slot,
             "chainStart": self.chain_start,
             "segmentHeaders": [h.to_json() for h in self.headers],
         }
@@ -197,10 +221,12 @@ class DevNode:
         return {"done": done, "total": total, "elapsedSecs": round(time.monotonic() - since, 1)}
 
     def _store_segment(self, segment: ArchivedSegment) -> None:
+        self.store_segment(segment.header, b"".join(p.data for p in segment.pieces))
+
+    def store_segment(self, header: SegmentHeader, pieces: bytes) -> None:
         """Pieces reach the disk (atomically) before the header that announces them."""
-        data = b"".join(p.data for p in segment.pieces)
-        write_atomically(self._segment_file(segment.header.segment_index), data)
-        self.headers.append(segment.header)
+        write_atomically(self._segment_file(header.segment_index), pieces)
+        self.headers.append(header)
         self._save_state()
 
     # --- slots and blocks --------------------------------------------------------------------
@@ -239,31 +265,43 @@ class DevNode:
             await self._claim_slot(closing)
 
     async def _claim_slot(self, slot: SlotNumber) -> None:
+        if self._last_block_slot >= slot:
+            return  # a peer's block already holds this slot
         state = self.book.slots[slot]
-        author: bytes | None = None
+        block: BlockAnnouncement | None = None
         for solution in block_candidates(state.solutions, self.params.solution_range()):
-            pre_seal_hash = blake3_hash(
-                b"dev pre-seal", struct.pack("<QI", slot, self.best_block + 1), solution.to_scale()
-            )
-            if await self._request_signature(pre_seal_hash, solution.public_key):
-                author = solution.public_key
+            number = self.best_block + 1
+            signature = await self._request_signature(pre_seal_hash(slot, number, solution), solution.public_key)
+            if signature is not None and self.best_block + 1 == number and self._last_block_slot < slot:
+                block = BlockAnnouncement(number, slot, self._last_block_slot, solution, signature)
                 break
-        forced = must_force_block(slot, self._last_block_slot, self.params.blocks_per_slot_interval)
-        if author is not None or forced:
-            self.best_block += 1
-            self._last_block_slot = slot
-            self._save_state()
+        if block is None and must_force_block(slot, self._last_block_slot, self.params.blocks_per_slot_interval):
+            block = BlockAnnouncement(self.best_block + 1, slot, self._last_block_slot)
+        if block is not None:
+            self._make_block(block)
+            author = block.solution.public_key.hex()[:16] if block.solution else None
             log.info(
                 "block #%d at slot %d %s",
-                self.best_block,
+                block.number,
                 slot,
-                f"authored by farmer {author.hex()[:16]}" if author else "(no winning solution)",
+                f"authored by farmer {author}" if author else "(no winning solution)",
             )
-            task = asyncio.create_task(self.archive_pending())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
 
-    async def _request_signature(self, pre_seal_hash: bytes, public_key: bytes) -> bool:
+    def _make_block(self, block: BlockAnnouncement) -> None:
+        """`block` is the new best: kept, archived once deep enough, announced to every peer."""
+        self._set_head(block.number, block.slot)
+        self.blocks.publish(block.to_json())
+
+    def _set_head(self, number: int, slot: int) -> None:
+        self.best_block = number
+        self._last_block_slot = slot
+        self._save_state()
+        task = asyncio.create_task(self.archive_pending())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _request_signature(self, pre_seal_hash: bytes, public_key: bytes) -> bytes | None:
+        """The farmer's signature of the pre-seal hash, None when none valid came in time."""
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._signatures[pre_seal_hash] = fut
         self.reward_signing.publish(RewardSigningInfo(pre_seal_hash, public_key).to_json())
@@ -271,10 +309,77 @@ class DevNode:
             signature = await asyncio.wait_for(fut, REWARD_SIGNATURE_TIMEOUT)
         except TimeoutError:
             log.info("no reward signature for %s in time: block not authored", pre_seal_hash.hex()[:16])
-            return False
+            return None
         finally:
             self._signatures.pop(pre_seal_hash, None)
-        return reward_signing.verify(public_key, pre_seal_hash, signature)
+        return signature if reward_signing.verify(public_key, pre_seal_hash, signature) else None
+
+    # --- peers (devnet.peers follows them) ---------------------------------------------------
+
+    def chain_info(self) -> ChainInfo:
+        return ChainInfo(
+            self.params.name,
+            genesis_hash(),
+            self.chain_start,
+            self.best_block,
+            self._last_block_slot,
+            len(self.headers),
+        )
+
+    async def import_block(self, block: BlockAnnouncement) -> str | None:
+        """A peer's block, adopted if it is ahead of ours (by no more blocks than slots have passed since
+        our last) and keeps the chain's rules: its solution verifies against the slot's challenge and our
+        history and is a winner, and the farmer signed its pre-seal hash. Returns why it was refused
+        (None: adopted, or not ahead of us)."""
+        if block.number <= self.best_block:
+            return None  # one we have (made here at the same slot)
+        if block.number - self.best_block > max(1, block.slot - self._last_block_slot):
+            return None  # more blocks than slots since ours: a reconnect's height closes such a gap
+        broken = block.rule_broken(self.params.blocks_per_slot_interval)
+        if broken is not None:
+            return broken
+        if block.slot > self.slot + 1:
+            return f"slot {block.slot} is ahead of our clock (slot {self.slot})"
+        if block.solution is not None and block.signature is not None:
+            state = self.book.slots.get(block.slot)
+            if state is None:
+                return f"slot {block.slot} is not among the {SLOT_HISTORY} recent slots this node can verify"
+            try:
+                distance = await asyncio.to_thread(
+                    verify_solution,
+                    block.solution,
+                    block.slot,
+                    state.proof_of_time,
+                    self.params.voting_solution_range(),
+                    self.kzg,
+                    self._piece_check(block.solution),
+                )
+            except (SolutionVerificationError, RpcError) as e:
+                return f"its solution does not verify: {e}"
+            if distance > self.params.solution_range() // 2:
+                return "its solution is a vote, not a block winner"
+            message = pre_seal_hash(block.slot, block.number, block.solution)
+            if not reward_signing.verify(block.solution.public_key, message, block.signature):
+                return "the farmer's signature does not verify"
+        if block.number <= self.best_block or block.slot <= self._last_block_slot:
+            return None  # we made this height ourselves while verifying
+        self._make_block(block)
+        log.info("block #%d at slot %d from a peer", block.number, block.slot)
+        return None
+
+    def adopt_synced_chain(self, info: ChainInfo) -> None:
+        """After taking a peer's history: its slot clock and its height become ours."""
+        self.chain_start = info.chain_start
+        self.best_block, self._last_block_slot = info.best_block, info.last_block_slot
+        self._save_state()
+
+    def adopt_height(self, info: ChainInfo) -> None:
+        """A peer's height on (re)connecting, taken when higher: blocks are a pure function of their number,
+        so only the height is news, and at most one block per slot since ours bounds it."""
+        ahead = info.best_block - self.best_block
+        if ahead > 0 and ahead <= max(1, self.slot - self._last_block_slot) and info.last_block_slot <= self.slot + 1:
+            log.info("caught up from block #%d to #%d (a peer's height)", self.best_block, info.best_block)
+            self._set_head(info.best_block, info.last_block_slot)
 
     # --- RPC handlers ------------------------------------------------------------------------
 
@@ -336,9 +441,13 @@ class DevNode:
             (rpc.SLOT_INFO, self.slot_info),
             (rpc.REWARD_SIGNING, self.reward_signing),
             (rpc.ARCHIVED_SEGMENT_HEADER, self.archived_headers),
+            (rpc.DEV_BLOCKS, self.blocks),
         ):
             server.subscription(sub.subscribe, sub.notification, sub.unsubscribe, source.subscribe)
         return server
+
+    async def rpc_chain_info(self, _params: list[Any]) -> Any:
+        return self.chain_info().to_json()
 
     async def rpc_farmer_app_info(self, _params: list[Any]) -> Any:
         return self.farmer_app_info().to_json()
@@ -395,6 +504,7 @@ RPC_METHODS = {
     rpc.LAST_SEGMENT_HEADERS: "rpc_last_segment_headers",
     rpc.PIECE: "rpc_piece",
     rpc.DEV_ARCHIVING_PROGRESS: "rpc_archiving_progress",
+    rpc.DEV_CHAIN_INFO: "rpc_chain_info",
 }
 
 
@@ -419,18 +529,27 @@ async def serve(
     host: str,
     port: int,
     ready: asyncio.Event | None = None,
+    peers: Sequence[str] = (),
+    sync_from_peers: bool = False,
 ) -> None:
-    """Run the dev node until cancelled: archive genesis if needed, serve RPC, issue slots."""
-    node = DevNode(base_path, params, compute, kzg)
-    node.load_or_init()
+    """Run the dev node until cancelled: take the history from a peer or archive genesis if there is
+    none yet, serve RPC, issue slots, follow the peers' blocks."""
+    node = DevNode(base_path, params, compute, kzg, peers)
+    node.load_state()
     server = await node.rpc_server().serve(host, port)
     log.info("dev node RPC listening on ws://%s:%d (chain %s, pid %d)", host, port, params.name, os.getpid())
-    if not node.headers:
+    if not node.headers and sync_from_peers and node.peers:
+        await peering.sync_history(node, node.peers)
+    elif not node.headers:
         log.info("archiving the genesis segment (one-time; about a minute on 2 cores)")
+    node.start_archiver()
     await node.archive_pending()
     if ready is not None:
         ready.set()
+    links = [asyncio.create_task(peering.PeerLink(node, url).run()) for url in node.peers]
     try:
         await node.run_slots()
     finally:
+        for link in links:
+            link.cancel()
         server.close()

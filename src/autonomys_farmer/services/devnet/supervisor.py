@@ -108,6 +108,22 @@ class Supervisor:
         if process is not None and process.returncode is None:
             process.send_signal(sig)
 
+    async def down(self, name: str) -> None:
+        """SIGKILL a program and keep it down (a machine lost) until `up`."""
+        program = self.programs[name]
+        program.restart = False
+        process = program.process
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async def up(self, name: str) -> None:
+        """Start a program `down` took away again, restarted on exit as before."""
+        program = self.programs[name]
+        program.restart, program.stopped = True, False
+        await self._spawn(program)
+        self._watchers.append(asyncio.create_task(self._watch(program)))
+
     async def stop(self, name: str) -> None:
         program = self.programs[name]
         program.stopped = True
