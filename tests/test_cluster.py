@@ -83,8 +83,12 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
     async def run() -> None:
         supervisor = Supervisor(tmp_path / "logs", env)
+        # The second and third proof servers start once the first is proving: on a cold numba cache they
+        # then load its compiled kernels instead of compiling them three times over on 2 cores.
+        later = [p for p in layout.programs() if p.name in ("proof-server-1", "proof-server-2")]
         for program in layout.programs():
-            await supervisor.add(program)
+            if program.name not in {p.name for p in later}:
+                await supervisor.add(program)
         bus = await Bus.connect(layout.nats_urls, "test", auth=layout.nats_credentials())
         status = ClusterStatus()
         await status.attach(bus)
@@ -123,19 +127,31 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
             # Farming: the dev nodes accept solutions proved by the proof servers.
             await wait_for("a solution accepted", lambda: status.accepted >= 1, supervisor, 240)
+            for program in later:
+                await supervisor.add(program)
 
-            # A node machine goes down (its dev node, controller and proof server killed, kept down): slots
-            # keep coming from the others, solutions are accepted, proofs spread over the two proof servers
-            # left. Back up, its node catches up with the chain from its peers.
+            # A node machine goes down (its dev node, controller and proof server killed, kept down) while
+            # the plot client and a cache are killed with -9 and restarted: slots keep coming from the other
+            # nodes, solutions are accepted, proofs spread over the two proof servers left, the farm and the
+            # cache come back with their data. Back up, the lost node catches up with the chain from its peers.
             lost = ("dev-node-2", "controller-2", "proof-server-2")
-            await wait_for("three proof servers", lambda: len(proof_servers(status)) == 3, supervisor, 60)
+            await wait_for("three proof servers", lambda: len(proof_servers(status)) == 3, supervisor, 120)
             proved_before = proof_servers(status)
             for name in lost:
                 await supervisor.down(name)
+            for name in ("plot-client", "sharded-cache"):
+                supervisor.kill(name)
             seen, before = len(slots), status.accepted
             await wait_for("slots after the node machine's loss", lambda: len(slots) >= seen + 5, supervisor, 60)
             await wait_for("the lost proof server gone", lambda: len(proof_servers(status)) == 2, supervisor, 60)
             await wait_for("solutions after the loss", lambda: status.accepted >= before + 2, supervisor, 240)
+            await wait_for("the plot client back", lambda: farm_plotted(status) == 2, supervisor, 120)
+            await wait_for(
+                "the cache back with its pieces",
+                lambda: any(isinstance(b.status, m.CacheStatus) and b.status.synced for b in status.live()),
+                supervisor,
+                120,
+            )
             await wait_for(
                 "proofs by both proof servers left",
                 lambda: all(proved > proved_before.get(i, 0) for i, proved in proof_servers(status).items()),
@@ -150,22 +166,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 supervisor,
                 60,
             )
-
-            # kill -9 a controller, a proof server, the plot client and a cache: all come back, the
-            # farm and the cache with their data intact, and farming goes on.
-            for name in ("controller-0", "proof-server-0", "plot-client", "sharded-cache"):
-                supervisor.kill(name)
-            await asyncio.sleep(m.DROP_AFTER_S + 1)
-            await wait_for("the plot client back", lambda: farm_plotted(status) == 2, supervisor, 120)
-            await wait_for(
-                "the cache back with its pieces",
-                lambda: any(isinstance(b.status, m.CacheStatus) and b.status.synced for b in status.live()),
-                supervisor,
-                120,
-            )
-            before = status.accepted
-            await wait_for("another solution accepted", lambda: status.accepted > before, supervisor, 240)
-            for name in ("controller-0", "proof-server-0", "full-piece-sharded-cache", "nats-server-1"):
+            for name in ("plot-client", "sharded-cache", "full-piece-sharded-cache", "nats-server-1"):
                 assert supervisor.programs[name].restarts >= 1, name
 
             # Operator tools against the live cluster (each NATS server works as the entry point).
@@ -181,9 +182,13 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             code, out = await tool(supervisor, "util", "verify-piece", "--nats-server", urls[1], "--no-repair",
                                    "--cache-group", "sharded-cache.piece", *kzg)  # fmt: skip
             assert code == 0 and ": 0 bad" in out, out
-            code, out = await tool(
-                supervisor, "util", "reinitialization-cache", "--nats-servers", urls[2], "--delay", "0", *operator
-            )
+            # The re-initialisation request and `cluster status --json` (every member, farms, plot and proof
+            # servers, from what they publish) side by side.
+            (code, out), (status_code, status_out) = await asyncio.gather(
+                tool(supervisor, "util", "reinitialization-cache", "--nats-servers", urls[2], "--delay", "0",
+                     *operator),
+                tool(supervisor, "cluster", "--nats-server", urls[1], *operator, "status", "--json"),
+            )  # fmt: skip
             assert code == 0 and "2 cache instance(s)" in out, out
             await wait_for(
                 "the caches re-initialised",
@@ -192,11 +197,8 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 supervisor,
                 30,
             )  # fmt: skip
-
-            # `cluster status --json`: every member, farms, plot and proof servers, from what they publish.
-            code, out = await tool(supervisor, "cluster", "--nats-server", urls[1], *operator, "status", "--json")
-            assert code == 0, out
-            snapshot = json.loads(out[out.index("{") :])
+            assert status_code == 0, status_out
+            snapshot = json.loads(status_out[status_out.index("{") :])
             kinds = {member["kind"] for member in snapshot["members"]}
             assert kinds >= {str(kind) for kind in m.ComponentKind}, kinds
             client_status = next(x["status"] for x in snapshot["members"] if x["kind"] == "plot-client")

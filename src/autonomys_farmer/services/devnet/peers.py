@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol.archiving import SegmentHeader
 from autonomys_farmer.protocol.constants import NUM_PIECES, PIECE_SIZE
-from autonomys_farmer.protocol.farmer_rpc import RpcShapeError
 from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
 from autonomys_farmer.services.devnet.chain import AnnouncementError, BlockAnnouncement, ChainInfo
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
@@ -33,7 +32,9 @@ class PeerError(Exception):
     """A peer that is not on our chain or serves history that does not verify."""
 
 
-PEER_TROUBLE = (OSError, TimeoutError, ConnectionError, RpcError, PeerError, AnnouncementError, RpcShapeError)
+# What a peer can cause: unreachable, gone, an RPC error, or answers of the wrong shape (ValueError covers
+# AnnouncementError and the hex/shape errors of the RPC decoders).
+PEER_TROUBLE = (OSError, TimeoutError, ConnectionError, RpcError, PeerError, KeyError, TypeError, ValueError)
 
 
 class PeerLink:
