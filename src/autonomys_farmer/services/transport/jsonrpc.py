@@ -156,7 +156,13 @@ class JsonRpcClient:
 
     @classmethod
     async def connect(cls, url: str, timeout: float = 10.0) -> JsonRpcClient:
-        ws = await asyncio.wait_for(websockets.connect(url, max_size=MAX_MESSAGE_SIZE, compression=None), timeout)
+        """A connection, or ConnectionError (an OSError, as for a refused one) when the peer accepted TCP
+        but no WebSocket handshake came of it (a node starting or dying mid-handshake)."""
+        try:
+            connecting = websockets.connect(url, max_size=MAX_MESSAGE_SIZE, compression=None)
+            ws = await asyncio.wait_for(connecting, timeout)
+        except websockets.InvalidHandshake as e:
+            raise ConnectionError(f"no WebSocket handshake with {url}: {e}") from e
         return cls(ws)
 
     async def close(self) -> None:
