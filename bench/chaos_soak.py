@@ -1,6 +1,6 @@
 """Chaos soak (not a test: minutes of faults, printed as figures for the README).
 
-A one-machine cluster in the seed's shape, as `autonomys-farmer dev --nodes 3 --nats-cluster-size 3`
+A one-machine cluster in the seed's shape, as `autonomys-farmer dev --nodes 3`
 runs it (three node machines of dev node, controller and proof server on one chain, sharded and
 full-piece caches, plot server, plot client, three routed NATS servers with per-role authorization),
 plots its farm, then farms while random programs are SIGKILLed or SIGSTOPped for a few seconds, or a

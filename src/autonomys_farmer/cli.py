@@ -361,7 +361,7 @@ def _dev(args: argparse.Namespace) -> int:
         args.sectors,
         args.status_interval,
         args.duration,
-        args.nats_cluster_size,
+        args.nats_cluster_size or args.nodes,
         args.backend,
         args.nodes,
     )
@@ -513,14 +513,17 @@ def build_parser() -> argparse.ArgumentParser:
     kzg_option(dev)
     dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
     dev.add_argument(
-        "--nats-cluster-size", type=_positive, default=1, help="nats-servers to run (3: a routed JetStream cluster)"
+        "--nats-cluster-size",
+        type=_positive,
+        default=None,
+        help="nats-servers to run (3: a routed JetStream cluster; default: one per node machine)",
     )
     dev.add_argument(
         "--nodes",
         type=_positive,
         default=1,
-        help="node machines, each a dev node with its controller and proof server, on one chain (the seed: 3, "
-        "with --nats-cluster-size 3)",
+        help="node machines, each a dev node with its controller and proof server (and a nats-server), on one "
+        "chain (the seed: 3)",
     )
     dev.add_argument("--status-interval", type=float, default=1.0, help="seconds between status view updates")
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
