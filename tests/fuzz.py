@@ -176,12 +176,12 @@ def _decodes(codec: subjects.Codec[object], data: bytes) -> bool:
 def _payloads(subject: object, rng: random.Random) -> list[bytes]:
     name = subject_name(subject)
     out: list[bytes] = []
+    codec, message_type = codecs_of(subject)[0], message_types(subject)[0]  # what is sent, not a reply
     for sample in SAMPLES[name]:
-        for codec, message_type in zip(codecs_of(subject)[:1], message_types(subject)[:1], strict=True):
-            if isinstance(sample, message_type):
-                candidates = hostile_payloads(codec.encode(sample), rng)
-                out += [c for c in candidates if name in ACT_ON_DECODABLE or not _decodes(codec, c)]
-    if isinstance(subject, subjects.Request) and subject is subjects.PROVE:
+        if isinstance(sample, message_type):
+            candidates = hostile_payloads(codec.encode(sample), rng)
+            out += [c for c in candidates if name in ACT_ON_DECODABLE or not _decodes(codec, c)]
+    if subject is subjects.PROVE:
         candidates = hostile_payloads(subject.codec.encode(m.ProveRequest(record_win(), 3.5)), rng)
         out += [c for c in candidates if not _decodes(subject.codec, c)]  # type: ignore[arg-type]
     return rng.sample(out, min(PER_SUBJECT, len(out)))

@@ -85,9 +85,10 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
         supervisor = Supervisor(tmp_path / "logs", env)
         # The second and third proof servers start once the first is proving: on a cold numba cache they
         # then load its compiled kernels instead of compiling them three times over on 2 cores.
-        later = [p for p in layout.programs() if p.name in ("proof-server-1", "proof-server-2")]
-        for program in layout.programs():
-            if program.name not in {p.name for p in later}:
+        programs = layout.programs()
+        later = [p for p in programs if p.name in ("proof-server-1", "proof-server-2")]
+        for program in programs:
+            if program not in later:
                 await supervisor.add(program)
         bus = await Bus.connect(layout.nats_urls, "test", auth=layout.nats_credentials())
         status = ClusterStatus()

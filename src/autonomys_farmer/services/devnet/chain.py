@@ -182,10 +182,11 @@ class ChainInfo:
         except (HexError, KeyError) as e:
             raise AnnouncementError(f"malformed chain info: {e}") from e
 
-    def differs_from(self, other: ChainInfo) -> str | None:
-        """Why a peer with `other` is not on this chain (None: same chain, genesis and slot clock)."""
+    def differs_from(self, other: ChainInfo, clock: bool = True) -> str | None:
+        """Why a peer with `other` is not on this chain (None: same chain, genesis and, with `clock`, slot
+        clock; a node taking its history from a peer takes its clock too)."""
         if (other.chain, other.genesis_hash) != (self.chain, self.genesis_hash):
             return f"chain {other.chain!r} with genesis {other.genesis_hash.hex()[:16]}, not ours"
-        if abs(other.chain_start - self.chain_start) > 1e-3:
+        if clock and abs(other.chain_start - self.chain_start) > 1e-3:
             return "slots counted from another start (give it a copy of our chain directory or --sync-from-peers)"
         return None

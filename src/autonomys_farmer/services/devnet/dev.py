@@ -162,8 +162,10 @@ class DevLayout:
         if self.kzg_parameters is not None:
             argv += ["--kzg-parameters", str(self.kzg_parameters)]
         for peer, url in enumerate(self.node_urls):
-            argv += ["--peer", url] if peer != node else []
-        argv += ["--sync-from-peers"] if node > 0 else []
+            if peer != node:
+                argv += ["--peer", url]
+        if node > 0:
+            argv.append("--sync-from-peers")
         controller = ControllerOptions(
             node_rpc_url=self.node_urls[node], base_path=self.base / self.node_name("controller", node)
         )

@@ -333,7 +333,7 @@ class DevNode:
         (None: adopted, or not ahead of us)."""
         if block.number <= self.best_block:
             return None  # one we have (made here at the same slot)
-        if block.number - self.best_block > max(1, block.slot - self._last_block_slot):
+        if not self._within_slots(block.number, block.slot):
             return None  # more blocks than slots since ours: a reconnect's height closes such a gap
         broken = block.rule_broken(self.params.blocks_per_slot_interval)
         if broken is not None:
@@ -367,6 +367,11 @@ class DevNode:
         log.info("block #%d at slot %d from a peer", block.number, block.slot)
         return None
 
+    def _within_slots(self, number: int, slot: int) -> bool:
+        """Block `number` is ahead of ours by no more blocks than slots up to `slot` since our last block
+        (at most one block per slot, one at least)."""
+        return 0 < number - self.best_block <= max(1, slot - self._last_block_slot)
+
     def adopt_synced_chain(self, info: ChainInfo) -> None:
         """After taking a peer's history: its slot clock and its height become ours."""
         self.chain_start = info.chain_start
@@ -376,8 +381,7 @@ class DevNode:
     def adopt_height(self, info: ChainInfo) -> None:
         """A peer's height on (re)connecting, taken when higher: blocks are a pure function of their number,
         so only the height is news, and at most one block per slot since ours bounds it."""
-        ahead = info.best_block - self.best_block
-        if ahead > 0 and ahead <= max(1, self.slot - self._last_block_slot) and info.last_block_slot <= self.slot + 1:
+        if self._within_slots(info.best_block, self.slot) and info.last_block_slot <= self.slot + 1:
             log.info("caught up from block #%d to #%d (a peer's height)", self.best_block, info.best_block)
             self._set_head(info.best_block, info.last_block_slot)
 

@@ -122,9 +122,9 @@ async def _sync_from(node: DevNode, url: str) -> bool:
     client = await JsonRpcClient.connect(url, timeout=5)
     try:
         info = ChainInfo.from_json(await client.call(rpc.DEV_CHAIN_INFO, timeout=10))
-        ours = node.chain_info()
-        if (info.chain, info.genesis_hash) != (ours.chain, ours.genesis_hash):
-            raise PeerError(f"not on our chain: {ours.differs_from(info)}")
+        different = node.chain_info().differs_from(info, clock=False)
+        if different is not None:
+            raise PeerError(f"not on our chain: {different}")
         if info.segments == 0:
             return False
         started = time.monotonic()

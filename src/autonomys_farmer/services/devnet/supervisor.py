@@ -77,6 +77,10 @@ class Supervisor:
 
     async def add(self, program: Program) -> None:
         self.programs[program.name] = program
+        await self._start(program)
+
+    async def _start(self, program: Program) -> None:
+        """Spawn the program and watch it (restarting it on exit while it may be)."""
         await self._spawn(program)
         self._watchers.append(asyncio.create_task(self._watch(program)))
 
@@ -121,8 +125,7 @@ class Supervisor:
         """Start a program `down` took away again, restarted on exit as before."""
         program = self.programs[name]
         program.restart, program.stopped = True, False
-        await self._spawn(program)
-        self._watchers.append(asyncio.create_task(self._watch(program)))
+        await self._start(program)
 
     async def stop(self, name: str) -> None:
         program = self.programs[name]
