@@ -7,7 +7,9 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fuzz import SAMPLES, SOLUTION, codecs_of, hostile_payloads, message_types, record_win, subject_name
@@ -140,6 +142,15 @@ def test_expiry_schedule():
     assert farming.sectors_to_replot(sectors, {}, SegmentIndex(100), min_lifetime) == []  # not archived yet
 
 
+async def arrived(received: list[Any], timeout: float = 20.0) -> None:
+    """Wait for the first message (a fixed sleep is too short on a loaded 2-core CI machine)."""
+    deadline = time.monotonic() + timeout
+    while not received:
+        assert time.monotonic() < deadline, "the allowed message never arrived"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # anything wrongly let through after it would show now
+
+
 def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_path: Path, caplog):
     from autonomys_farmer.services.devnet.dev import DevLayout
     from autonomys_farmer.services.devnet.supervisor import Supervisor
@@ -172,10 +183,7 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
             assert await bus.request(subjects.SEGMENT_HEADERS, m.SegmentHeadersRequest(())) == m.SegmentHeadersResponse(
                 ()
             )
-            for _ in range(50):
-                if seen:
-                    break
-                await asyncio.sleep(0.05)
+            await arrived(seen)
             assert seen == [m.ReinitializeCaches(0.5)]
             assert bus.bad_messages.counts[subjects.REINITIALIZE_CACHES.name] == 4
             with pytest.raises(RemoteError, match="malformed request"):
@@ -308,11 +316,13 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
 
             await operator.subscribe(subjects.SLOT_INFO, on_slot)
             await operator.nc.flush()
+            # Each refused message goes first and is flushed (the server has dealt with it) before an allowed
+            # one: once the allowed one has arrived, the refused one would have arrived before it.
             await client.publish(subjects.SLOT_INFO, dataclasses.replace(slot, slot_number=SlotNumber(666)))
+            await client.nc.flush()
             await controller.publish(subjects.SLOT_INFO, slot)
-            for bus in (client, controller):
-                await bus.nc.flush()
-            await asyncio.sleep(0.5)
+            await controller.nc.flush()
+            await arrived(seen)
             assert [s.slot_number for s in seen] == [7]  # the plot client's slot never went out
             # Nobody but a controller asks farms to sign (no signing oracle), nobody but a plot client
             # queues proofs.
@@ -326,8 +336,11 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
             await signer.nc.flush()
             await operator.publish(subjects.REWARD_SIGNING_INFO, RewardSigningInfo(b"\x09" * 32, b"\x01" * 32))
             await operator.nc.flush()
-            await asyncio.sleep(0.5)
-            assert asked == []
+            allowed = RewardSigningInfo(b"\x0a" * 32, b"\x01" * 32)
+            await controller.publish(subjects.REWARD_SIGNING_INFO, allowed)
+            await controller.nc.flush()
+            await arrived(asked)
+            assert asked == [allowed]
             await signer.close()
             with pytest.raises(Exception):  # noqa: B017  (no responder may even see it: a timeout or a denial)
                 await operator.request(subjects.PROVE, m.ProveRequest(record_win(), 1.0), timeout=1.0, deadline=0)
@@ -344,7 +357,7 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
             real = m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "pc")
             await client.publish(subjects.HEARTBEAT, real, real.kind, real.instance_id)
             await client.nc.flush()
-            await asyncio.sleep(0.5)
+            await arrived(beats)  # one connection: the two fakes would have come first
             assert [beat.kind for beat in beats] == [m.ComponentKind.PLOT_CLIENT]
             with pytest.raises(Exception):  # noqa: B017  (a permissions violation, however nats-py words it)
                 await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 1.5)
