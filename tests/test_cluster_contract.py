@@ -178,7 +178,7 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
                 await bus.nc.publish(subjects.REINITIALIZE_CACHES.name, garbage)
             await bus.publish(subjects.REINITIALIZE_CACHES, m.ReinitializeCaches(0.5))
             await bus.nc.flush()
-            reply = await bus.nc.request(subjects.SEGMENT_HEADERS.name, b'{"segment_indexes": "all"}', timeout=2)
+            reply = await bus.nc.request(subjects.SEGMENT_HEADERS.name, b'{"segment_indexes": "all"}', timeout=10)
             assert reply.headers and "malformed request" in reply.headers["Autonomys-Error"]
             assert await bus.request(subjects.SEGMENT_HEADERS, m.SegmentHeadersRequest(())) == m.SegmentHeadersResponse(
                 ()
@@ -194,7 +194,7 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
                 await bus.serve(subjects.SUBMIT_SOLUTION, failing)
                 await bus.nc.publish("unused", b"")
                 broken = subjects.Request(subjects.SUBMIT_SOLUTION.name, m.AppInfoRequest, m.SubmitResult, "x")
-                await bus.request(broken, m.AppInfoRequest(), timeout=2, deadline=2)
+                await bus.request(broken, m.AppInfoRequest(), timeout=10, deadline=10)
         finally:
             await bus.close()
             await supervisor.stop_all()
