@@ -165,14 +165,11 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 supervisor,
                 240,
             )
+            following = lambda: supervisor.log_tail("dev-node-2", 1_000_000).count("following peer")  # noqa: E731
+            followed_before = following()
             for name in lost:
                 await supervisor.up(name)
-            await wait_for(
-                "the node back on the chain",
-                lambda: "following peer" in supervisor.log_tail("dev-node-2", 200),
-                supervisor,
-                60,
-            )
+            await wait_for("the node back on the chain", lambda: following() > followed_before, supervisor, 60)
             for name in ("plot-client", "sharded-cache", "full-piece-sharded-cache", "nats-server-1"):
                 assert supervisor.programs[name].restarts >= 1, name
 
