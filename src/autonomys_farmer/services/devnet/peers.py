@@ -68,12 +68,9 @@ class PeerLink:
 
     async def _follow(self, client: JsonRpcClient) -> None:
         blocks = await client.subscribe(rpc.DEV_BLOCKS.subscribe)
-        info = ChainInfo.from_json(await client.call(rpc.DEV_CHAIN_INFO, timeout=10))
+        info = await peer_chain(self.node, client)
         if info.segments == 0:
             raise PeerError("no history yet (archiving genesis or taking it from a peer)")
-        different = self.node.chain_info().differs_from(info)
-        if different is not None:
-            raise PeerError(f"not on our chain: {different}")
         self.node.adopt_height(info)
         if self._trouble is not None or not self._logged:
             log.info("following peer %s (block #%d)", self.url, info.best_block)
@@ -101,6 +98,15 @@ class PeerLink:
         self._trouble = trouble
 
 
+async def peer_chain(node: DevNode, client: JsonRpcClient, clock: bool = True) -> ChainInfo:
+    """The peer's chain info, PeerError unless it is our chain (and, with `clock`, our slot clock)."""
+    info = ChainInfo.from_json(await client.call(rpc.DEV_CHAIN_INFO, timeout=10))
+    different = node.chain_info().differs_from(info, clock)
+    if different is not None:
+        raise PeerError(f"not on our chain: {different}")
+    return info
+
+
 async def sync_history(node: DevNode, peers: tuple[str, ...], wait_log_s: float = 30.0) -> None:
     """Take the history from the first peer that has some, waiting (with a line every `wait_log_s`)
     while none has: the first node of a shape archives genesis, the others verify and copy it."""
@@ -121,10 +127,7 @@ async def sync_history(node: DevNode, peers: tuple[str, ...], wait_log_s: float 
 async def _sync_from(node: DevNode, url: str) -> bool:
     client = await JsonRpcClient.connect(url, timeout=5)
     try:
-        info = ChainInfo.from_json(await client.call(rpc.DEV_CHAIN_INFO, timeout=10))
-        different = node.chain_info().differs_from(info, clock=False)
-        if different is not None:
-            raise PeerError(f"not on our chain: {different}")
+        info = await peer_chain(node, client, clock=False)
         if info.segments == 0:
             return False
         started = time.monotonic()
