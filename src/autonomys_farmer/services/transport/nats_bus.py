@@ -149,7 +149,8 @@ class Bus:
     async def connect(
         cls, servers: list[str], name: str, initial_timeout: float = 120.0, auth: NatsAuth | None = None
     ) -> Bus:
-        """Connect (waiting for the servers to come up) and check max_payload. Without credentials
+        """Connect (waiting for the servers to come up; a refused login or certificate fails at once)
+        and check max_payload. Without credentials
         (options or URL user:password@) the cluster is open to anyone who reaches NATS: said once."""
         global _warned_open
         auth = auth if auth is not None else _default_auth
@@ -197,8 +198,11 @@ class Bus:
                 )
                 break
             except (nats.errors.NoServersError, nats.errors.Error, OSError, TimeoutError) as e:
-                cause = await diagnose(servers, _most_telling(errors) or e)
+                telling = _most_telling(errors) or e
+                cause = await diagnose(servers, telling)
                 errors.clear()
+                if _refusal(telling) is not None:  # wrong credentials or certificates: waiting will not mend them
+                    raise NatsConfigError(f"NATS refused us at {', '.join(servers)}: {cause}") from e
                 if loop.time() > deadline:
                     raise NatsConfigError(f"no NATS server reachable at {', '.join(servers)}: {cause}") from e
                 if cause != reported:  # a new cause is worth a warning; the same one is not repeated
@@ -229,7 +233,7 @@ class Bus:
         """Replicas for a stream or bucket about to be created (its first creator decides them for
         good). Servers of a cluster announce their peers once their routes are up, which can lag our
         connect: wait a little for up to three of them rather than create an unreplicated stream."""
-        if len(self.nc.servers) < 2 and await self._standalone_jetstream():
+        if len(self.nc.servers) < 2 and not self.clustered_server:
             return 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -237,19 +241,12 @@ class Bus:
             await asyncio.sleep(0.2)
         return self.replicas
 
-    async def _standalone_jetstream(self) -> bool:
-        """Is our server a lone JetStream server? It refuses a replicated stream at once, where a
-        clustered one creates it (or, its peers not yet routed, lacks the resources)."""
-        probe = f"AUTONOMYS_PROBE_{self.nc.client_id}_{random.getrandbits(32):08x}"
-        config = StreamConfig(
-            name=probe, subjects=[f"autonomys.probe.{probe}"], num_replicas=2, storage=StorageType.MEMORY
-        )
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.APIError as e:
-            return "non-clustered" in str(e.description or e)
-        await self.js.delete_stream(probe)
-        return False
+    @property
+    def clustered_server(self) -> bool:
+        """Is our server one of a routed cluster? Its INFO names the cluster from the first byte, where
+        the peers' URLs come only once the routes are up (a JetStream request to find out can hang
+        until the cluster has elected its meta leader). nats-py keeps the INFO private."""
+        return bool(self.nc._server_info.get("cluster"))
 
     # --- core NATS: typed subjects (cluster.subjects) -----------------------------------------------
 
