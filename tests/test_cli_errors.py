@@ -43,6 +43,7 @@ CASES = [
     (["cluster", "--nats-server", NATS, "controller", "--node-rpc-url", "ws://h:1"], {}, 2, "--base-path"),
     (["dev-node", "--listen", "nohost"], {}, 2, "'nohost'"),
     (["dev-node", "--peer", "127.0.0.1:9944"], {}, 2, "'127.0.0.1:9944'"),
+    (["dev-node", "--sync-from-peers"], {}, 2, "needs a --peer"),
     (["dev", "--nodes", "0"], {}, 2, "'0'"),
     (["dev", "--kzg-parameters", "{tmp}/absent.bin"], {}, 1, "absent.bin"),
     (["util", "supervisor-config", "{tmp}/absent.toml"], {}, 1, "absent.toml"),

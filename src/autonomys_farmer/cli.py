@@ -76,6 +76,8 @@ def _dev_node(args: argparse.Namespace) -> int:
     from autonomys_farmer.protocol.chain import CHAINS
     from autonomys_farmer.services.devnet import dev_node
 
+    if args.sync_from_peers and not args.peer:  # else it would quietly archive genesis itself
+        args.parser.error("--sync-from-peers needs a --peer ws://HOST:PORT to take the history from")
     base_path = Path(tempfile.mkdtemp(prefix="autonomys-dev-node-")) if args.tmp else Path(args.base_path)
     host, port = args.listen
     from autonomys_farmer.services.files import load_kzg
@@ -401,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a first start, take the history from a peer (every piece verified) instead of archiving genesis",
     )
     kzg_option(node)
-    node.set_defaults(func=_dev_node)
+    node.set_defaults(func=_dev_node, parser=node)
 
     from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
 
