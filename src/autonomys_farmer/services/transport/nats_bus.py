@@ -123,6 +123,11 @@ def _refusal(error: BaseException) -> str | None:
     return None
 
 
+def _lasting_refusal(error: BaseException) -> bool:
+    """A refused login or certificate, as against a TLS handshake cut short by a server restarting."""
+    return _refusal(error) == "authentication" or "certificate" in str(error).lower()
+
+
 def _most_telling(errors: list[Exception]) -> Exception | None:
     """Of the errors one connection attempt met, the one that says why: a refused login or a TLS
     failure rather than the connection reset that follows it."""
@@ -201,7 +206,7 @@ class Bus:
                 telling = _most_telling(errors) or e
                 cause = await diagnose(servers, telling)
                 errors.clear()
-                if _refusal(telling) is not None:  # wrong credentials or certificates: waiting will not mend them
+                if _lasting_refusal(telling):  # waiting will not mend wrong credentials or certificates
                     raise NatsConfigError(f"NATS refused us at {', '.join(servers)}: {cause}") from e
                 if loop.time() > deadline:
                     raise NatsConfigError(f"no NATS server reachable at {', '.join(servers)}: {cause}") from e
