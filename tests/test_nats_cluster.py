@@ -53,7 +53,7 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
         producer = await Bus.connect([urls[0]], "producer")
         consumer = await Bus.connect(urls, "consumer")
         try:
-            assert producer.clustered_server  # from its server's INFO, before any route is up
+            assert producer.clustered_server  # from its server's INFO, whether or not its routes are up yet
             assert await producer.replicas_for_new_state() == 3  # discovered the other two from the first
             await eventually(lambda: producer.ensure_work_queue(subjects.PLOT_JOBS))
             assert (await producer.js.stream_info(subjects.PLOT_JOBS.stream)).config.num_replicas == 3

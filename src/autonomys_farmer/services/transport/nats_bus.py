@@ -155,8 +155,8 @@ class Bus:
         cls, servers: list[str], name: str, initial_timeout: float = 120.0, auth: NatsAuth | None = None
     ) -> Bus:
         """Connect (waiting for the servers to come up; a refused login or certificate fails at once)
-        and check max_payload. Without credentials
-        (options or URL user:password@) the cluster is open to anyone who reaches NATS: said once."""
+        and check max_payload. Without credentials (options or URL user:password@) the cluster is open
+        to anyone who reaches NATS: said once."""
         global _warned_open
         auth = auth if auth is not None else _default_auth
         credentials = auth.connect_options()
