@@ -229,7 +229,7 @@ def test_wins_proved_as_one_batch_equal_single_proofs_and_fail_alone(farm, compu
     _slot, audit = _winning_slot(farm, compute)
     offset, _distance = winning_records(farm.view, audit)[0]
     win = RecordWin.read(PUBLIC_KEY, REWARD_ADDRESS, farm.view, offset, audit.s_bucket)
-    other_bucket = int(np.flatnonzero(farm.view.contents.encoded[offset])[-1])
+    other_bucket = int(np.flatnonzero(farm.view.contents.encoded(offset))[-1])
     other = dataclasses.replace(win, s_bucket=other_bucket)
     garbage = np.full_like(win.record.chunks, 0xFF)  # no chunk decodes to a canonical scalar
     broken = dataclasses.replace(win, record=dataclasses.replace(win.record, chunks=garbage))
@@ -251,7 +251,10 @@ def test_a_received_sector_is_checked_before_it_counts(farm, compute, kzg):
     sample = [PieceOffset(0), PieceOffset(1)]
 
     def check(data=farm.data, metadata=meta, segment_commitments=commitments, index=0):
-        check_sector(compute, kzg, PUBLIC_KEY, index, INFO, data, metadata, segment_commitments, sample, bytes(32))
+        checksum = blake3_hash(bytes(data[:-32]))  # what the receiver hashed as the bytes arrived
+        check_sector(
+            compute, kzg, PUBLIC_KEY, index, INFO, data, checksum, metadata, segment_commitments, sample, bytes(32)
+        )
 
     check()  # the real sector passes
     tampered = bytearray(farm.data)

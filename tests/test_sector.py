@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from autonomys_farmer.protocol import sector as sec
-from autonomys_farmer.protocol.constants import RECORD_NUM_S_BUCKETS
-from autonomys_farmer.protocol.plotting import kept_s_buckets, write_sector
+from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.plotting import write_sector
 from autonomys_farmer.protocol.solution import (
     Solution,
     SolutionError,
@@ -123,17 +123,23 @@ def test_contents_map_round_trip_and_corruption():
     encoded = np.zeros((3, 65536), bool)
     for o in range(3):
         encoded[o, rng.permutation(65536)[: 30000 + o]] = True
-    cm = sec.SectorContentsMap(encoded)
+    encoded[2] = False  # a record with no unencoded fill at all
+    encoded[2, rng.permutation(65536)[:32768]] = True
+    cm = sec.SectorContentsMap.from_encoded(encoded)
     data = cm.to_bytes()
     assert len(data) == sec.contents_map_size(3)
     assert data[0] == int(sum(1 << b for b in range(8) if encoded[0, b]))  # Lsb0 bit order
     back = sec.SectorContentsMap.from_bytes(data, 3)
-    assert (back.encoded == encoded).all()
+    assert all((back.encoded(o) == encoded[o]).all() for o in range(3))
+    naive = _naive_kept(back.bitfields)
+    assert int(back.ends[2]) == 0 and back.num_encoded()[2] == 32768
     for o in range(3):
         has = back.record_has_row(o)
-        assert has.sum() == 32768 and has[encoded[o]].all()
-    for s in (0, 100, 65535):
-        assert (back.s_bucket_has(s) == np.array([back.record_has_row(o)[s] for o in range(3)])).all()
+        assert has.sum() == 32768 and has[encoded[o]].all() and (has == naive[o]).all()
+        assert (back.kept_before(o) == naive[:o].sum(axis=0)).all()
+    for s in (0, 100, 32767, 65535):
+        assert (back.s_bucket_has(s) == naive[:, s]).all()
+        assert (back.s_bucket_encoded(s) == encoded[:, s]).all()
     corrupt = bytearray(data)
     corrupt[5] ^= 1
     with pytest.raises(sec.SectorError, match="checksum"):
@@ -196,9 +202,19 @@ def test_malformed_solution_json(field, value, message):
         Solution.from_json(obj)
 
 
+def _naive_kept(encoded: np.ndarray) -> np.ndarray:
+    """bool[n, 65536]: the s-buckets each record keeps, straight from protocol.md §5.2: its encoded ones,
+    then unencoded ones in ascending order until it holds 32768."""
+    bits = np.unpackbits(encoded, axis=1, bitorder="little").astype(bool)
+    fill = RECORD_NUM_CHUNKS - bits.sum(axis=1)
+    clear = ~bits
+    clear_before = np.cumsum(clear, axis=1) - clear
+    return bits | (clear & (clear_before < fill[:, None]))
+
+
 def _naive_layout(chunks: np.ndarray, encoded: np.ndarray) -> bytes:
     """The chunks region written the obvious way: for each s-bucket, each record that keeps a chunk there."""
-    kept = kept_s_buckets(encoded)
+    kept = _naive_kept(encoded)
     position = np.zeros(len(chunks), np.int64)
     out = []
     for s in range(kept.shape[1]):

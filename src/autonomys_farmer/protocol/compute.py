@@ -52,6 +52,45 @@ class EncodedRecords:
         return int(self.chunks.shape[0])
 
 
+@dataclass(frozen=True)
+class AuditedChunks:
+    """The audited s-bucket of many sectors, read back to back: what one audit launch hashes. Sector i's
+    chunks are chunks[starts[i]:starts[i + 1]], keyed by its sector slot challenge (protocol.md §7)."""
+
+    chunks: np.ndarray  # uint8[n, 32]
+    starts: np.ndarray  # int64[sectors + 1], ascending from 0 to n
+    sector_slot_challenges: np.ndarray  # uint8[sectors, 32]
+
+    def __post_init__(self) -> None:
+        sectors = self.sector_slot_challenges.shape[0]
+        if (
+            self.chunks.ndim != 2
+            or self.chunks.shape[1] != 32
+            or self.starts.shape != (sectors + 1,)
+            or self.sector_slot_challenges.shape != (sectors, 32)
+            or (sectors and (self.starts[0] != 0 or self.starts[-1] != self.chunks.shape[0]))
+        ):
+            raise ValueError(
+                f"audited chunks of shapes {self.chunks.shape}, {self.starts.shape}, {self.sector_slot_challenges.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.sector_slot_challenges.shape[0])
+
+
+@dataclass(frozen=True)
+class AuditHits:
+    """The audited chunks within the solution range: per hit, its sector (position in the batch), its
+    chunk (position in the sector's audited s-bucket) and its distance from the challenge."""
+
+    sector: np.ndarray  # int64[hits]
+    chunk: np.ndarray  # int64[hits]
+    distance: np.ndarray  # uint64[hits]
+
+    def __len__(self) -> int:
+        return int(self.sector.shape[0])
+
+
 class Compute(Protocol):
     """A compute backend. `name` is what metrics and status show (`cpu`, `cuda`); `device` says on what
     it runs (core count, GPU name); `batch_records` is how many records one `encode_records` call should
@@ -126,4 +165,12 @@ class Compute(Protocol):
 
     def chacha8_keystream(self, seed: bytes, nblocks: int) -> np.ndarray:
         """ChaCha8 keystream blocks 0..nblocks-1 of a 32-byte seed (IETF layout, zero nonce)."""
+        ...
+
+    # --- auditing -------------------------------------------------------------------------------------
+
+    def audit_chunks(self, audited: AuditedChunks, global_challenge: bytes, solution_range: int) -> AuditHits:
+        """Every audited chunk whose keyed hash is within solution_range / 2 of the challenge, selected
+        inside the launch (hits in sector, then chunk order). Farming threads call this concurrently, a
+        batch of sectors each: every call runs on its caller's core, without the GIL."""
         ...

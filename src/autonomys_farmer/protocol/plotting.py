@@ -28,6 +28,8 @@ from autonomys_farmer.protocol.sector import (
     SectorMetadata,
     derive_evaluation_seed,
     derive_sector_id,
+    fill_ends,
+    kept_slab,
 )
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 
@@ -131,21 +133,6 @@ def plot_sector(
     return write_sector(out, sector.records, encoded, sector.metadata, sector_index, history_size)
 
 
-def kept_s_buckets(encoded: np.ndarray) -> np.ndarray:
-    """bool[n, 65536]: the s-buckets each record keeps a chunk in, from its encoded map (n, 8192)."""
-    bits = np.unpackbits(encoded, axis=1, bitorder="little").astype(bool)
-    fill = RECORD_NUM_CHUNKS - bits.sum(axis=1, dtype=np.int32)
-    return _kept_slab(bits, np.zeros(len(bits), np.int32), fill)
-
-
-def _kept_slab(bits: np.ndarray, clear_before: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    """Which s-buckets of a slab each record keeps: its encoded ones, and unencoded ones while fewer than
-    `fill` (32768 - encoded count) came before; clear_before counts the unencoded ones of earlier slabs."""
-    clear = ~bits
-    before = clear_before[:, None] + np.cumsum(clear, axis=1, dtype=np.int32) - clear
-    return np.asarray(bits | (clear & (before < fill[:, None])))
-
-
 def write_sector(
     out: BinaryIO,
     chunks: np.ndarray,
@@ -159,10 +146,7 @@ def write_sector(
     pieces_in_sector = chunks.shape[0]
     layout = SectorLayout(pieces_in_sector)
     encoded = np.ascontiguousarray(encoded, np.uint8)
-    counts = np.unpackbits(encoded, axis=1, bitorder="little").sum(axis=1, dtype=np.int32)
-    if (counts > RECORD_NUM_CHUNKS).any():
-        raise SectorError("a record claims more than 32768 encoded chunks")
-    fill = RECORD_NUM_CHUNKS - counts
+    ends = fill_ends(encoded)
     hasher = blake3.blake3()
     written = 0
 
@@ -178,18 +162,15 @@ def write_sector(
     flat = np.ascontiguousarray(chunks).reshape(-1, 32).view("V32").ravel()
     sizes = np.zeros(RECORD_NUM_S_BUCKETS, np.uint16)
     before = np.zeros(pieces_in_sector, np.int32)  # chunks of each record in earlier slabs
-    clear_before = np.zeros(pieces_in_sector, np.int32)  # unencoded s-buckets in earlier slabs
     record_base = np.arange(pieces_in_sector, dtype=np.int32)[:, None] * RECORD_NUM_CHUNKS
     for s0 in range(0, RECORD_NUM_S_BUCKETS, LAYOUT_SLAB_S_BUCKETS):
         bits = np.unpackbits(encoded[:, s0 // 8 : (s0 + LAYOUT_SLAB_S_BUCKETS) // 8], axis=1, bitorder="little")
-        bits = bits.astype(bool)
-        mask = _kept_slab(bits, clear_before, fill)
+        mask = kept_slab(bits.astype(bool), s0, ends)
         # Index of each kept (record, s) chunk in `flat`, taken s-major (records ascending within s).
         index = record_base + before[:, None] + np.cumsum(mask, axis=1, dtype=np.int32) - 1
         emit(flat[index.T[mask.T]])
         sizes[s0 : s0 + LAYOUT_SLAB_S_BUCKETS] = mask.sum(axis=0)
         before += mask.sum(axis=1, dtype=np.int32)
-        clear_before += LAYOUT_SLAB_S_BUCKETS - bits.sum(axis=1, dtype=np.int32)
     if (before != RECORD_NUM_CHUNKS).any():
         raise SectorError("a record does not keep exactly 32768 chunks")
     for meta in record_metadata:

@@ -26,10 +26,11 @@ from autonomys_farmer.protocol.types import HistorySize, PieceOffset, SBucket, S
 def winning_records(sector: PlottedSectorView, audit: AuditResult) -> list[tuple[PieceOffset, int]]:
     """(piece_offset, distance) of candidates whose chunk is encoded; raw chunks cannot win."""
     records_with_s = np.flatnonzero(sector.contents.s_bucket_has(audit.s_bucket))
+    encoded = sector.contents.s_bucket_encoded(audit.s_bucket)
     wins = []
     for candidate in audit.candidates:
         offset = int(records_with_s[candidate.chunk_index])
-        if sector.contents.encoded[offset, audit.s_bucket]:
+        if encoded[offset]:
             wins.append((PieceOffset(offset), candidate.distance))
     return wins
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from autonomys_farmer.protocol import erasure, field
 from autonomys_farmer.protocol.compute import Compute, ProofTable
-from autonomys_farmer.protocol.constants import NUM_PIECES, RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
+from autonomys_farmer.protocol.constants import CHECKSUM_SIZE, NUM_PIECES, RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.field import FieldError
 from autonomys_farmer.protocol.hashes import blake3_254_hash_to_scalar, blake3_hash
 from autonomys_farmer.protocol.kzg import Kzg
@@ -34,50 +36,73 @@ class ReadingError(SectorError):
     """A record that cannot be read back: missing proof, invalid chunk, checksum mismatch."""
 
 
+class SectorSource(Protocol):
+    """Where a plotted sector's bytes come from: memory, or positioned reads of a farm's plot file (a
+    sector of 1000 pieces is a GiB: a reader asks for exactly what it uses)."""
+
+    def read(self, start: int, length: int) -> bytes:
+        """length bytes of the sector from start."""
+        ...
+
+    def read_chunks(self, start: int, chunk_indices: np.ndarray) -> np.ndarray:
+        """uint8[n, 32]: the 32-byte chunks at start + 32·i for each i of chunk_indices."""
+        ...
+
+
 @dataclass(frozen=True)
-class PlottedSectorView:
-    """A sector's bytes (bytes, memoryview or mmap) with its metadata and decoded contents map."""
+class SectorInMemory:
+    """A SectorSource over the sector's bytes (bytes, memoryview or mmap)."""
 
     data: SectorBytes
+
+    def read(self, start: int, length: int) -> bytes:
+        return bytes(memoryview(self.data)[start : start + length])
+
+    def read_chunks(self, start: int, chunk_indices: np.ndarray) -> np.ndarray:
+        count = (len(memoryview(self.data)) - start) // 32
+        region = np.frombuffer(self.data, np.uint8, count=32 * count, offset=start).reshape(count, 32)
+        return np.asarray(region[chunk_indices])
+
+
+def sector_source(data: SectorBytes | SectorSource, pieces_in_sector: int) -> SectorSource:
+    """A sector's bytes as a SectorSource (bytes in memory are checked for the sector's size)."""
+    if not isinstance(data, bytes | bytearray | memoryview | mmap.mmap):
+        return data
+    size = SectorLayout(pieces_in_sector).size
+    if len(memoryview(data)) < size:
+        raise SectorError(f"sector data is {len(memoryview(data))} bytes, expected {size}")
+    return SectorInMemory(data)
+
+
+@dataclass(frozen=True)
+class PlottedSectorView:
+    """A plotted sector: where its bytes are read from, its metadata and its decoded contents map."""
+
+    source: SectorSource
     metadata: SectorMetadata
     contents: SectorContentsMap
 
     @classmethod
-    def open(cls, data: SectorBytes, metadata: SectorMetadata) -> PlottedSectorView:
-        view = memoryview(data)
-        size = SectorLayout(metadata.pieces_in_sector).size
-        if len(view) < size:
-            raise SectorError(f"sector data is {len(view)} bytes, expected {size}")
-        cm = SectorContentsMap.from_bytes(
-            bytes(view[: contents_map_size(metadata.pieces_in_sector)]), metadata.pieces_in_sector
-        )
-        return cls(view, metadata, cm)
+    def open(cls, data: SectorBytes | SectorSource, metadata: SectorMetadata) -> PlottedSectorView:
+        source = sector_source(data, metadata.pieces_in_sector)
+        pieces = metadata.pieces_in_sector
+        return cls(source, metadata, SectorContentsMap.from_bytes(source.read(0, contents_map_size(pieces)), pieces))
 
     @property
     def layout(self) -> SectorLayout:
         return SectorLayout(self.metadata.pieces_in_sector)
 
     def record_metadata(self, piece_offset: int) -> RecordMetadata:
-        start = self.layout.record_metadata_offset(piece_offset)
-        return RecordMetadata.from_bytes(bytes(memoryview(self.data)[start : start + 128]))
+        return RecordMetadata.from_bytes(self.source.read(self.layout.record_metadata_offset(piece_offset), 128))
 
     def record_chunk_positions(self, piece_offset: int) -> tuple[np.ndarray, np.ndarray]:
         """(s-buckets the record has, chunk index of each in the chunks region)."""
-        has = self.contents.record_has_row(piece_offset)
-        before = np.zeros(RECORD_NUM_S_BUCKETS, np.int64)
-        for earlier in range(piece_offset):
-            before += self.contents.record_has_row(earlier)
-        s_buckets = np.flatnonzero(has)
+        s_buckets = np.flatnonzero(self.contents.record_has_row(piece_offset))
+        before = self.contents.kept_before(piece_offset)
         return s_buckets, self.metadata.s_bucket_offsets()[s_buckets] + before[s_buckets]
 
     def read_chunks(self, chunk_indices: np.ndarray) -> np.ndarray:
-        region = np.frombuffer(
-            self.data,
-            np.uint8,
-            count=self.layout.metadata_offset - self.layout.chunks_offset,
-            offset=self.layout.chunks_offset,
-        ).reshape(-1, 32)
-        return np.asarray(region[chunk_indices])
+        return self.source.read_chunks(self.layout.chunks_offset, chunk_indices)
 
 
 @dataclass(frozen=True)
@@ -97,8 +122,8 @@ class RecordChunks:
         s_buckets, positions = sector.record_chunk_positions(piece_offset)
         if len(s_buckets) != RECORD_NUM_CHUNKS:
             raise ReadingError(f"record {piece_offset} holds {len(s_buckets)} chunks, expected {RECORD_NUM_CHUNKS}")
-        encoded = sector.contents.encoded[piece_offset, s_buckets]
-        return cls(piece_offset, s_buckets, encoded, sector.read_chunks(positions).copy())
+        encoded = sector.contents.encoded(piece_offset)[s_buckets]
+        return cls(piece_offset, s_buckets, encoded, sector.read_chunks(positions))
 
 
 def decode_chunks(compute: Compute, record: RecordChunks, table: ProofTable) -> tuple[np.ndarray, np.ndarray]:
@@ -144,25 +169,29 @@ def check_sector(
     public_key: bytes,
     sector_index: SectorIndex,
     protocol_info: FarmerProtocolInfo,
-    data: SectorBytes,
+    data: SectorBytes | SectorSource,
+    checksum: bytes,
     metadata: SectorMetadata,
     segment_commitments: Mapping[SegmentIndex, bytes],
     sample: Sequence[PieceOffset],
     randomness: bytes,
 ) -> None:
     """What a farmer checks of a sector plotted elsewhere before it counts (ReadingError if any fails):
-    the metadata is this sector's; every record's commitment opens its segment commitment at its
-    piece's position (one batched pairing check); and each `sample` record, read back from the sector
-    (table, decoding, recovery), has exactly that commitment. A garbage or wrongly encoded sector,
-    whether forged or from a plotting bug, is refused."""
+    its own checksum holds (`checksum`: the BLAKE3 of all its bytes but the last 32, which the receiver
+    takes as they arrive rather than reading a GiB again); the metadata is this sector's; every
+    record's commitment opens its segment commitment at its piece's position (one batched pairing
+    check); and each `sample` record, read back from the sector (table, decoding, recovery), has
+    exactly that commitment. A garbage or wrongly encoded sector, whether forged or from a plotting
+    bug, is refused."""
     if metadata.sector_index != sector_index or metadata.history_size != protocol_info.history_size:
         raise ReadingError(
             f"metadata describes sector {metadata.sector_index} at history size {metadata.history_size}, "
             f"not sector {sector_index} at {protocol_info.history_size}"
         )
-    if blake3_hash(bytes(data[:-32])) != bytes(data[-32:]):
+    source = sector_source(data, metadata.pieces_in_sector)
+    if source.read(SectorLayout(metadata.pieces_in_sector).size - CHECKSUM_SIZE, CHECKSUM_SIZE) != checksum:
         raise ReadingError(f"sector {sector_index} fails its own checksum")
-    view = PlottedSectorView.open(data, metadata)
+    view = PlottedSectorView.open(source, metadata)
     sid = derive_sector_id(public_key, sector_index, protocol_info.history_size)
     indices = derive_sector_piece_indices(sid, metadata.pieces_in_sector, protocol_info)
     openings = []

@@ -6,6 +6,7 @@ protocol.md §2 and §5. Everything here is pure byte/integer logic; the heavy p
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -182,35 +183,93 @@ def contents_map_size(pieces_in_sector: int) -> int:
 
 # --- SectorContentsMap ---------------------------------------------------------------------------
 
+POPCOUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
+# NTH_CLEAR[b, k]: position of the k-th (1-based) clear bit of byte b, Lsb0 (8 where there is none).
+NTH_CLEAR = np.array(
+    [[([i for i in range(8) if not b >> i & 1] + [8] * 9)[k - 1] if k else 8 for k in range(9)] for b in range(256)],
+    np.int64,
+)
+FILL_END_BLOCK = 128  # records per step of fill_ends: bounded temporaries for 1000-piece sectors
+
+
+def fill_ends(bitfields: np.ndarray) -> np.ndarray:
+    """Per record (encoded maps uint8[n, 8192], Lsb0) the s-bucket below which it keeps its unencoded
+    chunks. A record keeps its encoded s-buckets and its first 32768 − (encoded count) unencoded ones
+    (protocol.md §5.2): exactly the unencoded s-buckets below this end, so that
+    kept(o, s) = encoded(o, s) or s < fill_end(o)."""
+    bitfields = np.asarray(bitfields, np.uint8).reshape(-1, S_BUCKET_BITFIELD_BYTES)
+    ends = np.zeros(len(bitfields), np.int64)
+    for start in range(0, len(bitfields), FILL_END_BLOCK):
+        block = bitfields[start : start + FILL_END_BLOCK]
+        clear_through = np.cumsum(8 - POPCOUNT[block], axis=1, dtype=np.int32)  # unencoded up to each byte
+        fill = clear_through[:, -1].astype(np.int64) - RECORD_NUM_CHUNKS  # 32768 - encoded count
+        if (fill < 0).any():
+            raise SectorError(f"a record claims more than {RECORD_NUM_CHUNKS} encoded chunks")
+        byte = np.argmax(clear_through >= fill[:, None], axis=1)  # where the fill-th unencoded one is
+        before = np.where(byte > 0, clear_through[np.arange(len(block)), byte - 1], 0)
+        position = NTH_CLEAR[block[np.arange(len(block)), byte], fill - before]
+        ends[start : start + len(block)] = np.where(fill > 0, 8 * byte + position + 1, 0)
+    return ends
+
+
+def kept_slab(bits: np.ndarray, first_s_bucket: int, ends: np.ndarray) -> np.ndarray:
+    """Which s-buckets of a slab (bits: encoded, bool[n, width] from first_s_bucket) each record keeps."""
+    s_buckets = np.arange(first_s_bucket, first_s_bucket + bits.shape[1])
+    return np.asarray(bits | (s_buckets[None, :] < ends[:, None]))
+
 
 @dataclass(frozen=True)
 class SectorContentsMap:
-    """Per record, which s-buckets hold an encoded chunk (bit set; Lsb0 bit order on disk)."""
+    """Per record, which s-buckets hold an encoded chunk: the on-disk bitfields (Lsb0), held packed
+    (8 KiB per record, not 64 KiB of booleans)."""
 
-    encoded: np.ndarray  # bool[pieces_in_sector, 65536]
+    bitfields: np.ndarray  # uint8[pieces_in_sector, 8192]
+
+    @classmethod
+    def from_encoded(cls, encoded: np.ndarray) -> SectorContentsMap:
+        """From bool[pieces_in_sector, 65536]."""
+        return cls(np.packbits(np.asarray(encoded, bool), axis=1, bitorder="little"))
 
     @property
     def pieces_in_sector(self) -> int:
-        return int(self.encoded.shape[0])
+        return int(self.bitfields.shape[0])
+
+    @functools.cached_property
+    def ends(self) -> np.ndarray:
+        """fill_ends of every record."""
+        return fill_ends(self.bitfields)
 
     def num_encoded(self) -> np.ndarray:
-        return np.asarray(self.encoded.sum(axis=1))
+        return np.asarray(POPCOUNT[self.bitfields].sum(axis=1, dtype=np.int64))
+
+    def encoded(self, piece_offset: int) -> np.ndarray:
+        """bool[65536]: the s-buckets where record o's chunk is encoded."""
+        return np.unpackbits(self.bitfields[piece_offset], bitorder="little").astype(bool)
 
     def record_has_row(self, piece_offset: int) -> np.ndarray:
         """bool[65536]: s-buckets record o has (encoded, or among its first unencoded fill)."""
-        encoded = self.encoded[piece_offset]
-        clear = ~encoded
-        clear_before = np.cumsum(clear) - clear
-        return np.asarray(encoded | (clear & (clear_before < RECORD_NUM_CHUNKS - int(encoded.sum()))))
+        return kept_slab(self.encoded(piece_offset)[None, :], 0, self.ends[piece_offset : piece_offset + 1])[0]
+
+    def s_bucket_encoded(self, s_bucket: int) -> np.ndarray:
+        """bool[P]: which records' chunk in s-bucket s is encoded."""
+        return np.asarray((self.bitfields[:, s_bucket >> 3] >> (s_bucket & 7)) & 1, bool)
 
     def s_bucket_has(self, s_bucket: int) -> np.ndarray:
         """bool[P]: which records have a chunk in s-bucket s (the audit's view of one s-bucket)."""
-        encoded = self.encoded[:, s_bucket]
-        clear_before = s_bucket - self.encoded[:, :s_bucket].sum(axis=1)
-        return np.asarray(encoded | (~encoded & (clear_before < RECORD_NUM_CHUNKS - self.num_encoded())))
+        return np.asarray(self.s_bucket_encoded(s_bucket) | (s_bucket < self.ends))
+
+    def kept_before(self, piece_offset: int) -> np.ndarray:
+        """int64[65536]: per s-bucket, how many records before o keep a chunk in it (record o's chunk is
+        that far into its s-bucket), counted slab by slab of s-buckets."""
+        counts = np.zeros(RECORD_NUM_S_BUCKETS, np.int64)
+        width = 8 * 256
+        for s0 in range(0, RECORD_NUM_S_BUCKETS, width):
+            bits = np.unpackbits(self.bitfields[:piece_offset, s0 // 8 : (s0 + width) // 8], axis=1, bitorder="little")
+            counts[s0 : s0 + width] = kept_slab(bits.astype(bool), s0, self.ends[:piece_offset]).sum(axis=0)
+        return counts
 
     def to_bytes(self) -> bytes:
-        bitfields = np.packbits(self.encoded, axis=1, bitorder="little").tobytes()
+        bitfields = np.ascontiguousarray(self.bitfields, np.uint8).tobytes()
         return bitfields + blake3_hash(bitfields)
 
     @classmethod
@@ -222,12 +281,11 @@ class SectorContentsMap:
         if blake3_hash(bitfields) != checksum:
             raise SectorError("contents map checksum mismatch")
         raw = np.frombuffer(bitfields, np.uint8).reshape(pieces_in_sector, S_BUCKET_BITFIELD_BYTES)
-        encoded = np.unpackbits(raw, axis=1, bitorder="little").astype(bool)
-        counts = encoded.sum(axis=1)
+        counts = POPCOUNT[raw].sum(axis=1, dtype=np.int64)
         if (counts > RECORD_NUM_CHUNKS).any():
             bad = int(np.flatnonzero(counts > RECORD_NUM_CHUNKS)[0])
             raise SectorError(f"record {bad} claims {int(counts[bad])} encoded chunks (> {RECORD_NUM_CHUNKS})")
-        return cls(encoded)
+        return cls(raw)
 
 
 # --- Metadata ------------------------------------------------------------------------------------

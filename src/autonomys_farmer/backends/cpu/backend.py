@@ -16,7 +16,7 @@ from autonomys_farmer.backends.cpu import field as fr
 from autonomys_farmer.backends.cpu import hashing, msm
 from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.protocol import field
-from autonomys_farmer.protocol.compute import EncodedRecords
+from autonomys_farmer.protocol.compute import AuditedChunks, AuditHits, EncodedRecords
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS, S_BUCKET_BITFIELD_BYTES
 from autonomys_farmer.protocol.field import FieldError
 from autonomys_farmer.protocol.plotting import extend_record, needs_all_proofs, select_chunks
@@ -164,3 +164,20 @@ class CpuBackend:
         out = np.zeros(64 * nblocks, np.uint8)
         hashing.keystream_launch(self.parallel, np.array(chacha8_key_words(seed), np.uint32), out)
         return out
+
+    # --- auditing -------------------------------------------------------------------------------------
+
+    def audit_chunks(self, audited: AuditedChunks, global_challenge: bytes, solution_range: int) -> AuditHits:
+        words = np.ascontiguousarray(audited.chunks, np.uint8).view("<u4")
+        keys = np.ascontiguousarray(audited.sector_slot_challenges, np.uint8).view("<u4")
+        starts = np.ascontiguousarray(audited.starts, np.int64)
+        target = np.uint64(int.from_bytes(global_challenge[:8], "little"))
+        half_range = np.uint64(solution_range // 2)
+        capacity = 64
+        while True:
+            sector, chunk = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+            distance = np.empty(capacity, np.uint64)
+            count = hashing.audit_chunks_launch(words, starts, keys, target, half_range, sector, chunk, distance)
+            if count <= capacity:
+                return AuditHits(sector[:count], chunk[:count], distance[:count])
+            capacity = count

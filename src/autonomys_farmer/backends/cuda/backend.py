@@ -5,8 +5,9 @@ Encoding runs the pipeline of backends/cuda/pipeline.py on two streams with `con
 (GPU_CONCURRENCY: more records in flight, more GPU memory, about 180 MB each). A record the GPU flags
 (a table or bucket past its capacity, or the 2^-256 zero-mask case) is redone by the CPU backend, so the
 result is always exactly the CPU backend's. A proof regenerates its table, runs recovery's NTTs and its
-witness MSM here; piece verification's MSM too. Elementwise field products, inversion, hashing and
-keystreams stay on the CPU backend (all cores): they are memory-bound and cheaper than the copies.
+witness MSM here; piece verification's MSM too. Elementwise field products, inversion, hashing,
+keystreams and audits stay on the CPU backend (all cores): they are memory-bound and cheaper than the
+copies (an audit reads ~20 KiB per sector from disk).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from autonomys_farmer.backends.cuda.msm import DeviceMsm
 from autonomys_farmer.backends.cuda.pipeline import Constants, Device, EncodeBuffers, TableBuffers
 from autonomys_farmer.backends.kernels.encode import table_capacity
 from autonomys_farmer.protocol import pos
-from autonomys_farmer.protocol.compute import EncodedRecords
+from autonomys_farmer.protocol.compute import AuditedChunks, AuditHits, EncodedRecords
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, S_BUCKET_BITFIELD_BYTES
 
 STREAMS = 2  # one batch's copies overlap the other's kernels
@@ -138,3 +139,6 @@ class CudaBackend:
 
     def chacha8_keystream(self, seed: bytes, nblocks: int) -> np.ndarray:
         return self.cpu.chacha8_keystream(seed, nblocks)
+
+    def audit_chunks(self, audited: AuditedChunks, global_challenge: bytes, solution_range: int) -> AuditHits:
+        return self.cpu.audit_chunks(audited, global_challenge, solution_range)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autonomys_farmer.backends.kernels.ints import U8, U32, rotr32
+from autonomys_farmer.backends.kernels.ints import U8, U32, U64, rotr32
 from autonomys_farmer.backends.kernels.source import kernel
 
 IV = np.array(
@@ -139,3 +139,25 @@ def store_digest(cv, out, start):
         w = U32(cv[i])
         for j in range(4):
             out[start + 4 * i + j] = U8(U32(w >> U32(8 * j)) & U32(0xFF))
+
+
+AUDIT_FLAGS = KEYED_HASH | CHUNK_START | CHUNK_END | ROOT
+
+
+@kernel
+def audit_chunk_head(key, w0, w1, w2, w3, w4, w5, w6, w7):
+    """The first two words of the keyed BLAKE3 of one 32-byte chunk (its 8 little-endian words): the
+    u64 an audit compares with the challenge (protocol.md §7). One compression, half the block zero."""
+    z = U32(0)
+    m = (w0, w1, w2, w3, w4, w5, w6, w7, z, z, z, z, z, z, z, z)
+    out = compress(key, m, 0, 32, AUDIT_FLAGS)
+    return out[0], out[1]
+
+
+@kernel
+def audit_distance(lo, hi, target):
+    """Bidirectional distance of an audit value (lo, hi words) from the challenge's u64 (wrapping)."""
+    value = U64(U64(lo) | U64(U64(hi) << U64(32)))
+    forward = U64(target - value)
+    backward = U64(value - target)
+    return min(forward, backward)
