@@ -70,9 +70,8 @@ class AuditedChunks:
             or self.sector_slot_challenges.shape != (sectors, 32)
             or (sectors and (self.starts[0] != 0 or self.starts[-1] != self.chunks.shape[0]))
         ):
-            raise ValueError(
-                f"audited chunks of shapes {self.chunks.shape}, {self.starts.shape}, {self.sector_slot_challenges.shape}"
-            )
+            shapes = (self.chunks.shape, self.starts.shape, self.sector_slot_challenges.shape)
+            raise ValueError(f"audited chunks of shapes {shapes}")
 
     def __len__(self) -> int:
         return int(self.sector_slot_challenges.shape[0])
