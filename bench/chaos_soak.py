@@ -130,9 +130,9 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
         await supervisor.stop_all()
     farm = Farm(base / "farm", sectors, 8, _genesis(base))
     intact = 0
-    for index, meta in farm.plotted().items():
-        data = bytes(farm.sector_bytes(index))
-        intact += blake3_hash(data[:-32]) == data[-32:] and meta.sector_index == index
+    for index in farm.plotted_indices():
+        data = farm.read_sector(int(index))
+        intact += blake3_hash(data[:-32]) == data[-32:]
     farm.close()
     worst = max((t for _, t in recoveries if t is not None), default=0.0)
     unresolved = [name for name, t in recoveries if t is None]

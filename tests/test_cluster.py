@@ -299,7 +299,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
     asyncio.run(run())
     # The farm on disk is whole: both sectors' metadata verify after all the kills.
     farm = Farm(tmp_path / "farm", 2, 8, _genesis())
-    assert sorted(farm.plotted()) == [0, 1]
+    assert list(farm.plotted_indices()) == [0, 1]
     farm.close()
 
 

@@ -143,7 +143,7 @@ def test_a_farm_is_locked_by_its_farmer(tmp_path: Path) -> None:
     identity = farm.public_key
     farm.close()
     again = Farm(tmp_path / "farm", 2, 8, genesis)  # the same identity, once the first let go
-    assert again.public_key == identity and again.plotted() == {}
+    assert again.public_key == identity and again.plotted_count() == 0
     again.close()
 
 
@@ -190,7 +190,7 @@ def test_official_farm_directories_open_both_ways(tmp_path: Path) -> None:
             Farm(official, sectors, pieces, genesis)
     farm = Farm(official, sectors, pieces, genesis)
     assert farm.id == farm_id and farm.public_key == public_key
-    assert list(farm.plotted()) == [0] and bytes(farm.sector_bytes(0)) == bytes(sector)
+    assert list(farm.plotted_indices()) == [0] and farm.read_sector(0) == bytes(sector)
     with open(official / "single_disk_farm.json") as other, pytest.raises(BlockingIOError):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and the official farmer is kept out
     farm.close()

@@ -7,11 +7,12 @@ compared with the challenge's by bidirectional distance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from autonomys_farmer.protocol.compute import Compute
+from autonomys_farmer.protocol.compute import AuditHits, Compute
 from autonomys_farmer.protocol.hashes import keyed_hash
 from autonomys_farmer.protocol.sector import (
     SectorBytes,
@@ -85,3 +86,20 @@ def audit_sector(
     winners = np.flatnonzero(distances <= np.uint64(solution_range // 2))
     order = winners[np.argsort(distances[winners], kind="stable")]
     return AuditResult(metadata.sector_index, s, tuple(ChunkCandidate(int(k), int(distances[k])) for k in order))
+
+
+def audit_results(
+    hits: AuditHits, sector_indices: Sequence[int] | np.ndarray, s_buckets: np.ndarray
+) -> list[AuditResult]:
+    """A batched audit's hits (Compute.audit_chunks over sectors sector_indices, whose audited
+    s-buckets were s_buckets) as one AuditResult per sector that has any: the form audit_sector gives."""
+    order = np.lexsort((hits.chunk, hits.distance, hits.sector))
+    sectors, chunks, distances = hits.sector[order], hits.chunk[order], hits.distance[order]
+    bounds = np.flatnonzero(np.diff(sectors)) + 1
+    results = []
+    for group in np.split(np.arange(len(sectors)), bounds) if len(sectors) else ():
+        position = int(sectors[group[0]])
+        candidates = tuple(ChunkCandidate(int(chunks[i]), int(distances[i])) for i in group)
+        sector_index, s_bucket = SectorIndex(int(sector_indices[position])), SBucket(int(s_buckets[position]))
+        results.append(AuditResult(sector_index, s_bucket, candidates))
+    return results

@@ -173,7 +173,9 @@ class CpuBackend:
         starts = np.ascontiguousarray(audited.starts, np.int64)
         target = np.uint64(int.from_bytes(global_challenge[:8], "little"))
         half_range = np.uint64(solution_range // 2)
-        capacity = 64
+        # Room for twice the hits the range should give: the launch runs again only if more came.
+        expected = len(words) * min(1.0, solution_range / 2**64)
+        capacity = int(64 + 2 * expected)
         while True:
             sector, chunk = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
             distance = np.empty(capacity, np.uint64)

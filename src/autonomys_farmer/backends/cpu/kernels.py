@@ -38,7 +38,22 @@ def kernel_cache_dir() -> Path:
     return Path(base) / digest.hexdigest()[:16]
 
 
-numba.config.CACHE_DIR = str(kernel_cache_dir())  # type: ignore[attr-defined]  # before any cached function below is declared
+def cpu_features() -> str | None:
+    """The CPU features numba compiles for: the host's, and where it has AVX-512, the full 512-bit
+    vectors. LLVM otherwise keeps to 256 bits on Intel CPUs (older ones lower their clock for wide
+    vectors); the hash kernels are integer lanes bound by ALU throughput, and an audit's keyed BLAKE3
+    runs 1.3x faster with twice the lanes. NUMBA_CPU_FEATURES, when set, wins."""
+    if numba.config.CPU_FEATURES is not None:  # type: ignore[attr-defined]
+        return str(numba.config.CPU_FEATURES)  # type: ignore[attr-defined]
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features().flatten()
+    return f"{features},-prefer-256-bit" if "+avx512f" in features.split(",") else None
+
+
+# Both before any cached function below is compiled (numba keys its cache by the CPU features too).
+numba.config.CACHE_DIR = str(kernel_cache_dir())  # type: ignore[attr-defined]
+numba.config.CPU_FEATURES = cpu_features()  # type: ignore[attr-defined]
 
 from autonomys_farmer.backends.cpu.intrinsics import target_intrinsics  # noqa: E402
 from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  # noqa: E402
@@ -47,7 +62,7 @@ from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  #
 # replacement. Only for the CPU: on the GPU numba-level inlining makes compile times explode.
 CPU_INLINE = frozenset(
     {"rotr32", "rotl32", "bswap32", "mask64", "g", "blake3_round", "compress", "quarter_round", "or_word", "word_at",
-     "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier"}
+     "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier", "audit_chunk_head", "audit_distance"}
 )  # fmt: skip
 
 
