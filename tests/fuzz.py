@@ -82,7 +82,7 @@ SAMPLES: dict[str, list[object]] = {
     subjects.SHARDS.name: [m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "h:1"),))],
     subjects.PLOT_JOBS.subject: [JOB],
     subjects.PLOT_DEAD_LETTERS.name: [m.DeadLetter(JOB, 50, "protocol info refused")],
-    subjects.PLOT_PROGRESS.name: [m.PlotProgress("j", "p1", m.PlotStage.READY, 8, 8, "h:2", 10, b"\x01" * 32)],
+    subjects.PLOT_PROGRESS.name: [m.PlotProgress("j", "p1", m.PlotStage.READY, 8, 8, "h:2", 10)],
     subjects.PROVE.name: [
         m.ProveResponse(SOLUTION),
         m.ProveResponse(None, "no proof"),

@@ -329,7 +329,8 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     async def feed() -> None:
         await view._heartbeat(m.Heartbeat(m.ComponentKind.CONTROLLER, "c1", status=m.ControllerStatus(), host="h"))
         await view._heartbeat(m.Heartbeat(m.ComponentKind.PLOT_SERVER, "p1", status=m.PlotServerStatus(waiting=3)))
-        plot_client = m.PlotClientStatus(slots=10, skipped=4, farms=(m.FarmStatus("farm1", "/f", 4, 1),))
+        farms = (m.FarmStatus("farm1", "/f", 4, 1),)
+        plot_client = m.PlotClientStatus(slots=10, skipped_audit_running=4, audit_ms=12.5, audited=16, farms=farms)
         await view._heartbeat(m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "pc", status=plot_client, started_at=1.0))
         for kind, detail in ((m.FarmEventKind.SOLUTION, ""), (m.FarmEventKind.LATE, "Solution was ignored"),
                              (m.FarmEventKind.INVALID, "bad proof"), (m.FarmEventKind.SOLUTION, "")):  # fmt: skip
@@ -341,7 +342,7 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "solutions accepted 2, late 1, invalid 1" in text
     assert "no archived segment yet" in text and "3 job(s) put back until their pieces are cached" in text
-    assert "4 of 10 slots skipped while the previous slot's wins were being proved" in text
+    assert "last slot's audit 12.5 ms over 16 sectors; slots skipped: 4 of 10 (previous audit still running)" in text
     assert "farm farm1 solution (sector 2, slot 7)\n" in text  # no dangling colon
     assert "farm farm1 late (sector 2, slot 7): Solution was ignored" in text
     assert view.summary() == "2 solution(s) accepted, 1 late (ignored by the node), 1 invalid"

@@ -1,12 +1,12 @@
 """The farming rules a plot client follows, as small pure pieces (the plot client is their adapter):
-which slots to farm, how many wins a slot can afford, when to stop trusting slow proof servers, and which
-sectors to replot before they expire."""
+which slots to farm, how many wins a slot can afford, when to stop trusting slow proof servers, which
+sectors to replot before they expire, and when a plot job is issued again."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TypeVar
 
 from autonomys_farmer.protocol.sector import derive_expiration_history_size, expiration_check_segment_index
@@ -38,6 +38,14 @@ class SlotSequence:
                 return False
         self.last, self.last_at = slot, now
         return True
+
+
+class SkipReason(StrEnum):
+    """Why a slot was not audited. Wins being proved never are a reason: proving (on a proof server or
+    here) runs beside later slots' audits, each slot's proofs held to its own deadline."""
+
+    AUDIT_RUNNING = "audit-running"  # the previous slot's audit had not finished
+    IMPLAUSIBLE = "implausible"  # a slot number the time since the last one cannot explain
 
 
 MAX_WINS_PER_SLOT = 16  # wins of one slot proved together at most
@@ -125,3 +133,11 @@ def sectors_to_replot(
         if expires is not None and expires - 1 <= current_segment + 1:
             due.append(key)
     return due
+
+
+def issue_job_again(still_queued: bool, holders_alive: bool) -> bool:
+    """A plot job that has been silent a while is issued again only when nobody can still plot it: its
+    message has left the work queue (taken and acknowledged) and no plot server that reported work on
+    it is alive. A job waiting in the queue, or held by a live server, or unacknowledged by a dead one
+    (the work queue redelivers it), must not be issued twice: both copies would be plotted."""
+    return not still_queued and not holders_alive

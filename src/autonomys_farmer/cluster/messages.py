@@ -124,7 +124,11 @@ class SectorProgress:
 class PlotClientStatus:
     TAG: ClassVar[str] = "plot-client"
     slots: int = 0
-    skipped: int = 0  # slots not audited: the previous slot's wins were still being proved
+    skipped_audit_running: int = 0  # slots not audited: the previous slot's audit had not finished
+    skipped_implausible: int = 0  # slot numbers refused: more ahead than the time since the last allows
+    audit_ms: float = 0.0  # the last slot's audit of every farm (farms audit side by side)
+    audited: int = 0  # sectors in that audit
+    proving: int = 0  # wins being proved now (several slots' at once, each to its own deadline)
     wins: int = 0
     accepted: int = 0
     late: int = 0  # ignored by the node: proved after the slot's deadline
@@ -285,8 +289,7 @@ class PlotProgress:
     done: int = 0
     total: int = 0
     address: str = ""  # ready: where to fetch the sector over TCP
-    size: int = 0
-    checksum: bytes = b""  # ready: blake3(sector bytes || checksummed metadata)
+    size: int = 0  # ready: bytes of the sector and its checksummed metadata
     error: str = ""
 
 

@@ -248,7 +248,9 @@ class SectorContentsMap:
 
     def record_has_row(self, piece_offset: int) -> np.ndarray:
         """bool[65536]: s-buckets record o has (encoded, or among its first unencoded fill)."""
-        return kept_slab(self.encoded(piece_offset)[None, :], 0, self.ends[piece_offset : piece_offset + 1])[0]
+        return np.asarray(
+            kept_slab(self.encoded(piece_offset)[None, :], 0, self.ends[piece_offset : piece_offset + 1])[0]
+        )
 
     def s_bucket_encoded(self, s_bucket: int) -> np.ndarray:
         """bool[P]: which records' chunk in s-bucket s is encoded."""

@@ -10,8 +10,6 @@ from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
 
-import blake3
-
 from autonomys_farmer.protocol.kzg import PARAMETERS_SHA256, Kzg, KzgError
 
 # The real 2^15 setup (1.6 MB, upstream's shared/subspace-kzg/src/eth-public-parameters.bin) ships as
@@ -40,23 +38,6 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class HashingWriter:
-    """Passes writes on to a file while hashing (BLAKE3) and counting them."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
-        self.hasher = blake3.blake3()
-        self.size = 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.hasher.update(data)
-        self.size += len(data)
-        return self.out.write(data)
-
-    def digest(self) -> bytes:
-        return self.hasher.digest()
 
 
 def load_kzg(path: str | os.PathLike[str] | None = None) -> Kzg:

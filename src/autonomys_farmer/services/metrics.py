@@ -32,6 +32,12 @@ FARM_PROVING_TIME = Histogram(
     ["farm_id", "result"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16),
 )  # fmt: skip
 FARM_SKIPPED_SLOTS = Counter(f"{_PREFIX}_farm_skipped_slots", "Slots not audited (previous still busy)", ["farm_id"])
+# --- the plot client's whole slot (its farms audit side by side) -----------------------------------
+SLOT_AUDITING_TIME = Histogram(
+    f"{_PREFIX}_slot_auditing_time_seconds", "Time to audit every farm of a plot client for one slot",
+    buckets=[0.0002 * 2**i for i in range(15)],
+)  # fmt: skip
+SKIPPED_SLOTS = Counter(f"{_PREFIX}_slots_skipped", "Slots a plot client did not audit, by reason", ["reason"])
 FARM_SECTOR_PLOTTING_TIME = Histogram(
     f"{_PREFIX}_farm_sector_plotting_time_seconds", "Time from plot job to sector on disk",
     ["farm_id"], buckets=_SECTOR_TIME_BUCKETS,

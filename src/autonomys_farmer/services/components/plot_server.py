@@ -40,7 +40,7 @@ from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_i
 from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services import metrics
 from autonomys_farmer.services.components.component import Component
-from autonomys_farmer.services.files import HashingWriter, atomic_writer, write_atomically
+from autonomys_farmer.services.files import atomic_writer, write_atomically
 from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier
 from autonomys_farmer.services.transport.bulk import Answer
 from autonomys_farmer.services.transport.nats_bus import retry_forever
@@ -64,7 +64,6 @@ class BufferedSector:
 
     job: PlotJob
     size: int
-    checksum: bytes
 
 
 class PlotServer(Component):
@@ -223,13 +222,13 @@ class PlotServer(Component):
         self.counts["encoding"] += 1
         encoding_started = time.monotonic()
         try:
-            size, checksum = await asyncio.to_thread(self._encode_to_file, job, info, indexes, found, path, report)
+            size = await asyncio.to_thread(self._encode_to_file, job, info, indexes, found, path, report)
         finally:
             self.counts["encoding"] -= 1
         encoding_s = time.monotonic() - encoding_started
         self.records_per_s = round(job.pieces_in_sector / encoding_s, 1)
         metrics.PLOTTER_ENCODING_TIME.labels(self.compute.name).observe(encoding_s)
-        write_atomically(path.with_suffix(".job"), wire.encode(BufferedSector(job, size, checksum)))
+        write_atomically(path.with_suffix(".job"), wire.encode(BufferedSector(job, size)))
         self.counts["plotted"] += 1
         self.last_sector_s = round(time.monotonic() - started, 2)
         metrics.PLOTTER_PLOTTING_TIME.labels(self.compute.name).observe(self.last_sector_s)
@@ -244,10 +243,10 @@ class PlotServer(Component):
         found: dict[PieceIndex, Piece],
         path: Path,
         report: Callable[[int, int], None],
-    ) -> tuple[int, bytes]:
+    ) -> int:
         """Encode the sector straight into its buffer file (sector, then its metadata); returns the
-        file's size and checksum. Pieces are moved into one records array as it fills, so a sector is
-        held once in memory."""
+        file's size. Pieces are moved into one records array as it fills, so a sector is held once in
+        memory."""
         last_use = {index: offset for offset, index in enumerate(indexes)}
 
         def pieces_in_order() -> Iterator[Piece]:
@@ -256,19 +255,12 @@ class PlotServer(Component):
 
         records = SectorRecords.gather(pieces_in_order(), len(indexes))
         with atomic_writer(path) as f:
-            out = HashingWriter(f)
             metadata = plot_sector(
-                self.compute,
-                job.public_key,
-                job.sector_index,
-                info.history_size,
-                records,
-                out,  # type: ignore[arg-type]
-                self.compute.batch_records,
-                report,
-            )
-            out.write(metadata.to_bytes())
-        return out.size, out.digest()
+                self.compute, job.public_key, job.sector_index, info.history_size, records, f,
+                self.compute.batch_records, report,
+            )  # fmt: skip
+            f.write(metadata.to_bytes())
+            return f.tell()
 
     async def _announce(self, path: Path) -> None:
         try:
@@ -276,9 +268,7 @@ class PlotServer(Component):
         except (OSError, wire.WireError):  # crashed between the two writes: the job will be redelivered
             self._release(path.stem)
             return
-        await self._progress(
-            buffered.job, PlotStage.READY, address=self.address, size=buffered.size, checksum=buffered.checksum
-        )
+        await self._progress(buffered.job, PlotStage.READY, address=self.address, size=buffered.size)
 
     async def _expire_buffer(self) -> None:
         while True:

@@ -65,6 +65,19 @@ class SlotAudit:
     failed: Mapping[str, str]  # per farm that could not be read: why
 
 
+def warm_up_audits(compute: Compute) -> None:
+    """Compile (or load) the audit's kernels now, with the argument types a slot passes them, so that
+    no slot pays for it (the first audit after an install would otherwise take seconds)."""
+    none = np.zeros(0, np.int64)
+    sector = PlottedSectors(1, 1, bytes(32))
+    challenge = np.frombuffer(bytes(32), np.uint8)
+    buffer = np.zeros((0, 32), np.uint8)
+    plot_io.read_audited_s_buckets(-1, none, sector.sector_ids, challenge, sector.sizes, sector.offsets, 0, 0, buffer)
+    plot_io.read_chunks_at(-1, 0, none, buffer)
+    chunks = AuditedChunks(np.zeros((1, 32), np.uint8), np.array([0, 1], np.int64), np.zeros((1, 32), np.uint8))
+    compute.audit_chunks(chunks, bytes(32), 0)
+
+
 class AuditEngine:
     def __init__(self, compute: Compute, farms: Sequence[Farm]) -> None:
         self.compute = compute
@@ -76,20 +89,6 @@ class AuditEngine:
         if buffer is None:
             buffer = self._local.chunks = np.empty((MIN_BATCH * 1000, 32), np.uint8)
         return buffer
-
-    def warm_up(self) -> None:
-        """Compile (or load) the audit's kernels now, with the argument types a slot passes them, so
-        that no slot pays for it."""
-        none = np.zeros(0, np.int64)
-        sector = PlottedSectors(1, 1, bytes(32))
-        challenge = np.frombuffer(bytes(32), np.uint8)
-        buffer = np.zeros((0, 32), np.uint8)
-        plot_io.read_audited_s_buckets(
-            -1, none, sector.sector_ids, challenge, sector.sizes, sector.offsets, 0, 0, buffer
-        )
-        plot_io.read_chunks_at(-1, 0, none, np.zeros((0, 32), np.uint8))
-        chunks = AuditedChunks(np.zeros((1, 32), np.uint8), np.array([0, 1], np.int64), np.zeros((1, 32), np.uint8))
-        self.compute.audit_chunks(chunks, bytes(32), 0)
 
     def audit(
         self,

@@ -250,6 +250,10 @@ class Farm:
     def plotted_indices(self) -> np.ndarray:
         return self.sectors_in_memory.indices()
 
+    def unplotted_indices(self) -> np.ndarray:
+        """Sectors not plotted now (never plotted, unusable, or being written), ascending."""
+        return np.flatnonzero(~self.sectors_in_memory.plotted)
+
     def sector_metadata(self, index: SectorIndex) -> SectorMetadata | None:
         return self.sectors_in_memory.metadata(index)
 

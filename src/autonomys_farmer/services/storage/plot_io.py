@@ -9,6 +9,8 @@ read with `os.pread` to get the operating system's error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit, types
 
@@ -21,7 +23,7 @@ TOO_SMALL = -2
 
 # libc's pread, linked by name (so numba can cache the callers); the buffer address goes as an integer,
 # which is how the x86-64 and AArch64 calling conventions pass a pointer anyway.
-_pread = types.ExternalFunction("pread", types.int64(types.int32, types.uintp, types.uintp, types.int64))
+_pread: Any = types.ExternalFunction("pread", types.int64(types.int32, types.uintp, types.uintp, types.int64))
 
 
 @njit(nogil=True, cache=True)

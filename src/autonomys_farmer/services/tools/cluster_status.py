@@ -146,11 +146,12 @@ class ClusterStatus:
             table.add_row(beat.kind, beat.instance_id[:8], beat.host, up, _figures(beat))
             notes += _start_up_notes(beat)
             if isinstance(beat.status, PlotClientStatus):
-                if beat.status.skipped:
-                    notes.append(
-                        f"plot client {beat.instance_id[:8]}: {beat.status.skipped} of {beat.status.slots} slots "
-                        "skipped while the previous slot's wins were being proved"
-                    )
+                client = beat.status
+                notes.append(
+                    f"plot client {beat.instance_id[:8]}: last slot's audit {client.audit_ms:.1f} ms over "
+                    f"{client.audited} sectors; slots skipped: {client.skipped_audit_running} of {client.slots} "
+                    f"(previous audit still running), {client.skipped_implausible} refused as implausible"
+                )
                 for farm in beat.status.farms:
                     bars.add_row(
                         f"farm {farm.farm_id[:8]}",

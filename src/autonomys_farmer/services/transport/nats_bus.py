@@ -427,9 +427,20 @@ class Bus:
             except nats.js.errors.BadRequestError:
                 await self.js.stream_info(queue.stream)
 
-    async def enqueue(self, queue: WorkQueue[T], message: T, message_id: str) -> None:
-        """Add a job (JetStream drops a second one with the same id within its duplicate window)."""
-        await self.js.publish(queue.subject, queue.codec.encode(message), headers={"Nats-Msg-Id": message_id})
+    async def enqueue(self, queue: WorkQueue[T], message: T, message_id: str) -> int:
+        """Add a job (JetStream drops a second one with the same id within its duplicate window); returns
+        its sequence number in the stream."""
+        ack = await self.js.publish(queue.subject, queue.codec.encode(message), headers={"Nats-Msg-Id": message_id})
+        return int(ack.seq)
+
+    async def queued(self, queue: WorkQueue[Any], sequence: int) -> bool:
+        """Is the job with this sequence still in the work queue (waiting, or delivered and not yet
+        acknowledged)? A work queue drops a job once it is acknowledged."""
+        try:
+            await self.js.get_msg(queue.stream, sequence)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
 
 class RemoteError(RuntimeError):
