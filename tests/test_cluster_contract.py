@@ -106,6 +106,10 @@ def test_win_budget():
     assert farming.wins_to_prove(0.5, 4.0, 1.0, available=5) == 2  # 3.5 s left, 1.25 s each with the margin
     assert farming.wins_to_prove(0.5, 4.0, 0.01, available=100) == farming.MAX_WINS_PER_SLOT
     assert farming.wins_to_prove(0.5, 4.0, 1.0, available=0) == 0
+    # Earlier slots' wins still being proved come first: only what lands after them is sent.
+    assert farming.wins_to_prove(0.5, 4.0, 1.0, available=5, in_flight=1) == 1
+    assert farming.wins_to_prove(0.5, 4.0, 2.0, available=5, in_flight=1) == 0
+    assert farming.wins_to_prove(0.5, 4.0, 0.05, available=5, in_flight=3) == 5
     estimate = farming.ProofTime()
     estimate.observe(2.0)
     estimate.observe(1.0)

@@ -345,7 +345,10 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     assert "last slot's audit 12.5 ms over 16 sectors; slots skipped: 4 of 10 (previous audit still running)" in text
     assert "farm farm1 solution (sector 2, slot 7)\n" in text  # no dangling colon
     assert "farm farm1 late (sector 2, slot 7): Solution was ignored" in text
-    assert view.summary() == "2 solution(s) accepted, 1 late (ignored by the node), 1 invalid"
+    assert view.summary() == (
+        "2 solution(s) accepted, 1 late (ignored by the node), 1 invalid; 4 of 10 slots skipped (previous audit "
+        "still running)"
+    )
     view.archiving = (48, 128, 30.0)  # what a dev node archiving its genesis segment reports
     console = Console(file=io.StringIO(), width=200)
     console.print(view.render("test"))

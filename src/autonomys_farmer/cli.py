@@ -354,6 +354,27 @@ def export_piece_main() -> int:
     return main(["export-piece", *sys.argv[1:]])
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    import json
+
+    from autonomys_farmer.services.files import load_kzg
+    from autonomys_farmer.services.storage.farm import FarmError
+    from autonomys_farmer.services.tools import farm_benchmark
+
+    compute = _compute(args.backend)
+    figures: farm_benchmark.AuditFigures | farm_benchmark.ProveFigures
+    try:
+        if args.what == "audit":
+            figures = farm_benchmark.benchmark_audit(compute, [Path(d) for d in args.farms], args.slots)
+        else:
+            kzg = load_kzg(args.kzg_parameters)
+            figures = farm_benchmark.benchmark_prove(compute, kzg, Path(args.farm), args.count)
+    except FarmError as e:
+        raise SystemExit(f"benchmark {args.what}: {e}") from None
+    print(json.dumps(farm_benchmark.as_json(figures)) if args.json else "\n".join(figures.lines()))
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.devnet.dev import run_dev
 
@@ -505,6 +526,23 @@ def build_parser() -> argparse.ArgumentParser:
     kzg_option(export)
     backend_option(export, "piece verification")
     export.set_defaults(func=_export_piece)
+
+    benchmark = sub.add_parser(
+        "benchmark", help="the plot client's audit and proving on existing farms (read-only, beside a farmer)"
+    ).add_subparsers(dest="what", required=True)
+    audit = benchmark.add_parser("audit", help="audit every plotted sector of the farms, slot after slot")
+    audit.add_argument("farms", nargs="+", metavar="FARM_DIR", help="farm directories (as plot-client path=)")
+    audit.add_argument("--slots", type=_positive, default=10, help="slots to audit")
+    audit.add_argument("--json", action="store_true", help="print the figures as JSON")
+    backend_option(audit, "auditing")
+    audit.set_defaults(func=_benchmark)
+    prove = benchmark.add_parser("prove", help="read and prove winning records of a farm")
+    prove.add_argument("farm", metavar="FARM_DIR", help="a farm directory (as plot-client path=)")
+    prove.add_argument("--count", type=_positive, default=10, help="wins to prove")
+    prove.add_argument("--json", action="store_true", help="print the figures as JSON")
+    kzg_option(prove)
+    backend_option(prove, "proving")
+    prove.set_defaults(func=_benchmark)
 
     dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
     dev.add_argument(

@@ -52,14 +52,16 @@ MAX_WINS_PER_SLOT = 16  # wins of one slot proved together at most
 PROOF_TIME_MARGIN = 1.25  # proofs vary: a further win is tried only if it fits with a quarter to spare
 
 
-def wins_to_prove(elapsed_s: float, timeout_s: float, estimate_s: float, available: int) -> int:
-    """How many of a slot's wins (best first) to prove together. The first is always tried while the
-    slot is open; more only as far as the running per-win estimate says they land before the deadline:
-    a late proof is ignored by the node and takes compute from the next slot."""
+def wins_to_prove(elapsed_s: float, timeout_s: float, estimate_s: float, available: int, in_flight: int = 0) -> int:
+    """How many of a slot's wins (best first) to prove together, while `in_flight` wins of earlier
+    slots are still being proved ahead of them. With none in flight the first is always tried while the
+    slot is open; more only as far as the running per-win estimate says they land before the deadline
+    after those in flight: a late proof is ignored by the node and takes compute from the next slot, so
+    proving slower than wins come sends only what can land (conservative with several proof servers)."""
     if elapsed_s > timeout_s or available == 0:
         return 0
-    fit = int((timeout_s - elapsed_s) // (estimate_s * PROOF_TIME_MARGIN)) if estimate_s > 0 else 1
-    return min(available, MAX_WINS_PER_SLOT, max(1, fit))
+    fit = int((timeout_s - elapsed_s) // (estimate_s * PROOF_TIME_MARGIN)) - in_flight if estimate_s > 0 else 1
+    return min(available, MAX_WINS_PER_SLOT, max(0 if in_flight else 1, fit))
 
 
 @dataclass

@@ -132,7 +132,7 @@ class AuditEngine:
         generations = plotted.generations[rows].copy()
         while True:
             buffer = self._buffer()
-            challenges, s_buckets, starts, failed = plot_io.read_audited_s_buckets(
+            challenges, s_buckets, _first, starts, failed = plot_io.read_audited_s_buckets(
                 farm.plot_fd(),
                 rows,
                 plotted.sector_ids,

@@ -85,14 +85,14 @@ def read_audited_s_buckets(fd, rows, sector_ids, challenge, sizes, offsets, sect
         first_chunk[i] = offset
         starts[i + 1] = starts[i] + sizes[row, s]
     if starts[n] > chunks.shape[0]:
-        return challenges, s_buckets, starts, TOO_SMALL
+        return challenges, s_buckets, first_chunk, starts, TOO_SMALL
     flat = chunks.reshape(-1)
     for i in range(n):
         if starts[i + 1] > starts[i]:
             position = rows[i] * sector_size + chunks_offset + 32 * first_chunk[i]
             if not pread_into(fd, flat[32 * starts[i] : 32 * starts[i + 1]], position):
-                return challenges, s_buckets, starts, i
-    return challenges, s_buckets, starts, -1
+                return challenges, s_buckets, first_chunk, starts, i
+    return challenges, s_buckets, first_chunk, starts, -1
 
 
 @njit(nogil=True, cache=True)

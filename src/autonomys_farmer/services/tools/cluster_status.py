@@ -95,10 +95,13 @@ class ClusterStatus:
 
     def summary(self) -> str:
         s = self.solutions
+        clients = [beat.status for beat in self.live() if isinstance(beat.status, PlotClientStatus)]
+        slots = sum(client.slots for client in clients)
+        skipped = sum(client.skipped_audit_running for client in clients)
         return (
             f"{s[FarmEventKind.SOLUTION]} solution(s) accepted, {s[FarmEventKind.LATE]} late (ignored by the node), "
             f"{s[FarmEventKind.INVALID]} invalid"
-        )
+        ) + (f"; {skipped} of {slots} slots skipped (previous audit still running)" if clients else "")
 
     def snapshot(self) -> dict[str, Any]:
         """One JSON-ready picture of the cluster (`status --json`)."""

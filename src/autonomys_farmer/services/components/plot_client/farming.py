@@ -178,11 +178,11 @@ class SlotFarming:
         per win (the estimate and the metric)."""
         left = deadline - time.monotonic()
         count = farming.wins_to_prove(self.farming_timeout - left, self.farming_timeout, self.proof_time.seconds,
-                                      len(wins))  # fmt: skip
+                                      len(wins), self.proving)  # fmt: skip
         if count < len(wins):
             log.info(
-                "slot %d: %d wins, %d fit the %.1fs left (a proof takes ~%.1fs): the rest dropped",
-                slot_number, len(wins), count, left, self.proof_time.seconds,
+                "slot %d: %d wins, %d fit the %.1fs left (a proof takes ~%.1fs, %d of earlier slots in flight): "
+                "the rest dropped", slot_number, len(wins), count, left, self.proof_time.seconds, self.proving,
             )  # fmt: skip
             self.counts["dropped"] += len(wins) - count
         wins = wins[:count]
