@@ -24,7 +24,7 @@ from autonomys_farmer.protocol.sector import (
 )
 from autonomys_farmer.protocol.solution import pieces_to_solution_range
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
-from autonomys_farmer.services.storage.auditing import AuditEngine
+from autonomys_farmer.services.storage.auditing import AuditEngine, warm_up_audits
 from autonomys_farmer.services.storage.farm import Farm
 
 SECTORS = 2000
@@ -61,9 +61,9 @@ def test_the_batched_audit_equals_the_reference_over_thousands_of_mainnet_sector
     try:
         assert farm.plotted_count() == SECTORS
         engine = AuditEngine(compute, [farm])
-        # A mainnet-like range (a few hits per slot), a wide one (many), and every chunk a candidate
-        # (zero chunks of sparse sectors all tie: the order within a sector is then the chunk order).
-        ranges = [pieces_to_solution_range(1000, (1, 6)) * 500, U64_MAX // 64, U64_MAX]
+        # A mainnet-like range (a few hits per slot), a wide one (many, and every chunk of a sparse
+        # sector within it: zero chunks all tie, so the order within a sector is then the chunk order).
+        ranges = [pieces_to_solution_range(1000, (1, 6)) * 500, U64_MAX // 64, U64_MAX // 8]
         total = 0
         for slot, solution_range in zip((1, 2, 3), ranges, strict=True):
             audit = engine.audit(challenge(slot), solution_range)
@@ -73,7 +73,7 @@ def test_the_batched_audit_equals_the_reference_over_thousands_of_mainnet_sector
             distances = [c.best_distance for c in audit.candidates]
             assert distances == sorted(distances)
             total += len(audit.candidates)
-        assert len(expected) == SECTORS and total > SECTORS + 10
+        assert total > SECTORS // 8 and any(len(result.candidates) > 400 for result in expected.values())
         excluded = engine.audit(challenge(4), U64_MAX, {farm.id: {SectorIndex(3), SectorIndex(7)}})
         assert excluded.sectors == SECTORS - 2
         assert {3, 7}.isdisjoint(c.audit.sector_index for c in excluded.candidates)
@@ -122,7 +122,7 @@ def test_an_audit_reads_from_the_device_about_its_s_bucket_only(mainnet_farm, co
     farm = Farm(mainnet_farm, SECTORS, 1000, GENESIS)
     try:
         engine = AuditEngine(compute, [farm])
-        engine.warm_up()
+        warm_up_audits(compute)
         only = {farm.id: {SectorIndex(i) for i in range(SECTORS) if i not in DATA_SECTORS}}
         fd = os.open(farm.plot_path, os.O_RDONLY)
         read, audited, s_bucket_bytes = 0, 0, 0

@@ -197,6 +197,10 @@ class SlotFarming:
             farm = wins[i][0]
             self.proving -= 1
             result = "Timeout"
+            if solution is not None and time.monotonic() > deadline:
+                log.info("slot %d: a solution proved after the slot's deadline is not submitted (the node would "
+                         "ignore it)", slot_number)  # fmt: skip
+                solution = None
             if solution is None:
                 self.counts["dropped"] += 1
             else:
