@@ -90,7 +90,7 @@ def test_really_plotted_sectors_audit_and_read_from_the_farm_as_from_memory(tmp_
         engine = AuditEngine(compute, [farm])
         in_memory = PlottedSectorView.open(plotted.data, plotted.metadata)
         on_disk = PlottedSectorView.open(farm.source(0), farm.sector_metadata(SectorIndex(0)))
-        wins = 0
+        wins, won = 0, None
         for slot in range(1, 40):
             audit = engine.audit(challenge(slot), U64_MAX)
             expected = audit_sector(compute, farm.public_key, challenge(slot), U64_MAX, plotted.data, plotted.metadata)
@@ -102,8 +102,9 @@ def test_really_plotted_sectors_audit_and_read_from_the_farm_as_from_memory(tmp_
                 for field in ("s_buckets", "encoded", "chunks"):
                     assert np.array_equal(getattr(read.record, field), getattr(want.record, field))
                 wins += 1
-        assert wins
-        (candidate,) = engine.audit(challenge(1), U64_MAX).candidates
+                won = slot
+        assert wins and won is not None
+        (candidate,) = engine.audit(challenge(won), U64_MAX).candidates
         assert candidate.still_valid()
         farm.receive(SectorIndex(0))  # replotting begins: what was audited before is void
         assert not candidate.still_valid() and farm.plotted_count() == 0

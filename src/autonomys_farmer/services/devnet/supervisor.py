@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,8 +20,30 @@ log = logging.getLogger(__name__)
 NATS_MAX_PAYLOAD = "4MB"
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes outgoing connections' local ports from (Linux; IANA's elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port for a listener that starts later, restarts keep, and processes are told in advance.
+    Outside the ephemeral range: there, the local end of any outgoing connection (NATS clients, bulk
+    transfers) may take it in the meantime and keep it, and the listener could never bind again."""
+    low, high = ephemeral_ports()
+    candidates = [*range(20000, min(low, 32768)), *range(high + 1, 65536)]
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every port is ephemeral here: take the kernel's pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -197,6 +197,8 @@ class SlotFarming:
             farm = wins[i][0]
             self.proving -= 1
             result = "Timeout"
+            if solution is not None:  # late or not, it says how long a proof takes here
+                finished.append(time.perf_counter() - started)
             if solution is not None and time.monotonic() > deadline:
                 log.info("slot %d: a solution proved after the slot's deadline is not submitted (the node would "
                          "ignore it)", slot_number)  # fmt: skip
@@ -204,7 +206,6 @@ class SlotFarming:
             if solution is None:
                 self.counts["dropped"] += 1
             else:
-                finished.append(time.perf_counter() - started)
                 try:
                     accepted = await self._submit_solution(farm, slot_number, solution)
                     result = "Success" if accepted else "Rejected"
@@ -248,11 +249,11 @@ class SlotFarming:
         deadline: float,
         settle: Callable[[int, Solution | None], Awaitable[None]],
     ) -> None:
-        """Wins proved on this machine, one batch at a time: a batch that waited past its deadline is
-        dropped rather than proved late."""
+        """Wins proved on this machine, one batch at a time: a batch that can no longer land before its
+        deadline (by the running estimate) is dropped rather than proved late."""
         async with self._local_proving:
-            if time.monotonic() >= deadline:
-                log.info("%d win(s) dropped: their slot's deadline passed while earlier ones were proved here",
+            if time.monotonic() + self.proof_time.seconds >= deadline:
+                log.info("%d win(s) dropped: their slot's deadline passes before a proof here could land",
                          len(indices))  # fmt: skip
                 for i in indices:
                     await settle(i, None)
