@@ -87,6 +87,27 @@ def test_fn_kernel_matches_reference_on_random_inputs():
             assert (int(ky[i]), km[i]) == pos.fn(table, int(ys[i]), ml[i], mr[i])
 
 
+def test_fn_lanes_equal_the_reference_in_full_and_partial_blocks():
+    """The CPU's lane-major fn launcher (blocks of FN_LANES matches, the last one partial) on random
+    entries of every table, against the reference fn."""
+    rng = np.random.default_rng(6)
+    n = 3 * pos_table.FN_LANES + 5
+    for table in range(2, 8):
+        pb = pos.metadata_bits(table - 1)
+        ys = rng.integers(0, 1 << 26, n).astype(np.int64)
+        metas = [int(rng.integers(0, 2**63)) << 65 ^ int(rng.integers(0, 2**63)) for _ in range(n)]
+        metas = [m & ((1 << pb) - 1) for m in metas]
+        hi = np.array([m >> 64 for m in metas], np.uint64)
+        lo = np.array([m & (2**64 - 1) for m in metas], np.uint64)
+        left = rng.integers(0, n, n).astype(np.int32)
+        right = rng.integers(0, n, n).astype(np.int32)
+        y_out, hi_out, lo_out = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
+        pos_table.fn_table(False, table, pos.K, ys, hi, lo, left, right, y_out, hi_out, lo_out)
+        for i in range(n):
+            want = pos.fn(table, int(ys[left[i]]), metas[left[i]], metas[right[i]])
+            assert (int(y_out[i]), (int(hi_out[i]) << 64) | int(lo_out[i])) == want, (table, i)
+
+
 def test_s35_tables_and_first_proofs(s35_table):
     assert tuple(s35_table.sizes) == S35_TABLE_SIZES
     for challenge, proof_hex in S35_PROOFS.items():

@@ -6,7 +6,6 @@ pool); a single big job (one proof table, one large NTT) spreads over all cores 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from autonomys_farmer.backends.cpu import field as fr
 from autonomys_farmer.backends.cpu import hashing, msm
+from autonomys_farmer.backends.cpu.kernels import usable_cores
 from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.protocol import field
 from autonomys_farmer.protocol.compute import AuditedChunks, AuditHits, EncodedRecords
@@ -23,14 +23,6 @@ from autonomys_farmer.protocol.plotting import extend_record, needs_all_proofs, 
 from autonomys_farmer.protocol.pos import chacha8_key_words
 
 ALL_S_BUCKETS = np.arange(RECORD_NUM_S_BUCKETS, dtype=np.uint32)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (numactl -C and cgroup affinity respected)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class CpuBackend:
@@ -149,16 +141,10 @@ class CpuBackend:
     # --- hashing and keystreams -----------------------------------------------------------------------
 
     def hash_rows(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.ascontiguousarray(rows, np.uint8)
-        out = np.empty((rows.shape[0], 32), np.uint8)
-        hashing.hash_rows_launch(self.parallel, rows, out)
-        return out
+        return hashing.hash_rows(self.parallel, np.asarray(rows, np.uint8))
 
     def keyed_hash_rows(self, key: bytes, rows: np.ndarray) -> np.ndarray:
-        rows = np.ascontiguousarray(rows, np.uint8)
-        out = np.empty((rows.shape[0], 32), np.uint8)
-        hashing.keyed_hash_rows_launch(self.parallel, np.frombuffer(key, np.uint8), rows, out)
-        return out
+        return hashing.hash_rows(self.parallel, np.asarray(rows, np.uint8), np.frombuffer(key, np.uint8))
 
     def chacha8_keystream(self, seed: bytes, nblocks: int) -> np.ndarray:
         out = np.zeros(64 * nblocks, np.uint8)

@@ -9,37 +9,70 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from autonomys_farmer.backends.cpu.kernels import CPU, launcher
-from autonomys_farmer.backends.kernels.blake3 import KEYED_HASH
+from autonomys_farmer.backends.cpu.kernels import CPU, launcher, split_launch
+from autonomys_farmer.backends.kernels.blake3 import BLOCK_LEN, CHUNK_END, CHUNK_START, IV, KEYED_HASH, ROOT
 
-hash_chunk = CPU.hash_chunk
-store_digest = CPU.store_digest
-iv_words = CPU.iv_words
-key_words = CPU.key_words
+compress = CPU.compress
 chacha8_block = CPU.chacha8_block
 audit_chunk_head = CPU.audit_chunk_head
 audit_distance = CPU.audit_distance
 
+HASH_LANES = 16  # rows hashed side by side: one AVX-512 vector of words
+HASH_TASK = 4096  # rows per task on one core
 AUDIT_LANES = 32  # chunks hashed side by side (a multiple of 16: two AVX-512 vectors of words)
 
 
-@launcher
-def hash_rows_launch(rows, out):
-    n, length = rows.shape
-    flat = rows.reshape(-1)
-    digests = out.reshape(-1)
-    for i in prange(n):
-        store_digest(hash_chunk(flat, i * length, length, iv_words(), 0), digests, 32 * i)
+@njit(nogil=True, cache=True)
+def hash_rows_lanes(words, length, cv, base_flags, out, start, end):
+    """BLAKE3 of rows [start, end) (words: their little-endian words, zero padded; each row `length`
+    bytes, at most one chunk), keyed when base_flags is KEYED_HASH, into out (uint32[n, 8]) on one
+    core without the GIL. HASH_LANES rows side by side: per block, their message words lane-major
+    (one array per word), compressed with one SIMD lane per row."""
+    nblocks = max(1, (length + BLOCK_LEN - 1) // BLOCK_LEN)
+    block = np.zeros((16, HASH_LANES), np.uint32)
+    state = np.empty((8, HASH_LANES), np.uint32)
+    for base in range(start, end, HASH_LANES):
+        used = min(HASH_LANES, end - base)
+        for w in range(8):
+            for lane in range(HASH_LANES):
+                state[w, lane] = cv[w]
+        for b in range(nblocks):
+            first = b * BLOCK_LEN // 4
+            n = min(BLOCK_LEN, length - b * BLOCK_LEN)
+            flags = base_flags | (CHUNK_START if b == 0 else 0) | (CHUNK_END | ROOT if b == nblocks - 1 else 0)
+            for lane in range(used):
+                for w in range(16):
+                    block[w, lane] = words[base + lane, first + w] if 4 * w < n else 0
+            for lane in range(HASH_LANES):  # all lanes, so the loop has no scalar remainder
+                h = compress(
+                    (state[0, lane], state[1, lane], state[2, lane], state[3, lane],
+                     state[4, lane], state[5, lane], state[6, lane], state[7, lane]),
+                    (block[0, lane], block[1, lane], block[2, lane], block[3, lane],
+                     block[4, lane], block[5, lane], block[6, lane], block[7, lane],
+                     block[8, lane], block[9, lane], block[10, lane], block[11, lane],
+                     block[12, lane], block[13, lane], block[14, lane], block[15, lane]),
+                    0, n, flags,
+                )  # fmt: skip
+                for w in range(8):
+                    state[w, lane] = h[w]
+        for lane in range(used):
+            for w in range(8):
+                out[base + lane, w] = state[w, lane]
 
 
-@launcher
-def keyed_hash_rows_launch(key, rows, out):
+def hash_rows(parallel: bool, rows: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
+    """BLAKE3 digests (keyed by the 32-byte `key` when given) of equal-length rows of at most 1024 bytes."""
     n, length = rows.shape
-    flat = rows.reshape(-1)
-    digests = out.reshape(-1)
-    cv = key_words(key)
-    for i in prange(n):
-        store_digest(hash_chunk(flat, i * length, length, cv, KEYED_HASH), digests, 32 * i)
+    if length > 1024:
+        raise ValueError(f"rows of {length} bytes: one BLAKE3 chunk (1024 bytes) at most")
+    padded = -(-length // BLOCK_LEN) * BLOCK_LEN or BLOCK_LEN  # whole blocks: every word read exists
+    words = np.zeros((n, padded // 4), np.uint32)
+    words.view(np.uint8)[:, :length] = rows
+    cv = IV if key is None else np.frombuffer(bytes(key), "<u4").astype(np.uint32)
+    flags = 0 if key is None else KEYED_HASH
+    out = np.empty((n, 8), np.uint32)
+    split_launch(parallel, hash_rows_lanes, n, HASH_TASK, words, length, cv, flags, out)
+    return out.astype("<u4").view(np.uint8)
 
 
 @launcher

@@ -8,10 +8,12 @@ threading (numba's workqueue layer may not be entered from two threads at once).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FunctionType
@@ -62,7 +64,8 @@ from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  #
 # replacement. Only for the CPU: on the GPU numba-level inlining makes compile times explode.
 CPU_INLINE = frozenset(
     {"rotr32", "rotl32", "bswap32", "mask64", "g", "blake3_round", "compress", "quarter_round", "or_word", "word_at",
-     "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier", "audit_chunk_head", "audit_distance"}
+     "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier", "audit_chunk_head", "audit_distance",
+     "fn", "fn_message", "fn_hash", "fn_output", "fn_input_bytes"}
 )  # fmt: skip
 
 
@@ -74,6 +77,32 @@ CPU = compile_kernels(KERNEL_MODULES, _cpu_jit, target_intrinsics())
 
 # numba's default (workqueue) threading layer must not run two parallel launches at once.
 PARALLEL_LOCK = threading.RLock()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (numactl -C and cgroup affinity respected)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def core_pool() -> ThreadPoolExecutor:
+    """One thread per usable core, for GIL-free single-core kernels split into tasks by hand."""
+    return ThreadPoolExecutor(usable_cores(), thread_name_prefix="kernel")
+
+
+def split_launch(parallel: bool, kernel: Callable[..., Any], n: int, task: int, *args: Any) -> None:
+    """`kernel(*args, start, end)` over [0, n) in ranges of `task`, on every core when `parallel`.
+
+    For launchers whose loop body numba's parfor pass cannot take (a whole BLAKE3 inlined into a
+    lane-major loop): each range runs as one GIL-free call on a pool thread."""
+    if not parallel or n <= task:
+        kernel(*args, 0, n)
+        return
+    for done in [core_pool().submit(kernel, *args, start, min(n, start + task)) for start in range(0, n, task)]:
+        done.result()
 
 
 @dataclass(frozen=True)

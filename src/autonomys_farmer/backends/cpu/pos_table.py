@@ -12,12 +12,15 @@ import numpy as np
 from numba import njit, prange
 
 from autonomys_farmer.backends.cpu.hashing import keystream_launch
-from autonomys_farmer.backends.cpu.kernels import CPU, launcher
+from autonomys_farmer.backends.cpu.kernels import CPU, launcher, split_launch
 from autonomys_farmer.backends.kernels.pos import NO_ENTRY
 from autonomys_farmer.protocol import pos
 
 f1 = CPU.f1
-fn = CPU.fn
+fn_message = CPU.fn_message
+fn_hash = CPU.fn_hash
+fn_output = CPU.fn_output
+fn_input_bytes = CPU.fn_input_bytes
 mark_right_entry = CPU.mark_right_entry
 unmark_right_entry = CPU.unmark_right_entry
 probe_left_entry = CPU.probe_left_entry
@@ -27,6 +30,8 @@ hash_proof = CPU.hash_proof
 
 PARAM_BC = pos.PARAM_BC
 MATCH_CHUNKS = 32
+FN_LANES = 16  # matches hashed side by side: one AVX-512 vector of u32 words, two of u64
+FN_TASK = 1 << 16  # matches per task on one core
 BUCKET_TOO_LARGE = -2
 
 
@@ -80,12 +85,47 @@ def match_launch(y, bucket_starts, targets, left, right, ends):
         ends[c] = n
 
 
-@launcher
-def fn_launch(table, k, y, meta_hi, meta_lo, left, right, y_out, hi_out, lo_out):
-    for i in prange(y_out.shape[0]):
-        l = left[i]
-        r = right[i]
-        y_out[i], hi_out[i], lo_out[i] = fn(table, k, y[l], meta_hi[l], meta_lo[l], meta_hi[r], meta_lo[r])
+@njit(nogil=True, cache=True)
+def fn_lanes(table, k, y, meta_hi, meta_lo, left, right, y_out, hi_out, lo_out, start, end):
+    """fn of every match in [start, end) of table `table`, on one core without the GIL: per block
+    of FN_LANES matches, their message words are built one by one into lane-major arrays (one per
+    word), hashed side by side (one SIMD lane per match) and turned into entries one by one."""
+    words = np.zeros((8, FN_LANES), np.uint32)
+    digest = np.empty((8, FN_LANES), np.uint32)
+    nbytes = fn_input_bytes(table, k)
+    for base in range(start, end, FN_LANES):
+        used = min(FN_LANES, end - base)
+        for lane in range(used):
+            l = left[base + lane]
+            r = right[base + lane]
+            m = fn_message(table, k, y[l], meta_hi[l], meta_lo[l], meta_hi[r], meta_lo[r])
+            for w in range(8):
+                words[w, lane] = m[w]
+        for lane in range(FN_LANES):  # all lanes, so the loop has no scalar remainder
+            h = fn_hash(
+                words[0, lane], words[1, lane], words[2, lane], words[3, lane],
+                words[4, lane], words[5, lane], words[6, lane], words[7, lane], nbytes,
+            )  # fmt: skip
+            for w in range(8):
+                digest[w, lane] = h[w]
+        for lane in range(used):
+            i = base + lane
+            l = left[i]
+            r = right[i]
+            h = (
+                digest[0, lane], digest[1, lane], digest[2, lane], digest[3, lane],
+                digest[4, lane], digest[5, lane], digest[6, lane], digest[7, lane],
+            )  # fmt: skip
+            y_out[i], hi_out[i], lo_out[i] = fn_output(table, k, h, meta_hi[l], meta_lo[l], meta_hi[r], meta_lo[r])
+
+
+def fn_table(
+    parallel: bool, table: int, k: int, y: np.ndarray, meta_hi: np.ndarray, meta_lo: np.ndarray,
+    left: np.ndarray, right: np.ndarray, y_out: np.ndarray, hi_out: np.ndarray, lo_out: np.ndarray,
+) -> None:  # fmt: skip
+    """(y, metadata) of every match of table `table`, from the previous table's entries."""
+    split_launch(parallel, fn_lanes, len(y_out), FN_TASK, table, k, y, meta_hi, meta_lo, left, right,
+                 y_out, hi_out, lo_out)  # fmt: skip
 
 
 @launcher
@@ -104,28 +144,37 @@ def trace_launch(positions, x_sorted, lefts, rights, offsets, k, proofs):
 
 @njit(cache=True, nogil=True)
 def stable_order(y, bits):
-    """The stable permutation sorting y (< 2^bits) ascending: LSD radix sort, two passes."""
+    """The stable permutation sorting y (< 2^bits, bits <= 31) ascending: LSD radix sort in two passes
+    over (y << 32 | position) keys, so each pass reads its input in order and carries the position
+    along instead of looking y up at random."""
     n = y.shape[0]
     low = (bits + 1) // 2
     high = bits - low
-    passes = np.empty((2, n), np.int32)
-    for p in range(2):
-        shift = 0 if p == 0 else low
-        width = low if p == 0 else high
-        mask = (1 << width) - 1
-        counts = np.zeros((1 << width) + 1, np.int64)
-        for i in range(n):
-            counts[((y[i] >> shift) & mask) + 1] += 1
-        for d in range(1 << width):
-            counts[d + 1] += counts[d]
-        src = passes[0]
-        dst = passes[p]
-        for j in range(n):
-            i = j if p == 0 else src[j]
-            d = (y[i] >> shift) & mask
-            dst[counts[d]] = i
-            counts[d] += 1
-    return passes[1]
+    low_mask = (1 << low) - 1
+    high_mask = (1 << high) - 1
+    counts_low = np.zeros((1 << low) + 1, np.int64)
+    counts_high = np.zeros((1 << high) + 1, np.int64)
+    for i in range(n):
+        v = y[i]
+        counts_low[(v & low_mask) + 1] += 1
+        counts_high[((v >> low) & high_mask) + 1] += 1
+    for d in range(1 << low):
+        counts_low[d + 1] += counts_low[d]
+    for d in range(1 << high):
+        counts_high[d + 1] += counts_high[d]
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        v = y[i]
+        d = v & low_mask
+        keys[counts_low[d]] = (np.uint64(v) << np.uint64(32)) | np.uint64(i)
+        counts_low[d] += 1
+    order = np.empty(n, np.int32)
+    for j in range(n):
+        key = keys[j]
+        d = (key >> np.uint64(32 + low)) & np.uint64(high_mask)
+        order[counts_high[d]] = np.int32(key & np.uint64(0xFFFFFFFF))
+        counts_high[d] += 1
+    return order
 
 
 @njit(cache=True, nogil=True)
@@ -192,7 +241,7 @@ class PosTable:
             y_new = np.empty(n, np.int64)
             hi_new = np.empty(n, np.uint64)
             lo_new = np.empty(n, np.uint64)
-            fn_launch(parallel, table, k, y, meta_hi, meta_lo, left, right, y_new, hi_new, lo_new)
+            fn_table(parallel, table, k, y, meta_hi, meta_lo, left, right, y_new, hi_new, lo_new)
             # Sorted by y, stably: emission order breaks ties, which is (y, left, right) order.
             order = stable_order(y_new, y_bits)
             y, left, right, meta_hi, meta_lo = gather_table(

@@ -106,12 +106,17 @@ def be_words(w):
 
 
 @kernel
-def fn(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
-    """(y, metadata hi, metadata lo) of a table-`table` entry (pos.md §5), one BLAKE3 block."""
+def fn_input_bytes(table, k):
+    """Bytes of fn's BLAKE3 input for `table`: y and the two parents' metadata."""
+    return (k + PARAM_EXT + 2 * k * metadata_multiplier(table - 1) + 7) // 8
+
+
+@kernel
+def fn_message(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
+    """The first 8 message words of fn's one BLAKE3 block (the rest are zero): y, then both
+    parents' metadata, MSB-first."""
     yb = k + PARAM_EXT
     pb = k * metadata_multiplier(table - 1)
-    ob = k * metadata_multiplier(table)
-    nbytes = (yb + 2 * pb + 7) // 8
     z = U64(0)
     w0, w1, w2, w3 = put_bits(z, z, z, z, 0, U64(y_left), yb)
     w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, yb, meta_left_hi, meta_left_lo, pb)
@@ -120,9 +125,24 @@ def fn(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_l
     m2, m3 = be_words(w1)
     m4, m5 = be_words(w2)
     m6, m7 = be_words(w3)
+    return m0, m1, m2, m3, m4, m5, m6, m7
+
+
+@kernel
+def fn_hash(m0, m1, m2, m3, m4, m5, m6, m7, nbytes):
+    """fn's BLAKE3 of one block whose first 8 words are given."""
     zw = U32(0)
     message = (m0, m1, m2, m3, m4, m5, m6, m7, zw, zw, zw, zw, zw, zw, zw, zw)
-    h = compress(iv_words(), message, 0, nbytes, FN_FLAGS)
+    return compress(iv_words(), message, 0, nbytes, FN_FLAGS)
+
+
+@kernel
+def fn_output(table, k, h, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
+    """(y, metadata hi, metadata lo) of a table-`table` entry from its hash `h` (8 words)."""
+    yb = k + PARAM_EXT
+    pb = k * metadata_multiplier(table - 1)
+    ob = k * metadata_multiplier(table)
+    z = U64(0)
     o0 = U64(U64(U64(bswap32(h[0])) << U64(32)) | U64(bswap32(h[1])))
     o1 = U64(U64(U64(bswap32(h[2])) << U64(32)) | U64(bswap32(h[3])))
     o2 = U64(U64(U64(bswap32(h[4])) << U64(32)) | U64(bswap32(h[5])))
@@ -137,6 +157,15 @@ def fn(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_l
     if ob > 64:
         return y, get_bits(o0, o1, o2, o3, yb, ob - 64), get_bits(o0, o1, o2, o3, yb + ob - 64, 64)
     return y, z, get_bits(o0, o1, o2, o3, yb, ob)
+
+
+@kernel
+def fn(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
+    """(y, metadata hi, metadata lo) of a table-`table` entry (pos.md §5), one BLAKE3 block. The
+    CPU runs its three parts lane by lane (the hash vectorised across matches), the GPU as one body."""
+    m = fn_message(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo)
+    h = fn_hash(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], fn_input_bytes(table, k))
+    return fn_output(table, k, h, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo)
 
 
 # --- matching (pos.md §4): the right bucket as an r -> first position map, probed per left entry ---------

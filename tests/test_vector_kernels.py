@@ -1,0 +1,67 @@
+"""The CPU's hot hash loops stay vectorised across lanes: numba/LLVM vectorising them is what makes
+fn and the audit fast, and a change to a kernel body or launcher can lose it silently (results stay
+right, only 3-4x slower). The compiled assembly must do BLAKE3's 32-bit adds in vector registers."""
+
+from __future__ import annotations
+
+import platform
+import re
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+from numba import njit
+
+from autonomys_farmer.backends.cpu import hashing, pos_table
+from autonomys_farmer.protocol import pos
+
+pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 assembly")
+
+# One BLAKE3 compression is 7 rounds of 8 G functions of 6 adds: 336 adds, each a vector add when the
+# lanes are vectorised. Adds of the message words that are zero here (half the block) fold away, so
+# at least half of them stay; a scalar loop has none.
+VECTOR_ADDS_AT_LEAST = 7 * 8 * 6 // 2
+
+
+def vector_adds(asm: str) -> int:
+    """32-bit lane-wise adds on the widest vectors the host has (AT&T syntax)."""
+    features = llvm.get_host_cpu_features().flatten().split(",")
+    width = "[yz]mm" if "+avx2" in features else "xmm"
+    return len(re.findall(rf"\bv?paddd\s+[^\n]*%{width}\d+\s*$", asm, re.MULTILINE))
+
+
+def fresh(dispatcher):
+    """The same function compiled anew in this process (numba shows no assembly of cached code)."""
+    return njit(nogil=True)(dispatcher.py_func)
+
+
+def assembly(dispatcher) -> str:
+    return "\n".join(dispatcher.inspect_asm().values())
+
+
+def test_fn_hashes_its_lanes_in_vector_registers() -> None:
+    n = 40
+    y = np.arange(n, dtype=np.int64)
+    meta = np.arange(n, dtype=np.uint64)
+    index = np.arange(n, dtype=np.int32)
+    outputs = (np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64))
+    fn_lanes = fresh(pos_table.fn_lanes)
+    fn_lanes(2, pos.K, y, meta, meta, index, index, *outputs, 0, n)
+    assert vector_adds(assembly(fn_lanes)) >= VECTOR_ADDS_AT_LEAST
+
+
+def test_the_audit_hashes_its_lanes_in_vector_registers() -> None:
+    words = np.zeros((40, 8), np.uint32)
+    hits = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.uint64))
+    keys = np.zeros((1, 8), np.uint32)
+    audit = fresh(hashing.audit_chunks_launch)
+    audit(words, np.array([0, 40]), keys, np.uint64(0), np.uint64(0), *hits)
+    assert vector_adds(assembly(audit)) >= VECTOR_ADDS_AT_LEAST
+
+
+def test_row_hashing_hashes_its_lanes_in_vector_registers() -> None:
+    """Proof hashes when plotting and reading, keyed chunk hashes of the reference audit."""
+    words = np.zeros((20, 40), np.uint32)
+    hash_rows = fresh(hashing.hash_rows_lanes)
+    hash_rows(words, 160, hashing.IV, 0, np.empty((20, 8), np.uint32), 0, 20)
+    assert vector_adds(assembly(hash_rows)) >= VECTOR_ADDS_AT_LEAST
