@@ -65,7 +65,7 @@ from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  #
 CPU_INLINE = frozenset(
     {"rotr32", "rotl32", "bswap32", "mask64", "g", "blake3_round", "compress", "quarter_round", "or_word", "word_at",
      "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier", "audit_chunk_head", "audit_distance",
-     "fn", "fn_message", "fn_hash", "fn_output", "fn_input_bytes"}
+     "fn_message", "fn_hash", "fn_output", "fn_input_bytes"}
 )  # fmt: skip
 
 
