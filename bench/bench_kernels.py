@@ -16,9 +16,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+from bench_protocol import timed
 
 from autonomys_farmer.backends.cpu import pos_table
 from autonomys_farmer.backends.cpu.kernels import usable_cores
@@ -50,16 +50,6 @@ def table_inputs(seed: bytes) -> list[tuple[int, tuple[np.ndarray, ...]]]:
     return inputs
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def chiapos_phase1_s(k: int) -> float:
     """chiapos's own phase-1 time (it prints it) for one K=k plot on one thread."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,12 +75,12 @@ def main() -> None:
     for table, (y, hi, lo, left, right) in table_inputs(SEED):
         n = len(left)
         out = (np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64))
-        fn_s += best_of(lambda: pos_table.fn_table(False, table, pos.K, y, hi, lo, left, right, *out))  # noqa: B023
+        fn_s += timed(lambda: pos_table.fn_table(False, table, pos.K, y, hi, lo, left, right, *out))  # noqa: B023
         matches += n
     print(f"fn, one core:                 {fn_s / matches * 1e9:6.1f} ns/match   (target <= 15)")
-    one_core = best_of(lambda: pos_table.PosTable(SEED, parallel=False))
+    one_core = timed(lambda: pos_table.PosTable(SEED, parallel=False))
     print(f"PoS table, one core:          {one_core:6.3f} s/record   (target <= 0.8)")
-    every_core = best_of(lambda: pos_table.PosTable(SEED, parallel=True))
+    every_core = timed(lambda: pos_table.PosTable(SEED, parallel=True))
     print(f"PoS table, {usable_cores()} cores:          {every_core:6.3f} s/record")
     if args.chiapos:
         phase1 = chiapos_phase1_s(pos.K)
