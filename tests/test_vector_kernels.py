@@ -1,5 +1,5 @@
 """The CPU's hot hash loops stay vectorised across lanes: numba/LLVM vectorising them is what makes
-fn and the audit fast, and a change to a kernel body or launcher can lose it silently (results stay
+fn, the audit, row hashes and ChaCha8 fast, and a change to a kernel body or launcher can lose it silently (results stay
 right, only 3-4x slower). The compiled assembly must do BLAKE3's 32-bit adds in vector registers."""
 
 from __future__ import annotations
@@ -65,3 +65,10 @@ def test_row_hashing_hashes_its_lanes_in_vector_registers() -> None:
     hash_rows = fresh(hashing.hash_rows_lanes)
     hash_rows(words, 160, hashing.IV, 0, np.empty((20, 8), np.uint32), 0, 20)
     assert vector_adds(assembly(hash_rows)) >= VECTOR_ADDS_AT_LEAST
+
+
+def test_the_chacha8_keystream_runs_its_blocks_in_vector_registers() -> None:
+    """ChaCha8 (4 double rounds of 8 quarter rounds of 4 adds: 128 adds a block), block counters as lanes."""
+    keystream = fresh(hashing.keystream_lanes)
+    keystream(np.zeros(8, np.uint32), np.empty((20, 16), np.uint32), 0, 20)
+    assert vector_adds(assembly(keystream)) >= 128

@@ -7,18 +7,19 @@ one array per message word, so that the loop over lanes compiles to one SIMD lan
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from autonomys_farmer.backends.cpu.kernels import CPU, launcher, split_launch
+from autonomys_farmer.backends.cpu.kernels import CPU, split_launch
 from autonomys_farmer.backends.kernels.blake3 import BLOCK_LEN, CHUNK_END, CHUNK_START, IV, KEYED_HASH, ROOT
 
 compress = CPU.compress
-chacha8_block = CPU.chacha8_block
+chacha8_words = CPU.chacha8_words
 audit_chunk_head = CPU.audit_chunk_head
 audit_distance = CPU.audit_distance
 
 HASH_LANES = 16  # rows hashed side by side: one AVX-512 vector of words
 HASH_TASK = 4096  # rows per task on one core
+KEYSTREAM_TASK = 8192  # ChaCha8 blocks per task on one core
 AUDIT_LANES = 32  # chunks hashed side by side (a multiple of 16: two AVX-512 vectors of words)
 
 
@@ -75,11 +76,30 @@ def hash_rows(parallel: bool, rows: np.ndarray, key: np.ndarray | None = None) -
     return out.astype("<u4").view(np.uint8)
 
 
-@launcher
-def keystream_launch(key, out):
-    """ChaCha8 blocks 0..len(out)//64-1 into out (key: uint32[8])."""
-    for b in prange(out.shape[0] // 64):
-        chacha8_block(key, b, out, 64 * b)
+@njit(nogil=True, cache=True)
+def keystream_lanes(key, out, start, end):
+    """ChaCha8 blocks [start, end) into out (uint32[blocks, 16], key: uint32[8]) on one core without
+    the GIL, HASH_LANES blocks side by side (one SIMD lane per block counter)."""
+    words = np.empty((16, HASH_LANES), np.uint32)
+    k0, k1, k2, k3, k4, k5, k6, k7 = key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]
+    for base in range(start, end, HASH_LANES):
+        for lane in range(HASH_LANES):  # all lanes, so the loop has no scalar remainder
+            (
+                words[0, lane], words[1, lane], words[2, lane], words[3, lane],
+                words[4, lane], words[5, lane], words[6, lane], words[7, lane],
+                words[8, lane], words[9, lane], words[10, lane], words[11, lane],
+                words[12, lane], words[13, lane], words[14, lane], words[15, lane],
+            ) = chacha8_words(k0, k1, k2, k3, k4, k5, k6, k7, base + lane)  # fmt: skip
+        for lane in range(min(HASH_LANES, end - base)):
+            for w in range(16):
+                out[base + lane, w] = words[w, lane]
+
+
+def keystream_launch(parallel: bool, key: np.ndarray, out: np.ndarray) -> None:
+    """ChaCha8 blocks 0..len(out)//64-1 into out (bytes; key: uint32[8])."""
+    blocks = out.shape[0] // 64
+    words = out[: 64 * blocks].view("<u4").reshape(blocks, 16)  # written in place, little-endian
+    split_launch(parallel, keystream_lanes, blocks, KEYSTREAM_TASK, np.ascontiguousarray(key, np.uint32), words)
 
 
 @njit(nogil=True, cache=True)

@@ -63,9 +63,9 @@ from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  #
 # Hot helpers inlined at numba level (fn: 112 -> 96 ns): a tuple-carrying call boundary defeats scalar
 # replacement. Only for the CPU: on the GPU numba-level inlining makes compile times explode.
 CPU_INLINE = frozenset(
-    {"rotr32", "rotl32", "bswap32", "mask64", "g", "blake3_round", "compress", "quarter_round", "or_word", "word_at",
-     "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier", "audit_chunk_head", "audit_distance",
-     "fn_message", "fn_hash", "fn_output", "fn_input_bytes"}
+    {"rotr32", "rotl32", "bswap32", "mask64", "g", "blake3_round", "compress", "quarter_round", "double_round",
+     "chacha8_words", "or_word", "word_at", "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier",
+     "audit_chunk_head", "audit_distance", "fn_message", "fn_hash", "fn_output", "fn_input_bytes"}
 )  # fmt: skip
 
 
