@@ -17,7 +17,7 @@ chacha8_words = CPU.chacha8_words
 audit_chunk_head = CPU.audit_chunk_head
 audit_distance = CPU.audit_distance
 
-HASH_LANES = 16  # rows hashed side by side: one AVX-512 vector of words
+LANES = 16  # rows hashed or keystream blocks made side by side: one AVX-512 vector of 32-bit words
 HASH_TASK = 4096  # rows per task on one core
 KEYSTREAM_TASK = 8192  # ChaCha8 blocks per task on one core
 AUDIT_LANES = 32  # chunks hashed side by side (a multiple of 16: two AVX-512 vectors of words)
@@ -27,15 +27,15 @@ AUDIT_LANES = 32  # chunks hashed side by side (a multiple of 16: two AVX-512 ve
 def hash_rows_lanes(words, length, cv, base_flags, out, start, end):
     """BLAKE3 of rows [start, end) (words: their little-endian words, zero padded; each row `length`
     bytes, at most one chunk), keyed when base_flags is KEYED_HASH, into out (uint32[n, 8]) on one
-    core without the GIL. HASH_LANES rows side by side: per block, their message words lane-major
+    core without the GIL. LANES rows side by side: per block, their message words lane-major
     (one array per word), compressed with one SIMD lane per row."""
     nblocks = max(1, (length + BLOCK_LEN - 1) // BLOCK_LEN)
-    block = np.zeros((16, HASH_LANES), np.uint32)
-    state = np.empty((8, HASH_LANES), np.uint32)
-    for base in range(start, end, HASH_LANES):
-        used = min(HASH_LANES, end - base)
+    block = np.zeros((16, LANES), np.uint32)
+    state = np.empty((8, LANES), np.uint32)
+    for base in range(start, end, LANES):
+        used = min(LANES, end - base)
         for w in range(8):
-            for lane in range(HASH_LANES):
+            for lane in range(LANES):
                 state[w, lane] = cv[w]
         for b in range(nblocks):
             first = b * BLOCK_LEN // 4
@@ -44,7 +44,7 @@ def hash_rows_lanes(words, length, cv, base_flags, out, start, end):
             for lane in range(used):
                 for w in range(16):
                     block[w, lane] = words[base + lane, first + w] if 4 * w < n else 0
-            for lane in range(HASH_LANES):  # all lanes, so the loop has no scalar remainder
+            for lane in range(LANES):  # all lanes, so the loop has no scalar remainder
                 h = compress(
                     (state[0, lane], state[1, lane], state[2, lane], state[3, lane],
                      state[4, lane], state[5, lane], state[6, lane], state[7, lane]),
@@ -71,26 +71,27 @@ def hash_rows(parallel: bool, rows: np.ndarray, key: np.ndarray | None = None) -
     words.view(np.uint8)[:, :length] = rows
     cv = IV if key is None else np.frombuffer(bytes(key), "<u4").astype(np.uint32)
     flags = 0 if key is None else KEYED_HASH
-    out = np.empty((n, 8), np.uint32)
+    digests = np.empty((n, 32), np.uint8)
+    out = digests.view("<u4")  # written in place, little-endian, as the keystream is
     split_launch(parallel, hash_rows_lanes, n, HASH_TASK, words, length, cv, flags, out)
-    return out.astype("<u4").view(np.uint8)
+    return digests
 
 
 @njit(nogil=True, cache=True)
 def keystream_lanes(key, out, start, end):
     """ChaCha8 blocks [start, end) into out (uint32[blocks, 16], key: uint32[8]) on one core without
-    the GIL, HASH_LANES blocks side by side (one SIMD lane per block counter)."""
-    words = np.empty((16, HASH_LANES), np.uint32)
+    the GIL, LANES blocks side by side (one SIMD lane per block counter)."""
+    words = np.empty((16, LANES), np.uint32)
     k0, k1, k2, k3, k4, k5, k6, k7 = key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]
-    for base in range(start, end, HASH_LANES):
-        for lane in range(HASH_LANES):  # all lanes, so the loop has no scalar remainder
+    for base in range(start, end, LANES):
+        for lane in range(LANES):  # all lanes, so the loop has no scalar remainder
             (
                 words[0, lane], words[1, lane], words[2, lane], words[3, lane],
                 words[4, lane], words[5, lane], words[6, lane], words[7, lane],
                 words[8, lane], words[9, lane], words[10, lane], words[11, lane],
                 words[12, lane], words[13, lane], words[14, lane], words[15, lane],
             ) = chacha8_words(k0, k1, k2, k3, k4, k5, k6, k7, base + lane)  # fmt: skip
-        for lane in range(min(HASH_LANES, end - base)):
+        for lane in range(min(LANES, end - base)):
             for w in range(16):
                 out[base + lane, w] = words[w, lane]
 

@@ -30,7 +30,7 @@ hash_proof = CPU.hash_proof
 
 PARAM_BC = pos.PARAM_BC
 MATCH_CHUNKS = 32
-FN_LANES = 16  # matches hashed side by side: one AVX-512 vector of u32 words, two of u64
+FN_LANES = 16  # matches hashed side by side: one AVX-512 vector of 32-bit words
 FN_TASK = 1 << 16  # matches per task on one core
 BUCKET_TOO_LARGE = -2
 
