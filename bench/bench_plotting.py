@@ -19,20 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from history import source_like_record
-
 from autonomys_farmer.backends import select_backend
 from autonomys_farmer.protocol.constants import MAX_PIECES_IN_SECTOR
-from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
-from autonomys_farmer.protocol.sector import RecordMetadata
-
-
-def synthetic_sector(pieces: int, rng: np.random.Generator) -> SectorRecords:
-    """Records shaped as the archiver writes them; metadata is not checked by encoding."""
-    records = np.empty((pieces, 32768, 32), np.uint8)
-    for i in range(pieces):
-        records[i] = source_like_record(rng)
-    return SectorRecords(records, [RecordMetadata(bytes(48), bytes(48), bytes(32))] * pieces)
+from autonomys_farmer.protocol.plotting import plot_sector
+from autonomys_farmer.services.tools.synthetic_history import synthetic_sector
 
 
 def peak_rss_mib() -> float:

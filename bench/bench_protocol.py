@@ -15,8 +15,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from history import SyntheticHistory, source_like_record
-
 from autonomys_farmer.backends.cpu.backend import CpuBackend
 from autonomys_farmer.protocol import erasure, field
 from autonomys_farmer.protocol import sector as sec
@@ -27,6 +25,7 @@ from autonomys_farmer.protocol.plotting import plot_sector_in_memory
 from autonomys_farmer.protocol.proving import prove_record
 from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.services.files import load_kzg
+from autonomys_farmer.services.tools.synthetic_history import SyntheticHistory, source_like_record
 
 DEFAULT_KZG = Path(__file__).resolve().parents[2] / "shared" / "kzg" / "eth-public-parameters.bin"
 

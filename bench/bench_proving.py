@@ -23,7 +23,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_protocol import DEFAULT_KZG, timed
-from history import SyntheticHistory, plotted_two_piece_sector, slot_wins
 from py_arkworks_bls12381 import G1Point, Scalar
 
 from autonomys_farmer.backends.cpu.backend import CpuBackend
@@ -36,6 +35,7 @@ from autonomys_farmer.protocol.kzg import Kzg, to_arkworks
 from autonomys_farmer.protocol.pieces import are_pieces_valid
 from autonomys_farmer.protocol.proving import prove_wins, warm_up_proving
 from autonomys_farmer.services.files import load_kzg
+from autonomys_farmer.services.tools.synthetic_history import SyntheticHistory, plotted_two_piece_sector, slot_wins
 
 PUBLIC_KEY = bytes(range(32))
 

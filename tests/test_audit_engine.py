@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from farms import GENESIS, lay_out_farm
-from history import plotted_two_piece_sector
 
 from autonomys_farmer.protocol.auditing import audit_sector
 from autonomys_farmer.protocol.constants import U64_MAX
@@ -26,6 +25,7 @@ from autonomys_farmer.protocol.solution import pieces_to_solution_range
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 from autonomys_farmer.services.storage.auditing import AuditEngine, warm_up_audits
 from autonomys_farmer.services.storage.farm import Farm
+from autonomys_farmer.services.tools.synthetic_history import plotted_two_piece_sector
 
 SECTORS = 2000
 DATA_SECTORS = (3, 1500)

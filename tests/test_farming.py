@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from history import SyntheticHistory
 
 from autonomys_farmer.protocol import sector as sec
 from autonomys_farmer.protocol.auditing import audit_sector, chunk_distance
@@ -25,6 +24,7 @@ from autonomys_farmer.protocol.verification import (
     solution_piece_index,
     verify_solution,
 )
+from autonomys_farmer.services.tools.synthetic_history import SyntheticHistory
 
 PUBLIC_KEY = bytes(range(32))
 REWARD_ADDRESS = bytes([7]) * 32

@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-from history import plotted_two_piece_sector, slot_wins, source_like_record
 from vectors import S35, S35_PROOFS, S35_TABLE_SIZES
 
 from autonomys_farmer.protocol import g1
@@ -16,6 +15,7 @@ from autonomys_farmer.protocol.plotting import SectorRecords, plot_sector
 from autonomys_farmer.protocol.proving import prove_wins
 from autonomys_farmer.protocol.sector import RecordMetadata
 from autonomys_farmer.protocol.types import PieceIndex
+from autonomys_farmer.services.tools.synthetic_history import plotted_two_piece_sector, slot_wins, source_like_record
 
 pytestmark = pytest.mark.gpu
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import blake3
 import numpy as np
 import pytest
-from history import source_like_record
 from vectors import (
     S35,
     S35_DIGEST1,
@@ -33,6 +32,7 @@ from autonomys_farmer.backends.kernels import encode as kx
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
 from autonomys_farmer.protocol.field import FieldError
 from autonomys_farmer.protocol.plotting import select_chunks
+from autonomys_farmer.services.tools.synthetic_history import source_like_record
 
 
 def test_t1_emulated_gpu_tables_reproduce_the_spec_vectors(emulated):

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from farms import GENESIS
-from history import plotted_two_piece_sector
 
 from autonomys_farmer.cluster import farming
 from autonomys_farmer.cluster.farming import SkipReason
@@ -34,6 +33,7 @@ from autonomys_farmer.services.components.plot_client.farming import SlotFarming
 from autonomys_farmer.services.components.plot_client.jobs import SectorJobs
 from autonomys_farmer.services.storage.auditing import AuditEngine, warm_up_audits
 from autonomys_farmer.services.storage.farm import Farm
+from autonomys_farmer.services.tools.synthetic_history import plotted_two_piece_sector
 
 INFO = FarmerProtocolInfo(HistorySize(1), 2, 5, (1, 10), 4)
 PROOF_S = 2.5  # a proof server on a loaded CPU: several slots long, well within the 4 s budget

@@ -26,9 +26,12 @@ if TYPE_CHECKING:
 GPU_CONCURRENCY_ENV = "GPU_CONCURRENCY"
 
 
-def _gpu_concurrency() -> int:
-    """GPU_CONCURRENCY: records (plot server) or proofs (proof server) in flight on the GPU at once."""
-    value = os.environ.get(GPU_CONCURRENCY_ENV, "1")
+def _gpu_concurrency() -> int | None:
+    """GPU_CONCURRENCY: records per GPU stream in flight, and the jobs (plot server) or proofs (proof
+    server) worked on at once; None when unset (the CUDA backend sizes itself from the free memory)."""
+    value = os.environ.get(GPU_CONCURRENCY_ENV)
+    if value is None:
+        return None
     if not value.strip().isdigit() or int(value) < 1:
         raise SystemExit(f"{GPU_CONCURRENCY_ENV} must be a positive integer, got {value!r}")
     return int(value)
@@ -129,13 +132,13 @@ def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute
         if isinstance(options, c.ProofServerOptions):
             from autonomys_farmer.services.components.proof_server import ProofServer
 
-            component = ProofServer(servers, compute, kzg, _gpu_concurrency())
+            component = ProofServer(servers, compute, kzg, _gpu_concurrency() or 1)
         elif isinstance(options, c.PlotServerOptions):
             from autonomys_farmer.services.components.plot_server import PlotServer
 
             component = PlotServer(
                 servers, options.base_path, options.listen_port, compute, kzg, options.priority_cache,
-                options.max_buffered_sectors, options.job_ack_wait, _gpu_concurrency(),
+                options.max_buffered_sectors, options.job_ack_wait, _gpu_concurrency() or 1,
             )  # fmt: skip
         else:
             assert isinstance(options, c.PlotClientOptions)
@@ -375,6 +378,27 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_gpu(args: argparse.Namespace) -> int:
+    """Self-check against the CPU backend, then figures; status 1 when the backend differs."""
+    import json
+
+    from autonomys_farmer.backends.cpu.backend import CpuBackend
+    from autonomys_farmer.services.files import load_kzg
+    from autonomys_farmer.services.tools import compute_benchmark
+
+    compute = _compute(args.backend)
+    kzg = load_kzg(args.kzg_parameters)
+    reference = compute if compute.name == "cpu" else CpuBackend()
+    options = compute_benchmark.Options(args.records, args.proofs, args.pieces, args.full)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    report = compute_benchmark.benchmark(compute, reference, kzg, options, say)
+    print(json.dumps(report.as_json()) if args.json else "\n".join(report.lines()))
+    return 0 if report.identical else 1
+
+
 def _dev(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.devnet.dev import run_dev
 
@@ -528,7 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_export_piece)
 
     benchmark = sub.add_parser(
-        "benchmark", help="the plot client's audit and proving on existing farms (read-only, beside a farmer)"
+        "benchmark",
+        help="the plot client's audit and proving on existing farms (read-only, beside a farmer); a backend's "
+        "self-check and figures (gpu)",
     ).add_subparsers(dest="what", required=True)
     audit = benchmark.add_parser("audit", help="audit every plotted sector of the farms, slot after slot")
     audit.add_argument("farms", nargs="+", metavar="FARM_DIR", help="farm directories (as plot-client path=)")
@@ -543,6 +569,19 @@ def build_parser() -> argparse.ArgumentParser:
     kzg_option(prove)
     backend_option(prove, "proving")
     prove.set_defaults(func=_benchmark)
+    gpu = benchmark.add_parser(
+        "gpu",
+        help="a GPU machine's first command: plotting, proving, MSM and piece verification checked byte for byte "
+        "against the CPU backend (status 1 on any difference), then measured beside their targets",
+    )
+    gpu.add_argument("--records", type=_positive, help="records encoded for records/s (default: 16 GPU batches)")
+    gpu.add_argument("--proofs", type=_positive, default=5, help="proofs timed")
+    gpu.add_argument("--pieces", type=_positive, default=64, help="pieces in the verification batch")
+    gpu.add_argument("--full", action="store_true", help="plot a whole 1000-piece sector (else estimated)")
+    gpu.add_argument("--json", action="store_true", help="print the report as JSON (progress goes to stderr)")
+    kzg_option(gpu)
+    backend_option(gpu, "the benchmark")
+    gpu.set_defaults(func=_benchmark_gpu)
 
     dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
     dev.add_argument(

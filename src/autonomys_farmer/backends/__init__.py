@@ -20,11 +20,12 @@ class BackendUnavailableError(RuntimeError):
     """The backend asked for cannot run here (the message says why)."""
 
 
-def select_backend(choice: str = "auto", gpu_concurrency: int = 1) -> Compute:
-    """`cpu`, `cuda`, or `auto`: cuda when numba-cuda finds a usable GPU, else cpu (logged either way).
+def select_backend(choice: str = "auto", gpu_concurrency: int | None = None) -> Compute:
+    """`cpu`, `cuda`, or `auto`: cuda when numba-cuda finds a usable GPU whose driver runs the installed
+    toolkit, else cpu (logged either way, with the reason).
 
-    gpu_concurrency (GPU_CONCURRENCY) is how many records the GPU keeps in flight at once: more
-    throughput for more GPU memory."""
+    gpu_concurrency (GPU_CONCURRENCY) is how many records each of the GPU's two streams keeps in
+    flight: more throughput for more GPU memory; None chooses it from the free memory (logged)."""
     if choice not in BACKEND_CHOICES:
         raise BackendUnavailableError(f"unknown compute backend {choice!r}: choose one of {', '.join(BACKEND_CHOICES)}")
     if choice == "cpu":

@@ -2,7 +2,8 @@
 CPU backend.
 
 Encoding runs the pipeline of backends/cuda/pipeline.py on two streams with `concurrency` records each
-(GPU_CONCURRENCY: more records in flight, more GPU memory, about 180 MB each). A record the GPU flags
+(GPU_CONCURRENCY: more records in flight, more GPU memory, about 180 MB each; unset, as many as fit in
+half the GPU's free memory, at most AUTO_MAX_PER_STREAM). A record the GPU flags
 (a table or bucket past its capacity, or the 2^-256 zero-mask case) is redone by the CPU backend, so the
 result is always exactly the CPU backend's. A proof regenerates its table, runs recovery's NTTs and its
 witness MSM here; piece verification's MSM too. Elementwise field products, inversion, hashing,
@@ -12,6 +13,7 @@ copies (an audit reads ~20 KiB per sector from disk).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -21,30 +23,55 @@ from autonomys_farmer.backends.cpu.backend import CpuBackend
 from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.backends.cuda.field import MIN_DEVICE_ROWS, DeviceNtt
 from autonomys_farmer.backends.cuda.msm import DeviceMsm
-from autonomys_farmer.backends.cuda.pipeline import Constants, Device, EncodeBuffers, TableBuffers
+from autonomys_farmer.backends.cuda.pipeline import (
+    Constants,
+    Device,
+    EncodeBuffers,
+    TableBuffers,
+    encode_bytes_per_record,
+)
 from autonomys_farmer.backends.kernels.encode import table_capacity
 from autonomys_farmer.protocol import pos
 from autonomys_farmer.protocol.compute import AuditedChunks, AuditHits, EncodedRecords
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, S_BUCKET_BITFIELD_BYTES
 
+log = logging.getLogger(__name__)
+
 STREAMS = 2  # one batch's copies overlap the other's kernels
+AUTO_MEMORY_SHARE = 0.5  # of the free GPU memory, for encoding: proof tables, MSMs and neighbours keep the rest
+AUTO_MAX_PER_STREAM = 8  # 16 records in flight keep both streams busy; more only holds memory
+
+
+def auto_concurrency(free_bytes: int, per_record_bytes: int) -> int:
+    """Records per stream when GPU_CONCURRENCY is unset: as many as fit in AUTO_MEMORY_SHARE of the
+    free memory, 1 to AUTO_MAX_PER_STREAM."""
+    fits = int(free_bytes * AUTO_MEMORY_SHARE) // (STREAMS * per_record_bytes)
+    return max(1, min(AUTO_MAX_PER_STREAM, fits))
 
 
 class CudaBackend:
     name = "cuda"
 
-    def __init__(self, concurrency: int = 1, device: Device | None = None, k: int = pos.K) -> None:
+    def __init__(self, concurrency: int | None = None, device: Device | None = None, k: int = pos.K) -> None:
+        """`concurrency`: records per stream (GPU_CONCURRENCY); None chooses it from the free memory."""
         if device is None:
-            from autonomys_farmer.backends.cuda.device import device_name
+            from autonomys_farmer.backends.cuda.device import device_name, free_memory
             from autonomys_farmer.backends.cuda.launch import CudaDevice
 
             device = CudaDevice()
             self.device = device_name()
+            if concurrency is None:
+                free, per_record = free_memory(), encode_bytes_per_record(k)
+                concurrency = auto_concurrency(free, per_record)
+                log.info(
+                    "GPU_CONCURRENCY unset: %d records per stream, %d in flight (%.0f MiB each; %.1f GiB free)",
+                    concurrency, STREAMS * concurrency, per_record / 2**20, free / 2**30,
+                )  # fmt: skip
         else:
             self.device = device.name
         self.gpu = device
         self.k = k
-        self.per_stream = max(1, concurrency)
+        self.per_stream = max(1, concurrency or 1)
         self.batch_records = STREAMS * self.per_stream
         self.cpu = CpuBackend()
         self._lock = threading.Lock()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -305,6 +305,36 @@ class EncodeBuffers(TableBuffers):
         bitmap_out[start : start + n] = self.bitmap_host[:n]
         flags = {name: self.flags_host[name][:n] for name, _ in FLAG_ARRAYS}
         return [start + int(i) for i in np.flatnonzero(records_to_redo(**flags))]
+
+
+class _Sizing:
+    """Stands in for a device while EncodeBuffers is built, to count the device memory it would take
+    (nothing is allocated: arrays are zero-strided views)."""
+
+    name = "sizing"
+
+    def __init__(self) -> None:
+        self.device_bytes = 0
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        self.device_bytes += int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.broadcast_to(np.zeros((), dtype), shape)
+
+    def pinned(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.broadcast_to(np.zeros((), dtype), shape)
+
+    def stream(self) -> None:
+        return None
+
+
+def encode_bytes_per_record(k: int = pos.K) -> int:
+    """Device memory one more record in flight takes (EncodeBuffers grows linearly with its batch)."""
+    sizes = []
+    for batch in (1, 2):
+        sizing = _Sizing()
+        EncodeBuffers(cast(Device, sizing), batch, k)
+        sizes.append(sizing.device_bytes)
+    return sizes[1] - sizes[0]
 
 
 class StageClock:

@@ -10,7 +10,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from autonomys_farmer.cluster import subjects
@@ -21,6 +21,7 @@ from autonomys_farmer.cluster.messages import (
     ComponentStatus,
     Heartbeat,
 )
+from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.services.storage.farm import FarmError
 from autonomys_farmer.services.transport import bulk
 from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError
@@ -52,6 +53,15 @@ class Component:
     async def start(self) -> None:
         """Connect, subscribe, spawn background tasks; `run` calls it once."""
         self.bus = await Bus.connect(self.nats_servers, f"{self.kind}-{self.instance_id}")
+
+    async def warm_up(self, compute: Compute, compile_kernels: Callable[[], object]) -> None:
+        """Compile (or load from the cache) a computing component's kernels once connected, before it
+        announces itself (its heartbeat starts when `start` returns)."""
+        backend = f"{compute.name} backend on {compute.device}"
+        log.info("%s: connected to NATS; compiling the %s kernels (minutes on a cold cache)", self.kind, backend)
+        started = time.monotonic()
+        await asyncio.to_thread(compile_kernels)
+        log.info("%s ready in %.1fs", backend, time.monotonic() - started)
 
     async def start_bulk(self, handler: bulk.Handler, port: int = 0) -> None:
         self.bulk = bulk.BulkServer(handler)

@@ -111,10 +111,8 @@ class PlotServer(Component):
         return sorted(p for p in self.buffer.glob("*.sector") if p.with_suffix(".job").exists())
 
     async def start(self) -> None:
-        started = time.monotonic()
-        await asyncio.to_thread(self.compute.warm_up)  # compile kernels before the first job, not during it
-        log.info("%s backend on %s ready in %.1fs", self.compute.name, self.compute.device, time.monotonic() - started)
-        await super().start()
+        await super().start()  # NATS first: trouble there is named in seconds, not after compiling
+        await self.warm_up(self.compute, self.compute.warm_up)  # before the first job, not during it
         await self.start_bulk(self._serve, self.listen_port)
         self.getter = PieceGetter(self.nats, PieceVerifier(self.nats, self.compute, self.kzg), self.priority_cache)
         await self.nats.ensure_work_queue(subjects.PLOT_JOBS)

@@ -58,10 +58,8 @@ class ProofServer(Component):
         )
 
     async def start(self) -> None:
-        started = time.monotonic()
-        await asyncio.to_thread(warm_up_proving, self.compute, self.kzg)  # no proof pays for compilation
-        log.info("%s backend on %s ready in %.1fs", self.compute.name, self.compute.device, time.monotonic() - started)
-        await super().start()
+        await super().start()  # NATS first: trouble there is named in seconds, not after compiling
+        await self.warm_up(self.compute, lambda: warm_up_proving(self.compute, self.kzg))  # no proof compiles
         for _ in range(self.workers):
             self.spawn(self._prove_batches())
         await self.nats.serve(subjects.PROVE, self._prove, concurrent=True)

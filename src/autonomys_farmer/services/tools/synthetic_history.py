@@ -1,4 +1,4 @@
-"""A small synthetic archived history for farmer-side tests.
+"""A small synthetic archived history: the farm of the tests, the benches and `benchmark gpu`.
 
 Only the pieces a test sector selects get real records; every other record commitment of the
 segment is the identity point. The segment commitment and record witnesses are computed over all
@@ -6,6 +6,8 @@ segment is the identity point. The segment commitment and record witnesses are c
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,17 +21,18 @@ from autonomys_farmer.protocol.pieces import (
     record_witnesses,
     segment_commitment,
 )
-from autonomys_farmer.protocol.plotting import PlottedSector, plot_sector_in_memory
+from autonomys_farmer.protocol.plotting import PlottedSector, SectorRecords, plot_sector_in_memory
 from autonomys_farmer.protocol.proving import RecordWin, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.protocol.sector import (
     FarmerProtocolInfo,
+    RecordMetadata,
     derive_global_challenge,
     derive_global_randomness,
     derive_sector_id,
     derive_sector_piece_indices,
 )
-from autonomys_farmer.protocol.types import PieceIndex
+from autonomys_farmer.protocol.types import PieceIndex, SectorIndex
 
 
 def source_like_record(rng: np.random.Generator) -> np.ndarray:
@@ -39,8 +42,16 @@ def source_like_record(rng: np.random.Generator) -> np.ndarray:
     return chunks
 
 
+def synthetic_sector(pieces: int, rng: np.random.Generator) -> SectorRecords:
+    """Records shaped as the archiver writes them, for timing: encoding does not check their metadata."""
+    records = np.empty((pieces, RECORD_NUM_CHUNKS, 32), np.uint8)
+    for i in range(pieces):
+        records[i] = source_like_record(rng)
+    return SectorRecords(records, [RecordMetadata(bytes(48), bytes(48), bytes(32))] * pieces)
+
+
 class SyntheticHistory:
-    def __init__(self, compute: Compute, kzg: Kzg, piece_indices: list[int], seed: int = 0) -> None:
+    def __init__(self, compute: Compute, kzg: Kzg, piece_indices: Sequence[int], seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.pieces: dict[int, Piece] = {}
         self.segment_commitments: dict[int, bytes] = {}
@@ -60,11 +71,12 @@ class SyntheticHistory:
 
 def plotted_two_piece_sector(
     compute: Compute, kzg: Kzg, public_key: bytes, info: FarmerProtocolInfo
-) -> tuple[SyntheticHistory, list[int], PlottedSector]:
+) -> tuple[SyntheticHistory, list[PieceIndex], PlottedSector]:
     """Sector 0 of `public_key` with 2 pieces of a synthetic history: the proving tests' and benches' farm."""
     indices = derive_sector_piece_indices(derive_sector_id(public_key, 0, info.history_size), 2, info)
     history = SyntheticHistory(compute, kzg, indices)
-    plotted = plot_sector_in_memory(compute, public_key, 0, info.history_size, [history.pieces[i] for i in indices])
+    pieces = [history.pieces[i] for i in indices]
+    plotted = plot_sector_in_memory(compute, public_key, SectorIndex(0), info.history_size, pieces)
     return history, indices, plotted
 
 
