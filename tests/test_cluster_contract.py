@@ -243,13 +243,13 @@ def test_one_description_per_component_parses_and_renders_back():
     from autonomys_farmer.cluster import components as c
 
     samples = [
-        c.ControllerOptions(node_rpc_url="ws://10.0.0.1:9944", base_path=Path("/var/controller")),
+        c.ControllerOptions(node_rpc_url="ws://10.0.0.1:9944", base_path=Path("/var/controller"), job_ack_wait=8.0),
         c.ControllerOptions(tmp=True),
         c.ShardedCacheOptions(disk=c.CacheDisk("/var/cache/", "200GiB"), item_type=m.CacheItemType.SPLIT_PARITY_PIECE),
         c.FullPieceCacheOptions(tmp=True, path=Path("/var/full")),
         c.FullPieceCacheOptions(tmp=True),
         c.ProofServerOptions(),
-        c.PlotServerOptions(priority_cache=True, listen_port=9966, job_ack_wait=8.0, base_path=Path("/b")),
+        c.PlotServerOptions(priority_cache=True, listen_port=9966, base_path=Path("/b")),
         c.PlotClientOptions(
             reward_address="st1", proof_timeout=2.0, farms=(c.FarmDisk("/mnt/a/", 8000), c.FarmDisk("/mnt/b", 2))
         ),

@@ -128,11 +128,11 @@ def test_render_the_seed_layout(tmp_path: Path) -> None:
         f"{NATS} plot-client --reward-address stBRS8V path=/mnt/nvme0n1/,sectors=8000 path=/mnt/nvme0n2/,sectors=8000\n"
         in client
     )
-    nats = files[Path("node-2/etc/nats-server.conf")]
+    nats = files[Path("node-2/etc/autonomys/nats-server.conf")]
     assert "listen: 0.0.0.0:4222" in nats and "max_payload: 4MB" in nats and "jetstream" in nats
     assert "routes: [nats-route://192.168.1.1:4248, nats-route://192.168.1.3:4248]" in nats
     assert (
-        "command=/usr/local/bin/nats-server -c /etc/nats-server.conf"
+        "command=/usr/local/bin/nats-server -c /etc/autonomys/nats-server.conf"
         in files[Path("node-2/etc/supervisor/conf.d/nats-server.conf")]
     )
 
@@ -173,8 +173,8 @@ def test_cli_writes_every_machine(tmp_path: Path) -> None:
     assert len(done.stdout.splitlines()) == len(written)
     # Secrets by default: one NATS user per role with its permissions, each program with its role's
     # password file and the cluster secret, every secret readable by its owner only.
-    nats_conf = next((tmp_path / "out").rglob("nats-server.conf")).read_text()
-    assert "authorization {" in nats_conf and '"user": "plot-client"' in nats_conf
+    nats_conf = (tmp_path / "out/node-1/etc/autonomys/nats-server.conf").read_text()
+    assert "accounts {" in nats_conf and '"user": "plot-client"' in nats_conf
     plot_server = (tmp_path / "out/plotter-1/etc/supervisor/conf.d/autonomys-plot-server.conf").read_text()
     assert "--nats-user plot-server --nats-password-file /etc/autonomys/nats-plot-server.password" in plot_server
     assert "--cluster-secret-file /etc/autonomys/cluster-secret" in plot_server
@@ -182,7 +182,13 @@ def test_cli_writes_every_machine(tmp_path: Path) -> None:
     assert password.read_text().strip() in nats_conf and password.stat().st_mode & 0o077 == 0
     assert not (tmp_path / "out/plotter-1/etc/autonomys/nats-controller.password").exists()  # not its role
     operators = {p.parts[-4] for p in (tmp_path / "out").rglob("nats-operator.password")}
-    assert operators == {p.parts[-3] for p in (tmp_path / "out").glob("*/etc/nats-server.conf")}
+    assert operators == {p.parts[-4] for p in (tmp_path / "out").glob("*/etc/autonomys/nats-server.conf")}
+    # Every file holding a password or the secret is its owner's only, in a directory only its owner enters.
+    secret_files = list((tmp_path / "out").glob("*/etc/autonomys/*"))
+    assert len(secret_files) > 10 and all(path.stat().st_mode & 0o777 == 0o600 for path in secret_files)
+    assert all(path.parent.stat().st_mode & 0o777 == 0o700 for path in secret_files)
+    assert all(password not in path.read_text() for path in written if path not in secret_files
+               for password in (nats_conf.split('"password": "')[1][:64],))  # fmt: skip
     (tmp_path / "CLUSTER.toml").write_text("[[machines]]\nname = 'x'\n")
     bad = subprocess.run(
         [sys.executable, "-m", "autonomys_farmer.cli", "util", "supervisor-config", "CLUSTER.toml"],

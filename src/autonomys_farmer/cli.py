@@ -109,7 +109,7 @@ def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute
         from autonomys_farmer.services.components.controller import Controller
 
         base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if options.tmp else options.base_path
-        component = Controller(servers, options.node_rpc_url, base)
+        component = Controller(servers, options.node_rpc_url, base, options.job_ack_wait)
     elif isinstance(options, c.ShardedCacheOptions):
         from autonomys_farmer.services.components.sharded_cache import ShardedCache
 
@@ -138,7 +138,7 @@ def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute
 
             component = PlotServer(
                 servers, options.base_path, options.listen_port, compute, kzg, options.priority_cache,
-                options.max_buffered_sectors, options.job_ack_wait, _gpu_concurrency() or 1,
+                options.max_buffered_sectors, _gpu_concurrency() or 1,
             )  # fmt: skip
         else:
             assert isinstance(options, c.PlotClientOptions)

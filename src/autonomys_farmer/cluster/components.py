@@ -343,6 +343,13 @@ class ControllerOptions(ComponentOptions):
         metavar="ws://HOST:PORT",
         explicit=True,
     )
+    job_ack_wait: float = arg(
+        "seconds before a plot server's an unacknowledged job is handed to another plot server",
+        "--job-ack-wait",
+        default=60.0,
+        parse=positive_seconds,
+        metavar="SECONDS",
+    )
 
     def __post_init__(self) -> None:
         if (self.base_path is None) == (not self.tmp):
@@ -410,13 +417,6 @@ class PlotServerOptions(ComponentOptions):
     listen_port: int = arg("TCP port plot clients fetch sectors from", "--listen-port", parse=port)
     max_buffered_sectors: int = arg(
         "sectors held for collection before taking more jobs", "--max-buffered-sectors", default=4, parse=positive_int
-    )
-    job_ack_wait: float = arg(
-        "seconds before an unacknowledged job is handed to another plot server",
-        "--job-ack-wait",
-        default=60.0,
-        parse=positive_seconds,
-        metavar="SECONDS",
     )
     base_path: Path = arg("directory for sectors waiting to be collected", parse=Path, metavar="BASE_PATH")
 

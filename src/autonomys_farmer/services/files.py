@@ -23,6 +23,21 @@ def write_atomically(target: Path, data: bytes) -> None:
         f.write(data)
 
 
+def private_dir(path: Path) -> Path:
+    """A directory only its owner may enter (0700), made if missing: where secrets are kept."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_secret(target: Path, data: bytes) -> None:
+    """A file holding a password or secret: 0600 (mkstemp's mode, kept by the rename), atomically, in a
+    0700 directory."""
+    private_dir(target.parent)
+    write_atomically(target, data)
+    target.chmod(0o600)
+
+
 @contextmanager
 def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     """A file written under a temporary name, fsync'ed and renamed to `target` when the block succeeds

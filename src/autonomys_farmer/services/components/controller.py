@@ -47,8 +47,11 @@ SEEN_SIGNATURES = 1024
 class Controller(Component):
     kind = ComponentKind.CONTROLLER
 
-    def __init__(self, nats_servers: list[str], node_rpc_url: str, base_path: Path | None) -> None:
+    def __init__(
+        self, nats_servers: list[str], node_rpc_url: str, base_path: Path | None, job_ack_wait: float = 60.0
+    ) -> None:
         super().__init__(nats_servers)
+        self.job_ack_wait = job_ack_wait  # the plot servers' consumer, which the controller owns
         self.node = NodeClient(node_rpc_url)
         self.base_path = base_path
         self.item_type = CacheItemType.PIECE
@@ -77,9 +80,7 @@ class Controller(Component):
         # Every controller forwards every signature to its node (its own queue group).
         await bus.subscribe(subjects.REWARD_SIGNATURE, self._reward_signature, queue=self.instance_id)
         await bus.subscribe(subjects.HEARTBEAT, self._heartbeat)
-        await bus.ensure_work_queue(subjects.PLOT_JOBS)
-        await bus.kv(subjects.MEMBERS)
-        await bus.kv(subjects.SHARDS)
+        await bus.create_state((subjects.MEMBERS, subjects.SHARDS), subjects.PLOT_JOBS, self.job_ack_wait)
         self.spawn(self._relay_slots())
         self.spawn(self._relay_reward_signing())
         self.spawn(self._relay_segment_headers())

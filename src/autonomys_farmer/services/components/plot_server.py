@@ -20,7 +20,6 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from autonomys_farmer.cluster import subjects, wire
 from autonomys_farmer.cluster.bulk_ops import BulkRequest, FetchSector, Released, ReleaseSector, SectorPart
@@ -43,7 +42,6 @@ from autonomys_farmer.services.components.component import Component
 from autonomys_farmer.services.files import atomic_writer, write_atomically
 from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier
 from autonomys_farmer.services.transport.bulk import Answer
-from autonomys_farmer.services.transport.nats_bus import retry_forever
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,6 @@ class PlotServer(Component):
         kzg: Kzg,
         priority_cache: bool = False,
         max_buffered: int = 4,
-        job_ack_wait: float = 60.0,
         concurrency: int = 1,
     ) -> None:
         super().__init__(nats_servers)
@@ -88,7 +85,6 @@ class PlotServer(Component):
         self.kzg = kzg
         self.priority_cache = priority_cache
         self.max_buffered = max_buffered
-        self.job_ack_wait = job_ack_wait
         self.compute = compute
         self.concurrency = max(1, concurrency)
 
@@ -115,7 +111,7 @@ class PlotServer(Component):
         await self.warm_up(self.compute, self.compute.warm_up)  # before the first job, not during it
         await self.start_bulk(self._serve, self.listen_port)
         self.getter = PieceGetter(self.nats, PieceVerifier(self.nats, self.compute, self.kzg), self.priority_cache)
-        await self.nats.ensure_work_queue(subjects.PLOT_JOBS)
+        await self.nats.await_work_queue(subjects.PLOT_JOBS)
         for path in self.buffer.glob("*.sector"):  # finished before a restart: tell their farms again
             await self._announce(path)
         for _ in range(self.concurrency):
@@ -123,15 +119,7 @@ class PlotServer(Component):
         self.spawn(self._expire_buffer())
 
     async def _work_forever(self) -> None:
-        subscription = await retry_forever(
-            "plot job consumer",
-            lambda: self.nats.js.pull_subscribe(
-                subjects.PLOT_JOBS.subject,
-                durable=subjects.PLOT_JOBS.consumer,
-                stream=subjects.PLOT_JOBS.stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.job_ack_wait, max_deliver=-1),
-            ),
-        )
+        subscription = await self.nats.work_queue_consumer(subjects.PLOT_JOBS)
         while True:
             if len(self._buffered()) >= self.max_buffered:
                 await asyncio.sleep(0.5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import sys
 import time
@@ -36,7 +35,7 @@ from autonomys_farmer.services.devnet.supervisor import (
     nats_server_binary,
     nats_server_config,
 )
-from autonomys_farmer.services.files import load_kzg
+from autonomys_farmer.services.files import load_kzg, write_secret
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
 from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth
@@ -82,24 +81,31 @@ class DevLayout:
     def nats_url(self) -> str:
         return self.nats_urls[0]
 
+    @property
+    def secrets(self) -> Path:
+        """Where the NATS configs, role passwords and cluster secret live: 0700, each file 0600."""
+        return self.base / "secrets"
+
     def nats_programs(self) -> list[Program]:
         """One nats-server, or a routed cluster of them (JetStream then replicates 3 ways)."""
-        self.base.mkdir(parents=True, exist_ok=True)
         if self.nats_servers == 1:
-            conf = self.base / "nats.conf"
-            conf.write_text(
+            conf = self.secrets / "nats.conf"
+            write_secret(  # it holds every role's password
+                conf,
                 nats_server_config("dev", self.nats_ports[0], self.base / "nats", authorization=self.authorization())
+                .encode(),
             )
             return [Program("nats-server", [nats_server_binary(), "-c", str(conf)])]
         programs = []
         for i, (port, route_port) in enumerate(zip(self.nats_ports, self.route_ports, strict=True)):
-            conf = self.base / f"nats-{i}.conf"
+            conf = self.secrets / f"nats-{i}.conf"
             store = self.base / f"nats-{i}"
             routes = [f"127.0.0.1:{other}" for other in self.route_ports if other != route_port]
-            conf.write_text(
+            write_secret(
+                conf,
                 nats_server_config(
                     f"dev-{i}", port, store, cluster_port=route_port, routes=routes, authorization=self.authorization()
-                )
+                ).encode(),
             )
             programs.append(Program(f"nats-server-{i}", [nats_server_binary(), "-c", str(conf)]))
         return programs
@@ -134,7 +140,7 @@ class DevLayout:
 
     def password_file(self, role: str) -> Path:
         """The role's NATS password, made once (mode 0600) under the base directory."""
-        return _secret_file(self.base / "nats-auth" / f"{role}.password")
+        return _secret_file(self.secrets / f"nats-{role}.password")
 
     def authorization(self) -> str:
         if not self.nats_auth:
@@ -148,7 +154,7 @@ class DevLayout:
     @property
     def secret_file(self) -> Path:
         """The cluster secret for bulk TCP, made once (mode 0600) in the base directory."""
-        return _secret_file(self.base / "cluster-secret")
+        return _secret_file(self.secrets / "cluster-secret")
 
     def component_program(self, name: str, options: ComponentOptions) -> Program:
         """The component's program, connecting as its kind's NATS role."""
@@ -167,7 +173,9 @@ class DevLayout:
         if node > 0:
             argv.append("--sync-from-peers")
         controller = ControllerOptions(
-            node_rpc_url=self.node_urls[node], base_path=self.base / self.node_name("controller", node)
+            node_rpc_url=self.node_urls[node],
+            base_path=self.base / self.node_name("controller", node),
+            job_ack_wait=self.job_ack_wait,
         )
         return [
             Program(self.node_name("dev-node", node), argv),
@@ -189,7 +197,6 @@ class DevLayout:
                 PlotServerOptions(
                     priority_cache=True,
                     listen_port=self.plot_server_port,
-                    job_ack_wait=self.job_ack_wait,
                     base_path=b / "plot-server",
                 ),
             ),
@@ -228,12 +235,10 @@ class NodeProgress:
 
 
 def _secret_file(path: Path) -> Path:
-    """A random secret in a file only its owner reads (0600), made on first use and kept."""
+    """A random secret in a file only its owner reads (0600, in a 0700 directory), made on first use
+    and kept."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
+        write_secret(path, (secrets.token_hex(32) + "\n").encode())
     return path
 
 

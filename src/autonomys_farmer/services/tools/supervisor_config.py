@@ -64,11 +64,11 @@ from autonomys_farmer.cluster.components import (
 from autonomys_farmer.cluster.messages import CacheItemType
 from autonomys_farmer.cluster.roles import OPERATOR, ROLES, nats_authorization
 from autonomys_farmer.services.devnet.supervisor import nats_server_config
-from autonomys_farmer.services.files import write_atomically
+from autonomys_farmer.services.files import write_atomically, write_secret
 
 CONF_DIR = Path("etc/supervisor/conf.d")
-NATS_CONF = Path("etc/nats-server.conf")
-SECRETS_DIR = Path("etc/autonomys")  # per machine: the cluster secret and its roles' NATS passwords (0600)
+SECRETS_DIR = Path("etc/autonomys")  # per machine, 0700: the cluster secret, its roles' NATS passwords (0600)
+NATS_CONF = SECRETS_DIR / "nats-server.conf"  # it holds every role's password
 CLUSTER_SECRET = SECRETS_DIR / "cluster-secret"
 
 
@@ -384,9 +384,9 @@ def write_cluster_config(description: Path, out_dir: Path) -> list[Path]:
     credentials = ClusterCredentials.generate()
     for relative, text in sorted(render_cluster(config, description.parent, credentials).items()):
         path = out_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, text.encode())
-        if relative.parts[1:3] == SECRETS_DIR.parts or relative.parts[1:] == NATS_CONF.parts:
-            path.chmod(0o600)  # secrets: readable by their owner only
+        if relative.parts[1:3] == SECRETS_DIR.parts:
+            write_secret(path, text.encode())  # readable by their owner only
+        else:
+            write_atomically(path, text.encode())
         written.append(path)
     return written

@@ -8,8 +8,9 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -20,7 +21,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
 from autonomys_farmer.cluster import wire
@@ -349,7 +351,8 @@ class Bus:
     # --- JetStream ------------------------------------------------------------------------------
 
     async def kv(self, bucket: Bucket[Any]) -> KeyValue:
-        """The bucket, created on first use; waits out JetStream leader elections and outages."""
+        """The bucket, once a controller has created it; waits out JetStream leader elections, outages
+        and a cluster whose controller has not created it yet."""
         if bucket.name not in self._kv:
             self._kv[bucket.name] = await retry_forever(
                 f"JetStream bucket {bucket.name}", lambda: self._open_kv(bucket.name)
@@ -360,10 +363,25 @@ class Bus:
         try:
             return await self.js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
+            raise NotCreatedError(f"bucket {name}") from None
+
+    async def create_state(self, buckets: Sequence[Bucket[Any]], queue: WorkQueue[Any], ack_wait: float) -> None:
+        """The controller's part, as the owner of the cluster's JetStream state (no other role may):
+        create the buckets, the work-queue stream and its consumers' durable consumer, or bring the
+        consumer to `ack_wait` and lift any pause. Waits out leader elections and outages."""
+        for name in (bucket.name for bucket in buckets):
+            self._kv[name] = await retry_forever(f"creating bucket {name}", partial(self._create_kv, name))
+        await retry_forever(f"creating stream {queue.stream}", lambda: self._create_work_queue(queue))
+        await retry_forever(f"creating consumer {queue.consumer}", lambda: self._create_consumer(queue, ack_wait))
+
+    async def _create_kv(self, name: str) -> KeyValue:
+        try:
+            return await self.js.key_value(name)
+        except nats.js.errors.BucketNotFoundError:
             try:
                 config = KeyValueConfig(bucket=name, history=1, replicas=await self.replicas_for_new_state())
                 return await self.js.create_key_value(config)
-            except nats.js.errors.BadRequestError:  # created concurrently by another component
+            except nats.js.errors.BadRequestError:  # created concurrently by another controller
                 return await self.js.key_value(name)
 
     async def kv_get(self, bucket: Bucket[T], key: str) -> T | None:
@@ -406,11 +424,17 @@ class Bus:
                 log.info("%s: watch of %s interrupted (%s); resuming", self.name, bucket.name, e)
                 await asyncio.sleep(1.0)
 
-    async def ensure_work_queue(self, queue: WorkQueue[Any]) -> None:
-        """Create the durable work-queue stream once; waits out JetStream leader elections and outages."""
-        await retry_forever(f"JetStream stream {queue.stream}", lambda: self._ensure_work_queue(queue))
+    async def await_work_queue(self, queue: WorkQueue[Any]) -> None:
+        """Wait until a controller has created the work-queue stream (and through outages)."""
+        await retry_forever(f"JetStream stream {queue.stream}", lambda: self._stream_exists(queue.stream))
 
-    async def _ensure_work_queue(self, queue: WorkQueue[Any]) -> None:
+    async def _stream_exists(self, stream: str) -> None:
+        try:
+            await self.js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            raise NotCreatedError(f"stream {stream}") from None
+
+    async def _create_work_queue(self, queue: WorkQueue[Any]) -> None:
         try:
             await self.js.stream_info(queue.stream)
         except nats.js.errors.NotFoundError:
@@ -427,6 +451,28 @@ class Bus:
             except nats.js.errors.BadRequestError:
                 await self.js.stream_info(queue.stream)
 
+    async def _create_consumer(self, queue: WorkQueue[Any], ack_wait: float) -> None:
+        config = ConsumerConfig(
+            name=queue.consumer,
+            durable_name=queue.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=-1,
+        )
+        await self.js.add_consumer(queue.stream, config)  # creates it, or updates its settings
+        await self.js.resume_consumer(queue.stream, queue.consumer)
+
+    async def work_queue_consumer(self, queue: WorkQueue[Any]) -> JetStreamContext.PullSubscription:
+        """Bind to the work queue's durable consumer, once a controller has created it."""
+        return await retry_forever(f"JetStream consumer {queue.consumer}", lambda: self._bind_consumer(queue))
+
+    async def _bind_consumer(self, queue: WorkQueue[Any]) -> JetStreamContext.PullSubscription:
+        try:
+            await self.js.consumer_info(queue.stream, queue.consumer)
+        except nats.js.errors.NotFoundError:
+            raise NotCreatedError(f"consumer {queue.consumer}") from None
+        return await self.js.pull_subscribe_bind(durable=queue.consumer, stream=queue.stream)
+
     async def enqueue(self, queue: WorkQueue[T], message: T, message_id: str) -> int:
         """Add a job (JetStream drops a second one with the same id within its duplicate window); returns
         its sequence number in the stream."""
@@ -441,6 +487,13 @@ class Bus:
         except nats.js.errors.NotFoundError:
             return False
         return True
+
+
+class NotCreatedError(nats.errors.Error):
+    """JetStream state a controller creates is not there yet: waited for (retry_forever)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not created yet (a controller creates it)")
 
 
 class RemoteError(RuntimeError):

@@ -136,7 +136,7 @@ class PlotClient(Component):
 
         for farm in self.farms:
             await self.nats.subscribe(subjects.PLOT_PROGRESS, self.jobs.on_progress, farm.id)
-        await self.nats.ensure_work_queue(subjects.PLOT_JOBS)
+        await self.nats.await_work_queue(subjects.PLOT_JOBS)
         await self.nats.subscribe(subjects.SLOT_INFO, on_slot)
         await self.nats.subscribe(subjects.REWARD_SIGNING_INFO, signer.on_request)
         await self.nats.subscribe(subjects.ARCHIVED_SEGMENT_HEADER, on_segment)
