@@ -90,13 +90,29 @@ def test_bulk_operations_are_tagged_dataclasses():
             wire.from_obj(BulkRequest, {"type": "release", "job_id": traversal})
 
 
-def test_slots_are_farmed_once_in_order():
+def test_slots_are_farmed_once_and_a_forged_one_costs_only_itself():
     slots = farming.SlotSequence()
-    assert [slots.accept(SlotNumber(s), 0.0) for s in (5, 5, 4, 6, 8, 7)] == [True, False, False, True, True, False]
-    # A forged slot far ahead is refused and the real ones go on; a long outage's jump is plausible.
-    assert not slots.accept(SlotNumber(10**12), 1.0) and slots.implausible == 1
-    assert slots.accept(SlotNumber(9), 1.0)
-    assert slots.accept(SlotNumber(9 + 3000), 1.0 + 3600.0)
+    # Every controller sends each slot: each number is farmed once, a late one too.
+    assert [slots.accept(SlotNumber(s), float(s)) for s in (5, 5, 6, 8, 7, 8)] == [True, False, True, True, True, False]
+    # The attack: real slot + 119, three times, 50 s apart, while real slots go on every second.
+    farmed, refused = [], []
+    for second in range(9, 200):
+        real = SlotNumber(second)
+        if second % 50 == 0:
+            forged = SlotNumber(real + 119)
+            (farmed if slots.accept(forged, float(second)) else refused).append(forged)
+        (farmed if slots.accept(real, second + 0.3) else refused).append(real)
+    assert refused == [169, 219, 269] and farmed == list(range(9, 200))  # every real slot, before and after
+    assert slots.implausible == 3
+    # The real slot that bears a forged slot's number is farmed when its time comes.
+    assert slots.accept(SlotNumber(269), 269.0)
+    # A forged first slot is outvoted as real ones arrive; a slow drift of the chain's pace is followed.
+    fresh = farming.SlotSequence()
+    assert fresh.accept(SlotNumber(10**12), 0.0)  # nothing to judge it by yet: one slot's cost
+    assert [fresh.accept(SlotNumber(100 + i), float(i)) for i in range(3)] == [False, True, True]
+    drifting = farming.SlotSequence()
+    assert all(drifting.accept(SlotNumber(i), i * 1.05) for i in range(1, 2000))  # 5% slower slots: no refusal
+    assert drifting.implausible == 0 and abs(drifting.expected(2000 * 1.05) - 2000) < 5
 
 
 def test_win_budget():

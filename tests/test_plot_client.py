@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def test_audits_never_wait_for_proofs(plotted_farm: Path, compute, kzg) -> None:
     assert len(set(link.submitted)) >= 5 and slots.proving == 0
 
 
-def test_a_slot_is_skipped_only_while_the_previous_audit_runs(plotted_farm: Path, compute, kzg) -> None:
+def test_a_slot_is_skipped_only_while_the_previous_audit_runs(plotted_farm: Path, compute, kzg, caplog) -> None:
     link = SlowProofServer()
 
     async def run() -> SlotFarming:
@@ -130,14 +131,18 @@ def test_a_slot_is_skipped_only_while_the_previous_audit_runs(plotted_farm: Path
         for number in (1, 2, 3):  # 2 and 3 arrive while 1 is audited
             slots.on_slot(SlotInfo(SlotNumber(number), derive_global_challenge(bytes(32), number), U64_MAX, U64_MAX))
             await asyncio.sleep(0.1)
-        slots.on_slot(SlotInfo(SlotNumber(900), bytes(32), U64_MAX, U64_MAX))  # far past what 0.3 s allows
+        for number, sender in ((900, "controller-a"), (901, "controller-a"), (902, "controller-b")):
+            slots.on_slot(SlotInfo(SlotNumber(number), bytes(32), U64_MAX, U64_MAX), sender)  # far from the clock
         await asyncio.gather(*tasks)
         farm.close()
         return slots
 
-    slots = asyncio.run(run())
-    assert slots.skipped == {SkipReason.AUDIT_RUNNING: 2, SkipReason.IMPLAUSIBLE: 1}
+    with caplog.at_level(logging.WARNING):
+        slots = asyncio.run(run())
+    assert slots.skipped == {SkipReason.AUDIT_RUNNING: 2, SkipReason.IMPLAUSIBLE: 3}
     assert slots.counts["slots"] == 3
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 2 and "controller-a" in refusals[0] and "controller-b" in refusals[1]  # once per sender
 
 
 class WaitingQueue:

@@ -4,8 +4,10 @@ sectors to replot before they expire, and when a plot job is issued again."""
 
 from __future__ import annotations
 
+import statistics
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import TypeVar
 
@@ -15,29 +17,44 @@ from autonomys_farmer.protocol.types import HistorySize, SegmentIndex, SlotNumbe
 K = TypeVar("K")
 
 
-MAX_SLOT_JUMP = 120  # slots a controller may skip at once (a node catching up, a controller failover)
-SLOTS_PER_SECOND_BOUND = 2.0  # slots are ~1 s apart: twice that rate is the most a real chain produces
+SLOT_WINDOW = 64  # distinct recent slot numbers whose offsets from the clock set the expected offset
+MAX_SLOT_DRIFT = 30.0  # slots a real slot may stray from where the recent ones put the clock
+SLOTS_REMEMBERED = 1024  # farmed slot numbers kept to farm each once
 
 
 @dataclass
 class SlotSequence:
-    """Slots arrive from every controller: farm each slot number once, in increasing order. A slot
-    far ahead of what the time since the last one allows is refused (`implausible` counts them): one
-    forged number must not make every later real slot look old."""
+    """Slots arrive from every controller: farm each slot number once, if plausible.
 
-    last: SlotNumber | None = None
-    last_at: float = 0.0
+    Slot numbers follow the clock (about one per second, driven by proof of time), so the offset
+    `slot - now` barely moves. A slot is plausible when its offset is within MAX_SLOT_DRIFT of the
+    median offset of the last SLOT_WINDOW distinct slot numbers seen (itself included). One forged
+    number cannot move that median, and there is no monotonic "last" it could push ahead: it costs only
+    itself, and the real slots before and after it are farmed. A real change of pace moves the median
+    within half the window. `implausible` counts refusals."""
+
+    offsets: OrderedDict[int, float] = field(default_factory=OrderedDict)
+    farmed: OrderedDict[int, None] = field(default_factory=OrderedDict)
     implausible: int = 0
 
     def accept(self, slot: SlotNumber, now: float) -> bool:
-        if self.last is not None:
-            if slot <= self.last:
-                return False
-            if slot - self.last > MAX_SLOT_JUMP + SLOTS_PER_SECOND_BOUND * max(0.0, now - self.last_at):
-                self.implausible += 1
-                return False
-        self.last, self.last_at = slot, now
+        if slot in self.farmed:
+            return False
+        if slot not in self.offsets:
+            self.offsets[slot] = slot - now
+            if len(self.offsets) > SLOT_WINDOW:
+                self.offsets.popitem(last=False)
+        if abs(slot - now - statistics.median(self.offsets.values())) > MAX_SLOT_DRIFT:
+            self.implausible += 1
+            return False
+        self.farmed[slot] = None
+        if len(self.farmed) > SLOTS_REMEMBERED:
+            self.farmed.popitem(last=False)
         return True
+
+    def expected(self, now: float) -> float | None:
+        """The slot number the recent slots put at `now` (None before any)."""
+        return statistics.median(self.offsets.values()) + now if self.offsets else None
 
 
 class SkipReason(StrEnum):
@@ -45,7 +62,7 @@ class SkipReason(StrEnum):
     here) runs beside later slots' audits, each slot's proofs held to its own deadline."""
 
     AUDIT_RUNNING = "audit-running"  # the previous slot's audit had not finished
-    IMPLAUSIBLE = "implausible"  # a slot number the time since the last one cannot explain
+    IMPLAUSIBLE = "implausible"  # a slot number far from where the recent slots put the clock
 
 
 MAX_WINS_PER_SLOT = 16  # wins of one slot proved together at most

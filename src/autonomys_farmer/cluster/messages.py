@@ -125,7 +125,7 @@ class PlotClientStatus:
     TAG: ClassVar[str] = "plot-client"
     slots: int = 0
     skipped_audit_running: int = 0  # slots not audited: the previous slot's audit had not finished
-    skipped_implausible: int = 0  # slot numbers refused: more ahead than the time since the last allows
+    skipped_implausible: int = 0  # slot numbers refused: far from where the recent slots put the clock
     audit_ms: float = 0.0  # the last slot's audit of every farm (farms audit side by side)
     audited: int = 0  # sectors in that audit
     proving: int = 0  # wins being proved now (several slots' at once, each to its own deadline)

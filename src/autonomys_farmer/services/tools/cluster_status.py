@@ -60,8 +60,8 @@ class ClusterStatus:
         self.seen[(beat.kind, beat.instance_id)] = time.monotonic()
 
     async def _slot(self, slot: SlotInfo) -> None:
-        if self._slots.accept(slot.slot_number, time.monotonic()):  # a forged far-future slot is not shown
-            self.slot = slot.slot_number
+        if self._slots.accept(slot.slot_number, time.monotonic()):  # a forged far-off slot is not shown
+            self.slot = max(self.slot, slot.slot_number)
 
     async def _farm_event(self, event: FarmEvent) -> None:
         if event.kind in self.solutions:

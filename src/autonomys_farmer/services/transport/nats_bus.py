@@ -258,13 +258,21 @@ class Bus:
     # --- core NATS: typed subjects (cluster.subjects) -----------------------------------------------
 
     async def publish(self, subject: Broadcast[T], message: T, *tokens: str) -> None:
-        await self.nc.publish(subject.subject(*tokens), subject.codec.encode(message))
+        """Publish, naming ourselves in a header (what a receiver logs a refused message by; the
+        subject's permissions, not the header, decide who may send)."""
+        await self.nc.publish(subject.subject(*tokens), subject.codec.encode(message), headers={SENDER: self.name})
 
     async def subscribe(
-        self, subject: Broadcast[T], handler: Callable[[T], Awaitable[None]], *tokens: str, queue: str = ""
+        self,
+        subject: Broadcast[T],
+        handler: Callable[[T], Awaitable[None]] | Callable[[T, str], Awaitable[None]],
+        *tokens: str,
+        queue: str = "",
+        with_sender: bool = False,
     ) -> Subscription:
         """Handle every `subject` message (all of them, or those with these tokens); a malformed one is
-        logged once and dropped, a failing handler logged: neither stops the subscription."""
+        logged once and dropped, a failing handler logged: neither stops the subscription. With
+        `with_sender` the handler also gets the name the sender gave."""
 
         async def on_message(msg: Msg) -> None:
             try:
@@ -275,7 +283,10 @@ class Bus:
                 self.bad_messages.report(msg.subject, e)
                 return
             try:
-                await handler(message)
+                if with_sender:
+                    await handler(message, (msg.headers or {}).get(SENDER, "?"))  # type: ignore[call-arg]
+                else:
+                    await handler(message)  # type: ignore[call-arg]
             except Exception as e:
                 log.warning("%s: message on %s failed: %s", self.name, msg.subject, e, exc_info=log.isEnabledFor(10))
 
@@ -487,6 +498,9 @@ class Bus:
         except nats.js.errors.NotFoundError:
             return False
         return True
+
+
+SENDER = "Autonomys-Sender"
 
 
 class NotCreatedError(nats.errors.Error):

@@ -128,8 +128,8 @@ class PlotClient(Component):
         signer = RewardSigner(self.farms, self.send_signature)
         slots = self.farming
 
-        async def on_slot(slot: SlotInfo) -> None:
-            slots.on_slot(slot)
+        async def on_slot(slot: SlotInfo, sender: str) -> None:
+            slots.on_slot(slot, sender)
 
         async def on_segment(header: SegmentHeader) -> None:
             self.spawn(self._check_expiry(expiry, header.segment_index))
@@ -137,7 +137,7 @@ class PlotClient(Component):
         for farm in self.farms:
             await self.nats.subscribe(subjects.PLOT_PROGRESS, self.jobs.on_progress, farm.id)
         await self.nats.await_work_queue(subjects.PLOT_JOBS)
-        await self.nats.subscribe(subjects.SLOT_INFO, on_slot)
+        await self.nats.subscribe(subjects.SLOT_INFO, on_slot, with_sender=True)
         await self.nats.subscribe(subjects.REWARD_SIGNING_INFO, signer.on_request)
         await self.nats.subscribe(subjects.ARCHIVED_SEGMENT_HEADER, on_segment)
         for farm in self.farms:

@@ -87,6 +87,7 @@ class SlotFarming:
         self.farming_timeout = farming_timeout
         self.proof_timeout = proof_timeout
         self.slots = farming.SlotSequence()
+        self._refused_senders: set[str] = set()
         self.proof_time = farming.ProofTime()
         self.breaker = farming.ProofServerBreaker()
         self.auditing = False
@@ -100,18 +101,19 @@ class SlotFarming:
 
     # --- slots ----------------------------------------------------------------------------------------
 
-    def on_slot(self, slot: SlotInfo) -> None:
+    def on_slot(self, slot: SlotInfo, sender: str = "") -> None:
         """A slot from a controller (every controller sends each one): audit it unless the previous
-        slot's audit is still running."""
+        slot's audit is still running. An implausible one is counted, and logged once per sender."""
         now = time.monotonic()
         implausible = self.slots.implausible
         if not self.slots.accept(slot.slot_number, now):
             if self.slots.implausible > implausible:
                 self._skip(SkipReason.IMPLAUSIBLE)
-                if self.slots.implausible == 1:
+                if sender not in self._refused_senders:
+                    self._refused_senders.add(sender)
                     log.warning(
-                        "slot %d refused: implausibly far past slot %s (later ones are counted)",
-                        slot.slot_number, self.slots.last,
+                        "slot %d from %s refused: the recent slots put the clock at slot %.0f (its later "
+                        "refusals are counted)", slot.slot_number, sender or "?", self.slots.expected(now) or 0,
                     )  # fmt: skip
             return
         self.counts["slots"] += 1
