@@ -253,28 +253,28 @@ HOSTILE_OPS: list[object] = [
 
 
 async def fuzz_bulk(addresses: list[str], secret: bytes, report: FuzzReport, rng: random.Random) -> None:
-    """Each bulk server: random bytes, oversized frame lengths, a bad HMAC, and (authenticated) hostile
-    operations, each of which must be answered with an error frame."""
+    """Each bulk server: random bytes, oversized frame lengths, a bad proof of the secret, and
+    (authenticated) hostile operations, each of which must be answered with an error frame."""
     for address in addresses:
         host, port = address.rsplit(":", 1)
         for attempt in range(len(HOSTILE_OPS) + 3):
             reader, writer = await asyncio.open_connection(host, int(port))
             report.bulk_connections += 1
             try:
-                greeting, _ = await bulk.read_frame(reader, 0)
-                challenge = bytes.fromhex(greeting["challenge"])
                 if attempt == 0:
                     writer.write(rng.randbytes(200))
                 elif attempt == 1:
                     writer.write(struct.pack("<IQ", 2**31, 2**62))
                 elif attempt == 2:
-                    await bulk.write_frame(writer, {"op": {"type": "list-contents"}, "auth": "00" * 32})
+                    await bulk.read_frame(reader, 0, max_header=bulk.HELLO_MAX)
+                    await bulk.write_frame(writer, {"nonce": "00" * 32, "proof": "00" * 32})
                 else:
                     op = HOSTILE_OPS[attempt - 3]
-                    await bulk.write_frame(writer, {"op": op, "auth": bulk._mac(secret, challenge)})
-                    header, _ = await asyncio.wait_for(bulk.read_frame(reader), 10)
+                    session = await bulk.client_handshake(reader, writer, address, secret, 10)
+                    await bulk.write_frame(writer, {"op": op}, b"", session)
+                    header, _ = await asyncio.wait_for(bulk.read_frame(reader, bulk.MAX_PAYLOAD, session), 10)
                     while "answer" in header:  # a well-formed operation with odd values (a key -1: not found)
-                        header, _ = await asyncio.wait_for(bulk.read_frame(reader), 10)
+                        header, _ = await asyncio.wait_for(bulk.read_frame(reader, bulk.MAX_PAYLOAD, session), 10)
                     assert "error" in header or "end" in header, (address, op, header)
                     report.bulk_errors_answered += "error" in header
                 await writer.drain()

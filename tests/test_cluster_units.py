@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -360,23 +363,19 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     assert {member["kind"] for member in snapshot["members"]} == {"controller", "plot-server", "plot-client"}
 
 
-def test_bulk_peers_prove_the_cluster_secret_and_requests_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bulk_peers_prove_the_cluster_secret_both_ways_and_requests_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import asyncio
 
     from autonomys_farmer.cluster.bulk_ops import Contents, ListContents, Repaired, RepairItem
     from autonomys_farmer.services.transport import bulk
 
-    async def handler(operation: object, payload: bytes):  # type: ignore[no-untyped-def]
-        if isinstance(operation, RepairItem):
-            yield Repaired(operation.key), b""
-        else:
-            yield Contents((1, 2)), b""
-
-    monkeypatch.setattr(bulk, "REQUEST_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(bulk, "HELLO_TIMEOUT_S", 0.5)
     monkeypatch.setattr(bulk, "_secret", b"s" * 32)
 
     async def run() -> None:
-        server = bulk.BulkServer(handler)
+        server = bulk.BulkServer(contents_handler)
         await server.start("127.0.0.1")
         address = server.address("127.0.0.1")
         try:
@@ -384,21 +383,147 @@ def test_bulk_peers_prove_the_cluster_secret_and_requests_are_bounded(monkeypatc
             assert listing.keys == (1, 2)
             with pytest.raises(bulk.BulkError, match="requires the cluster secret"):
                 await bulk.request_all(address, ListContents(), Contents, secret=b"")
-            with pytest.raises(bulk.BulkError, match="does not hold the cluster secret"):
+            with pytest.raises(bulk.BulkError, match="refused us"):
                 await bulk.request_all(address, ListContents(), Contents, secret=b"x" * 32)
             with pytest.raises((bulk.BulkError, ConnectionError)):  # a payload past one piece is refused
                 await bulk.request_all(address, RepairItem(1), Repaired, bytes(PIECE_SIZE + 1))
+            # Before the proof, only the small hello is read: a huge header is refused, not buffered...
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            await bulk.read_frame(reader, 0)  # the greeting; then say nothing
-            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed after REQUEST_TIMEOUT_S
+            await bulk.read_frame(reader, 0)
+            writer.write(struct.pack("<IQ", 1 << 20, 1 << 20) + bytes(4096))
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            # ...and a peer that says nothing is closed within HELLO_TIMEOUT_S.
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await bulk.read_frame(reader, 0)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
             writer.close()
             assert server.connections == 0
         finally:
             await server.close()
+        # A client holding the secret trusts no server that has not proved it.
+        open_server = bulk.BulkServer(contents_handler)
+        monkeypatch.setattr(bulk, "_secret", None)
+        await open_server.start("127.0.0.1")
+        try:
+            with pytest.raises(bulk.BulkError, match="does not ask for the cluster secret"):
+                await bulk.request_all(open_server.address("127.0.0.1"), ListContents(), Contents, secret=b"s" * 32)
+        finally:
+            await open_server.close()
 
     asyncio.run(run())
     assert bulk.listen_host("127.0.0.1") == "127.0.0.1" and bulk.listen_host("10.0.0.5") == "0.0.0.0"
     assert bulk.listen_host(None) == "0.0.0.0"
+
+
+async def contents_handler(operation: object, payload: bytes):  # type: ignore[no-untyped-def]
+    from autonomys_farmer.cluster.bulk_ops import Contents, Repaired, RepairItem
+
+    if isinstance(operation, RepairItem):
+        yield Repaired(operation.key), b""
+    else:
+        yield Contents((1, 2)), b""
+
+
+def test_a_relayed_bulk_handshake_is_useless(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """The issue's relay: a peer without the secret makes a plot client dial it and passes a cache's
+    hello through. Both proofs cover both nonces and every later frame is MACed with their session key:
+    the relay cannot put its own request in (the cache refuses it, logged once) nor alter an answer."""
+    import asyncio
+
+    from autonomys_farmer.cluster.bulk_ops import Contents, FetchSector, ListContents, SectorPart
+    from autonomys_farmer.services.transport import bulk
+
+    monkeypatch.setattr(bulk, "_secret", b"s" * 32)
+
+    async def relay(cache_port: int, mode: str) -> tuple[asyncio.Server, list[bytes]]:
+        """Pass the three hellos through, then swap the request ("swap") or flip an answer byte ("alter")."""
+        got: list[bytes] = []
+
+        async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+            cache_reader, cache_writer = await asyncio.open_connection("127.0.0.1", cache_port)
+
+            async def frame(reader: asyncio.StreamReader) -> bytes:
+                head = await reader.readexactly(12)
+                head_len, payload_len = struct.unpack("<IQ", head)
+                return head + await reader.readexactly(head_len + payload_len)
+
+            try:
+                client_writer.write(await frame(cache_reader))  # the cache's nonce, as ours
+                cache_writer.write(await frame(client_reader))  # the client's proof over it
+                client_writer.write(await frame(cache_reader))  # the cache's proof
+                request = await frame(client_reader) + await client_reader.readexactly(bulk.MAC_SIZE)
+                if mode == "swap":  # our own request, with the client's MAC or none: refused
+                    head = json.dumps({"op": {"type": "list-contents"}}).encode()
+                    cache_writer.write(struct.pack("<IQ", len(head), 0) + head + request[-bulk.MAC_SIZE :])
+                    got.append(await cache_reader.read())
+                else:
+                    cache_writer.write(request)
+                    answer = bytearray(await cache_reader.read())
+                    answer[20] ^= 1
+                    client_writer.write(bytes(answer))
+            finally:
+                cache_writer.close()
+                client_writer.close()
+
+        return await asyncio.start_server(serve, "127.0.0.1", 0), got
+
+    async def run() -> None:
+        cache = bulk.BulkServer(contents_handler)
+        await cache.start("127.0.0.1")
+        try:
+            swapper, got = await relay(cache.port, "swap")
+            relay_address = f"127.0.0.1:{swapper.sockets[0].getsockname()[1]}"
+            with pytest.raises((bulk.BulkError, ConnectionError)):
+                await bulk.request_all(relay_address, FetchSector("0" * 32), SectorPart, timeout=5)
+            assert got == [b""] and cache.refused == 1  # the cache closed on the swapped request, no keys out
+            swapper.close()
+            alterer, _ = await relay(cache.port, "alter")
+            relay_address = f"127.0.0.1:{alterer.sockets[0].getsockname()[1]}"
+            with pytest.raises(bulk.BulkError, match="failed its MAC"):
+                await bulk.request_all(relay_address, ListContents(), Contents, timeout=5)
+            alterer.close()
+        finally:
+            await cache.close()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(run())
+    assert sum("refused 127.0.0.1" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_idle_flood_from_one_address_leaves_the_bulk_port_to_others(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """An outsider opening idle connections from one address takes at most MAX_CONNECTIONS_PER_ADDRESS
+    slots, each for at most HELLO_TIMEOUT_S: a peer with the secret is served meanwhile; the refusals are
+    logged once."""
+    import asyncio
+
+    from autonomys_farmer.cluster.bulk_ops import Contents, ListContents
+    from autonomys_farmer.services.transport import bulk
+
+    monkeypatch.setattr(bulk, "_secret", b"s" * 32)
+    monkeypatch.setattr(bulk, "HELLO_TIMEOUT_S", 2.0)
+
+    async def run() -> None:
+        server = bulk.BulkServer(contents_handler)
+        await server.start("127.0.0.1")
+        idle = []
+        try:
+            for _ in range(bulk.MAX_CONNECTIONS_PER_ADDRESS + 20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+                idle.append((reader, writer))
+            await asyncio.sleep(0.2)
+            assert server.by_address["127.0.0.2"] == bulk.MAX_CONNECTIONS_PER_ADDRESS and server.refused == 20
+            ((listing, _),) = await bulk.request_all(server.address("127.0.0.1"), ListContents(), Contents, timeout=5)
+            assert listing.keys == (1, 2)  # served at once, while the flood's slots are still taken
+            await asyncio.sleep(bulk.HELLO_TIMEOUT_S + 0.5)
+            assert server.connections == 0  # every idle one was closed
+        finally:
+            for _, writer in idle:
+                writer.close()
+            await server.close()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(run())
+    assert sum("refused 127.0.0.2" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_a_controller_whose_node_is_down_hands_solutions_back_unsent() -> None:
