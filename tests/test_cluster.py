@@ -254,6 +254,9 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 assert len(common) >= 10, (a, b, common)
                 assert {n: chains[a][n] for n in common} == {n: chains[b][n] for n in common}, (a, b)
             assert not any("announcement dropped" in text for text in node_logs)
+            # Members dropped by a controller (the killed programs) are no intrusion: nobody else wrote them.
+            controller_logs = [supervisor.log_tail(layout.node_name("controller", n), 1_000_000) for n in range(3)]
+            assert not any("changed by someone else" in text for text in controller_logs)
 
             # No win went to two nodes: every submission is distinct.
             assert submitted and len(set(submitted)) == len(submitted), "a solution was submitted twice"

@@ -381,9 +381,10 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
             await client.nc.flush()
             await arrived(beats)  # one connection: the two fakes would have come first
             assert [beat.kind for beat in beats] == [m.ComponentKind.PLOT_CLIENT]
+            await controller.create_state((subjects.MEMBERS, subjects.SHARDS), subjects.PLOT_JOBS, 8.0)
             with pytest.raises(Exception):  # noqa: B017  (a permissions violation, however nats-py words it)
                 await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 1.5)
-            await controller.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ()))
+            await asyncio.wait_for(controller.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 10)
             wrong = tmp_path / "wrong.password"
             wrong.write_text("not-it")
             began = time.monotonic()

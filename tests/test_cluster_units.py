@@ -338,6 +338,15 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
         for kind, detail in ((m.FarmEventKind.SOLUTION, ""), (m.FarmEventKind.LATE, "Solution was ignored"),
                              (m.FarmEventKind.INVALID, "bad proof"), (m.FarmEventKind.SOLUTION, "")):  # fmt: skip
             await view._farm_event(m.FarmEvent("farm1", kind, SectorIndex(2), m.SlotNumber(7), detail))
+        # The counts are the node's answers as the controllers saw them: c1 counted 1 accepted, then 2 and a
+        # late one; c2 an invalid one. A controller restarting (a new instance) does not take back its count.
+        for instance, status in (("c1", m.ControllerStatus(accepted=1)), ("c1", m.ControllerStatus(accepted=2, late=1)),
+                                 ("c2", m.ControllerStatus(invalid=1))):  # fmt: skip
+            await view._heartbeat(m.Heartbeat(m.ComponentKind.CONTROLLER, instance, status=status, host="h"))
+        # A forged plot client (heartbeat and farm events under new ids) moves no count.
+        forged = m.PlotClientStatus(accepted=500)
+        await view._heartbeat(m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "forged", status=forged))
+        await view._farm_event(m.FarmEvent("farm9", m.FarmEventKind.SOLUTION, SectorIndex(1), m.SlotNumber(8), ""))
 
     asyncio.run(feed())
     console = Console(file=io.StringIO(), width=200)
@@ -361,6 +370,7 @@ def test_the_status_view_splits_solutions_and_explains_waits() -> None:
     snapshot = view.snapshot()
     assert snapshot["solutions"] == {"solution": 2, "late": 1, "invalid": 1}
     assert {member["kind"] for member in snapshot["members"]} == {"controller", "plot-server", "plot-client"}
+    assert view.solutions_per_hour() > 0
 
 
 def test_bulk_peers_prove_the_cluster_secret_both_ways_and_requests_are_bounded(
@@ -564,3 +574,87 @@ def test_a_node_closing_mid_handshake_is_a_connection_error() -> None:
         server.close()
 
     asyncio.run(run())
+
+
+def test_a_ready_sector_nobody_collects_is_released(tmp_path: Path, caplog) -> None:
+    """Fake or orphaned work does not hold a plot server's bounded buffer: a ready sector whose fetch has
+    not started within UNCOLLECTED_S is released (logged, and 'dropped' said for its job), one still
+    waiting is announced again, and one being collected stays."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from fuzz import JOB
+
+    from autonomys_farmer.cluster.bulk_ops import FetchSector
+    from autonomys_farmer.services.components import plot_server
+    from autonomys_farmer.services.files import write_atomically
+
+    said: list[tuple[str, m.PlotStage]] = []
+
+    class Bus:
+        async def publish(self, subject: object, progress: m.PlotProgress, *tokens: str) -> None:
+            said.append((progress.job_id, progress.stage))
+
+    compute = SimpleNamespace(name="cpu", device="test", batch_records=1)
+    server = plot_server.PlotServer(["nats://127.0.0.1:1"], tmp_path, 0, compute, None)  # type: ignore[arg-type]
+    server.bus = Bus()  # type: ignore[assignment]
+    jobs = [dataclasses.replace(JOB, job_id=f"{i:032x}") for i in (1, 2)]
+    for job in jobs:
+        path = server.buffer / f"{job.job_id}.sector"
+        path.write_bytes(b"sector")
+        write_atomically(path.with_suffix(".job"), wire.encode(plot_server.BufferedSector(job, 6)))
+
+    async def run() -> None:
+        for path in server._buffered():
+            await server._announce(path)
+        start = min(server._uncollected.values())
+        async for _ in server._serve(FetchSector(jobs[1].job_id), b""):  # job 2's plot client collects it
+            pass
+        await server.sweep_buffer(start + plot_server.UNCOLLECTED_S / 2)
+        assert said == [(jobs[0].job_id, m.PlotStage.READY), (jobs[1].job_id, m.PlotStage.READY),
+                        (jobs[0].job_id, m.PlotStage.READY)]  # fmt: skip
+        await server.sweep_buffer(start + plot_server.UNCOLLECTED_S + 1)
+        assert said[-1] == (jobs[0].job_id, m.PlotStage.DROPPED)
+        assert [path.stem for path in server._buffered()] == [jobs[1].job_id]  # the one being collected stays
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(run())
+    assert any("was not collected within 120s" in r.getMessage() for r in caplog.records)
+
+
+def test_proofs_are_served_earliest_deadline_first_within_the_farming_timeout(monkeypatch) -> None:
+    """A request asking for minutes is held to the farming timeout, and the wins whose slots close first
+    are proved first: one farm's long budgets cannot take a proof server."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from fuzz import record_win
+
+    from autonomys_farmer.cluster.farming import FARMING_TIMEOUT_S
+    from autonomys_farmer.services.components import proof_server
+
+    proved: list[list[int]] = []
+
+    def prove_wins(compute: object, kzg: object, wins: list) -> list:  # type: ignore[type-arg]
+        proved.append([win.sector_index for win in wins])
+        return [ValueError("not a real win")] * len(wins)
+
+    monkeypatch.setattr(proof_server, "prove_wins", prove_wins)
+    monkeypatch.setattr(proof_server, "MAX_BATCH", 1)
+    server = proof_server.ProofServer([], SimpleNamespace(name="cpu", device="test"), None)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        budgets = {1: 600.0, 2: 3.0, 3: 1.0, 4: 2.0}  # sector index -> budget asked for
+        requests = [
+            asyncio.create_task(server._prove(m.ProveRequest(dataclasses.replace(record_win(), sector_index=i), b)))
+            for i, b in budgets.items()
+        ]
+        await asyncio.sleep(0.05)
+        deadlines = sorted(deadline - arrived for _, _, (_, arrived, deadline, _) in server._queue._queue)  # type: ignore[attr-defined]
+        assert max(deadlines) <= FARMING_TIMEOUT_S + 0.01  # 600 s asked, the farming timeout given
+        worker = asyncio.create_task(server._prove_batches())
+        await asyncio.gather(*requests)
+        worker.cancel()
+
+    asyncio.run(run())
+    assert proved == [[3], [4], [2], [1]]

@@ -115,7 +115,7 @@ def test_servers_reach_nats_before_compiling(kind, monkeypatch, tmp_path, kzg):
             events.append("serve")
             raise StopError
 
-        async def ensure_work_queue(self, *args):
+        async def await_work_queue(self, *args):
             events.append("serve")
             raise StopError
 

@@ -55,7 +55,9 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
         try:
             assert producer.clustered_server  # from its server's INFO, whether or not its routes are up yet
             assert await producer.replicas_for_new_state() == 3  # discovered the other two from the first
-            await eventually(lambda: producer.ensure_work_queue(subjects.PLOT_JOBS))
+            await eventually(
+                lambda: producer.create_state((subjects.MEMBERS, subjects.SHARDS), subjects.PLOT_JOBS, 60.0)
+            )
             assert (await producer.js.stream_info(subjects.PLOT_JOBS.stream)).config.num_replicas == 3
             shard_map = m.ShardMap("sharded-cache.piece", (m.ShardMember("a", "127.0.0.1:1"),))
             await eventually(lambda: producer.kv_put(subjects.SHARDS, shard_map.group, shard_map))
@@ -84,15 +86,7 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
             assert stored == shard_map
             # The stream may be electing a new leader (its old one died with the server): retry as the
             # plot server does.
-            subscription = await asyncio.wait_for(
-                retry_forever(
-                    "pull consumer",
-                    lambda: after.js.pull_subscribe(
-                        subjects.PLOT_JOBS.subject, durable="test", stream=subjects.PLOT_JOBS.stream
-                    ),
-                ),
-                60,
-            )
+            subscription = await asyncio.wait_for(after.work_queue_consumer(subjects.PLOT_JOBS), 60)
             received = []
             deadline = time.monotonic() + 60
             while len(received) < len(jobs) and time.monotonic() < deadline:

@@ -65,6 +65,7 @@ class SkipReason(StrEnum):
     IMPLAUSIBLE = "implausible"  # a slot number far from where the recent slots put the clock
 
 
+FARMING_TIMEOUT_S = 4.0  # a slot's audit, proving and submission: later, the node no longer takes it
 MAX_WINS_PER_SLOT = 16  # wins of one slot proved together at most
 PROOF_TIME_MARGIN = 1.25  # proofs vary: a further win is tried only if it fits with a quarter to spare
 

@@ -54,6 +54,7 @@ class PlotStage(StrEnum):
     READY = "ready"
     WAITING = "waiting for pieces"  # not an error: the history is still being archived or cached
     ERROR = "error"
+    DROPPED = "dropped"  # ready, but not collected in time: released (the plot client issues the job again)
 
 
 class FarmEventKind(StrEnum):
@@ -69,10 +70,15 @@ class FarmEventKind(StrEnum):
 
 @dataclass(frozen=True)
 class ControllerStatus:
+    """`accepted`, `late` and `invalid` are the node's answers to the solutions this controller sent:
+    the status view's solution counts (a plot client's own word is not taken for them)."""
+
     TAG: ClassVar[str] = "controller"
     slots: int = 0
     solutions: int = 0
     accepted: int = 0
+    late: int = 0
+    invalid: int = 0
     segments: int = 0
     signatures: int = 0
     members: int = 0

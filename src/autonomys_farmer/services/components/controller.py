@@ -63,7 +63,7 @@ class Controller(Component):
         self._signed: OrderedDict[bytes, None] = OrderedDict()
         self.observed_since = time.monotonic()  # start, or the end of our own last NATS outage
         self._own_last_heard: float | None = None
-        self.counts = {"slots": 0, "solutions": 0, "accepted": 0, "segments": 0, "signatures": 0}
+        self.counts = dict.fromkeys(("slots", "solutions", "accepted", "late", "invalid", "segments", "signatures"), 0)
 
     def status(self) -> ControllerStatus:
         return ControllerStatus(**self.counts, members=len(self.members))
@@ -130,7 +130,9 @@ class Controller(Component):
             return SubmitResult(False, "node connection lost during submission")
         except RpcError as e:
             log.info("solution for slot %d not accepted: %s", request.slot_number, e.message)
-            return SubmitResult(False, e.message, late=e.message == SOLUTION_IGNORED)
+            late = e.message == SOLUTION_IGNORED
+            self.counts["late" if late else "invalid"] += 1
+            return SubmitResult(False, e.message, late=late)
         self.counts["accepted"] += 1
         return SubmitResult(True)
 
@@ -186,9 +188,9 @@ class Controller(Component):
                     continue  # heard from (or our own outage noticed) while earlier drops were written
                 log.warning("%s %s silent for %.0fs: dropped", key[0], key[1], now - self.last_seen[key])
                 del self.members[key], self.last_seen[key]
+                self._published_members.pop(key, None)  # before the delete: our own drop is no intrusion
                 name = ".".join(key)
                 await retry_forever("membership delete", partial(self.nats.kv_delete, subjects.MEMBERS, name))
-                self._published_members.pop(key, None)
             for (kind, instance), beat in list(self.members.items()):
                 entry = Heartbeat(beat.kind, instance, beat.address, beat.item_type, beat.sent_at)
                 if (entry.address, entry.item_type) == self._published_members.get((kind, instance)):
@@ -221,10 +223,16 @@ class Controller(Component):
         is written again."""
         async for name, value in self.nats.kv_watch(subjects.MEMBERS):
             kind, _, instance = name.partition(".")
-            ours = self._published_members.get((kind, instance))
-            if ours is not None and (value is None or (value.address, value.item_type) != ours):
-                log.warning("membership entry %s in KV was changed by someone else: rewriting it", name)
-                self._published_members.pop((kind, instance), None)
+            key = (kind, instance)
+            ours = self._published_members.get(key)
+            if ours is None or (value is not None and (value.address, value.item_type) == ours):
+                continue
+            self._published_members.pop(key, None)
+            if value is None and sharding.silent_members(
+                {key: self.last_seen.get(key, 0.0)}, time.monotonic(), self.observed_since, DROP_AFTER_S
+            ):
+                continue  # another controller dropped a member that is silent for us too
+            log.warning("membership entry %s in KV was changed by someone else: rewriting it", name)
 
     def shard_maps(self) -> dict[str, ShardMap]:
         groups: dict[str, list[ShardMember]] = {

@@ -46,7 +46,9 @@ from autonomys_farmer.services.transport.bulk import Answer
 log = logging.getLogger(__name__)
 
 IN_PROGRESS_EVERY_S = 10.0
-BUFFER_TTL_S = 15 * 60.0
+BUFFER_TTL_S = 15 * 60.0  # a sector whose collection started but never ended is dropped after this
+UNCOLLECTED_S = 120.0  # a ready sector nobody starts to fetch (its plot client gone or silent) is released
+ANNOUNCE_EVERY_S = 30.0  # 'ready' is said again meanwhile, for a plot client that missed it
 STREAM_CHUNK = 4 * 1024 * 1024
 WAIT_FOR_PIECES_S = 5.0  # a job whose pieces are not found yet is retried after this
 MAX_JOB_DELIVERIES = 50  # a job failing (not waiting) this often is a poison job: dead-lettered
@@ -89,6 +91,7 @@ class PlotServer(Component):
         self.concurrency = max(1, concurrency)
 
         self.getter: PieceGetter | None = None
+        self._uncollected: dict[str, float] = {}  # job id -> when its sector was first announced ready
         self.counts = {"plotted": 0, "failed": 0, "waiting": 0, "dead_letters": 0, "encoding": 0}
         self.last_sector_s = 0.0
         self.records_per_s = 0.0
@@ -249,22 +252,48 @@ class PlotServer(Component):
             return f.tell()
 
     async def _announce(self, path: Path) -> None:
+        buffered = self._sidecar(path)
+        if buffered is None:
+            return
+        self._uncollected.setdefault(path.stem, time.monotonic())
+        await self._progress(buffered.job, PlotStage.READY, address=self.address, size=buffered.size)
+
+    def _sidecar(self, path: Path) -> BufferedSector | None:
         try:
-            buffered = wire.decode(BufferedSector, path.with_suffix(".job").read_bytes())
+            return wire.decode(BufferedSector, path.with_suffix(".job").read_bytes())
         except (OSError, wire.WireError):  # crashed between the two writes: the job will be redelivered
             self._release(path.stem)
-            return
-        await self._progress(buffered.job, PlotStage.READY, address=self.address, size=buffered.size)
+            return None
 
     async def _expire_buffer(self) -> None:
         while True:
-            await asyncio.sleep(30.0)
-            for path in self._buffered():
+            await asyncio.sleep(ANNOUNCE_EVERY_S)
+            await self.sweep_buffer(time.monotonic())
+
+    async def sweep_buffer(self, now: float) -> None:
+        """Fake or orphaned work must not hold the bounded buffer: a ready sector whose fetch has not
+        started within UNCOLLECTED_S is released (logged, and its plot client told, should it come
+        back), one still waiting is announced again; one whose collection never ended goes after
+        BUFFER_TTL_S."""
+        for path in self._buffered():
+            since = self._uncollected.get(path.stem)
+            if since is None:
                 if time.time() - path.stat().st_mtime > BUFFER_TTL_S:
-                    log.warning("%s was never collected; dropping it", path.name)
+                    log.warning("%s: its collection never ended; dropping it", path.name)
                     self._release(path.stem)
+            elif now - since > UNCOLLECTED_S:
+                buffered = self._sidecar(path)
+                self._release(path.stem)
+                if buffered is not None:
+                    job = buffered.job
+                    log.warning("sector %d of farm %s was not collected within %.0fs (its plot client is gone or "
+                                "silent): released", job.sector_index, job.farm_id, UNCOLLECTED_S)  # fmt: skip
+                    await self._progress(job, PlotStage.DROPPED)
+            else:
+                await self._announce(path)
 
     def _release(self, job_id: str) -> None:
+        self._uncollected.pop(job_id, None)
         (self.buffer / f"{job_id}.sector").unlink(missing_ok=True)
         (self.buffer / f"{job_id}.job").unlink(missing_ok=True)
 
@@ -278,6 +307,7 @@ class PlotServer(Component):
         if isinstance(operation, FetchSector):
             if not path.with_suffix(".job").exists():
                 raise ValueError(f"sector for job {job_id} is not here")
+            self._uncollected.pop(job_id, None)  # being collected: BUFFER_TTL_S bounds it from now
             with path.open("rb") as f:
                 offset = 0
                 while chunk := await asyncio.to_thread(f.read, STREAM_CHUNK):

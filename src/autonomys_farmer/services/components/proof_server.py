@@ -6,6 +6,7 @@ Requests arrive on a queue group: any one live proof server answers each. Wins t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
@@ -13,6 +14,7 @@ from collections import deque
 import numpy as np
 
 from autonomys_farmer.cluster import subjects
+from autonomys_farmer.cluster.farming import FARMING_TIMEOUT_S
 from autonomys_farmer.cluster.messages import ComponentKind, ProofServerStatus, ProveRequest, ProveResponse
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.protocol.kzg import Kzg
@@ -36,7 +38,8 @@ class ProofServer(Component):
         self.compute = compute
         self.kzg = kzg
         self.workers = max(1, concurrency)
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._queue: asyncio.PriorityQueue[tuple[float, int, Pending]] = asyncio.PriorityQueue()
+        self._arrivals = itertools.count()  # ties of deadline keep arrival order
         self.counts = {"proved": 0, "failed": 0, "expired": 0, "batches": 0}
         self.last_ms = 0.0
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -65,17 +68,21 @@ class ProofServer(Component):
         await self.nats.serve(subjects.PROVE, self._prove, concurrent=True)
 
     async def _prove(self, request: ProveRequest) -> ProveResponse:
+        """Queue a win by its deadline: its budget, at most the farming timeout (a request asking for
+        minutes would only hold the queue: no node takes a proof that late)."""
         future: asyncio.Future[ProveResponse] = asyncio.get_running_loop().create_future()
         now = time.monotonic()
-        self._queue.put_nowait((request.win, now, now + request.budget_s, future))
+        deadline = now + min(request.budget_s, FARMING_TIMEOUT_S)
+        self._queue.put_nowait((deadline, next(self._arrivals), (request.win, now, deadline, future)))
         return await future
 
     async def _prove_batches(self) -> None:
-        """Take every queued win (up to MAX_BATCH) and prove them together."""
+        """Take the queued wins with the earliest deadlines (up to MAX_BATCH) and prove them together:
+        earliest deadline first, so wins that can still land go before those that cannot."""
         while True:
-            batch = self._unexpired([await self._queue.get()])
+            batch = self._unexpired([(await self._queue.get())[2]])
             while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch += self._unexpired([self._queue.get_nowait()])
+                batch += self._unexpired([self._queue.get_nowait()[2]])
             if not batch:
                 continue
             wins = [win for win, _, _, _ in batch]

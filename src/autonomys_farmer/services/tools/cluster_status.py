@@ -44,6 +44,7 @@ class ClusterStatus:
         self._slots = SlotSequence()
         self.solutions = {FarmEventKind.SOLUTION: 0, FarmEventKind.LATE: 0, FarmEventKind.INVALID: 0}
         self._accepted_at: deque[float] = deque()
+        self._by_controller: dict[str, tuple[int, int, int]] = {}  # its (accepted, late, invalid) last heard
         self.events: deque[str] = deque(maxlen=EVENT_LINES)
         self.started = time.monotonic()
         self._encoding_since: dict[tuple[str, int], tuple[float, int]] = {}  # sector -> (when, records done)
@@ -58,16 +59,25 @@ class ClusterStatus:
     async def _heartbeat(self, beat: Heartbeat) -> None:
         self.members[(beat.kind, beat.instance_id)] = beat
         self.seen[(beat.kind, beat.instance_id)] = time.monotonic()
+        if isinstance(beat.status, ControllerStatus):
+            self._count_solutions(beat.instance_id, beat.status)
+
+    def _count_solutions(self, controller: str, status: ControllerStatus) -> None:
+        """Solution counts are the node's answers as controllers saw them (only a controller may send
+        a controller's heartbeat; a plot client's word, or a forged plot client's, is not counted).
+        A controller that restarts starts from zero: what it counted before stays counted."""
+        previous = self._by_controller.get(controller, (0, 0, 0))
+        counts = (status.accepted, status.late, status.invalid)
+        self._by_controller[controller] = counts
+        for kind, before, now in zip(self.solutions, previous, counts, strict=True):
+            self.solutions[kind] += max(0, now - before)
+        self._accepted_at.extend([time.monotonic()] * max(0, counts[0] - previous[0]))
 
     async def _slot(self, slot: SlotInfo) -> None:
         if self._slots.accept(slot.slot_number, time.monotonic()):  # a forged far-off slot is not shown
             self.slot = max(self.slot, slot.slot_number)
 
     async def _farm_event(self, event: FarmEvent) -> None:
-        if event.kind in self.solutions:
-            self.solutions[event.kind] += 1
-        if event.kind == FarmEventKind.SOLUTION:
-            self._accepted_at.append(time.monotonic())
         self.events.append(event_line(event))
 
     async def refresh(self, bus: Bus) -> None:

@@ -75,7 +75,7 @@ class SlotFarming:
         reward_address: bytes,
         link: FarmingLink,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
-        farming_timeout: float = 4.0,
+        farming_timeout: float = farming.FARMING_TIMEOUT_S,
         proof_timeout: float = PROOF_TIMEOUT_S,
     ) -> None:
         self.engine = engine

@@ -129,6 +129,12 @@ class SectorJobs:
                     log.warning("sector %d of farm %s: 'ready' from %s, which never worked on it: ignored",
                                 index, farm.id[:8], progress.server_id[:16])  # fmt: skip
                     continue
+                if progress.stage == PlotStage.DROPPED:
+                    if progress.server_id in workers:  # we were too late to collect it: plot it again
+                        log.warning("sector %d of farm %s: %s released it uncollected; issuing the job again",
+                                    index, farm.id[:8], progress.server_id[:16])  # fmt: skip
+                        job, sequence = await self._issue_again(job)
+                    continue
                 workers.add(progress.server_id)
                 self.progress[job_id] = SectorProgress(farm.id, index, progress.stage, progress.done, progress.total)
                 if progress.stage == PlotStage.ERROR:
