@@ -214,7 +214,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
             # Bulk TCP serves only peers holding the cluster secret.
             cache_address = next(b.address for b in status.live() if b.kind == m.ComponentKind.SHARDED_CACHE)
-            for secret, refusal in ((b"", "requires the cluster secret"), (b"x" * 32, "does not hold")):
+            for secret, refusal in ((b"", "requires the cluster secret"), (b"x" * 32, "refused us")):
                 try:
                     await bulk.request_all(cache_address, ListContents(), Contents, secret=secret)
                     raise AssertionError("a cache served a peer without the cluster secret")
