@@ -83,7 +83,7 @@ def run_benchmark(capsys, *extra: str) -> tuple[int, str]:
 def test_benchmark_gpu_on_the_cpu_backend(capsys):
     status, out = run_benchmark(capsys, "--backend", "cpu", "--json")
     report = json.loads(out)
-    assert status == 0 and report["identical"] and len(report["checks"]) == 5
+    assert status == 0 and report["identical"] and report["checks"] == []  # the CPU is the reference itself
     figures = {figure["what"]: figure for figure in report["figures"]}
     assert figures["records encoded"]["value"] > 0 and figures["records encoded"]["target"] > 0
     assert 0 < figures["proving one win"]["value"] < 60_000 and figures["proving one win"]["target"] == 1300
