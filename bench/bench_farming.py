@@ -165,12 +165,14 @@ def bench_collect(base: Path) -> None:
                 offset += len(chunk)
 
     async def run() -> float:
-        server = bulk.BulkServer(serve)
+        server = bulk.BulkServer(serve, None)
         await server.start("127.0.0.1", 0)
         before = rss_mib()
         started = time.perf_counter()
         receiver = await asyncio.to_thread(farm.receive, 0)
-        async for _part, data in bulk.request(server.address("127.0.0.1"), FetchSector("ab" * 16), SectorPart):
+        async for _part, data in bulk.request(
+            server.address("127.0.0.1"), FetchSector("ab" * 16), SectorPart, secret=None
+        ):
             await asyncio.to_thread(receiver.write, data)
         receiver.finish()
         took = time.perf_counter() - started

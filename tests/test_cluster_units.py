@@ -382,21 +382,21 @@ def test_bulk_peers_prove_the_cluster_secret_both_ways_and_requests_are_bounded(
     from autonomys_farmer.services.transport import bulk
 
     monkeypatch.setattr(bulk, "HELLO_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(bulk, "_secret", b"s" * 32)
+    secret = b"s" * 32
 
     async def run() -> None:
-        server = bulk.BulkServer(contents_handler)
+        server = bulk.BulkServer(contents_handler, secret)
         await server.start("127.0.0.1")
         address = server.address("127.0.0.1")
         try:
-            ((listing, _),) = await bulk.request_all(address, ListContents(), Contents)  # the same secret
+            ((listing, _),) = await bulk.request_all(address, ListContents(), Contents, secret=secret)  # the same
             assert listing.keys == (1, 2)
             with pytest.raises(bulk.BulkError, match="requires the cluster secret"):
                 await bulk.request_all(address, ListContents(), Contents, secret=b"")
             with pytest.raises(bulk.BulkError, match="refused us"):
                 await bulk.request_all(address, ListContents(), Contents, secret=b"x" * 32)
             with pytest.raises((bulk.BulkError, ConnectionError)):  # a payload past one piece is refused
-                await bulk.request_all(address, RepairItem(1), Repaired, bytes(PIECE_SIZE + 1))
+                await bulk.request_all(address, RepairItem(1), Repaired, bytes(PIECE_SIZE + 1), secret=secret)
             # Before the proof, only the small hello is read: a huge header is refused, not buffered...
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             await bulk.read_frame(reader, 0)
@@ -411,12 +411,11 @@ def test_bulk_peers_prove_the_cluster_secret_both_ways_and_requests_are_bounded(
         finally:
             await server.close()
         # A client holding the secret trusts no server that has not proved it.
-        open_server = bulk.BulkServer(contents_handler)
-        monkeypatch.setattr(bulk, "_secret", None)
+        open_server = bulk.BulkServer(contents_handler, None)
         await open_server.start("127.0.0.1")
         try:
             with pytest.raises(bulk.BulkError, match="does not ask for the cluster secret"):
-                await bulk.request_all(open_server.address("127.0.0.1"), ListContents(), Contents, secret=b"s" * 32)
+                await bulk.request_all(open_server.address("127.0.0.1"), ListContents(), Contents, secret=secret)
         finally:
             await open_server.close()
 
@@ -443,7 +442,7 @@ def test_a_relayed_bulk_handshake_is_useless(monkeypatch: pytest.MonkeyPatch, ca
     from autonomys_farmer.cluster.bulk_ops import Contents, FetchSector, ListContents, SectorPart
     from autonomys_farmer.services.transport import bulk
 
-    monkeypatch.setattr(bulk, "_secret", b"s" * 32)
+    secret = b"s" * 32
 
     async def relay(cache_port: int, mode: str) -> tuple[asyncio.Server, list[bytes]]:
         """Pass the three hellos through, then swap the request ("swap") or flip an answer byte ("alter")."""
@@ -478,19 +477,19 @@ def test_a_relayed_bulk_handshake_is_useless(monkeypatch: pytest.MonkeyPatch, ca
         return await asyncio.start_server(serve, "127.0.0.1", 0), got
 
     async def run() -> None:
-        cache = bulk.BulkServer(contents_handler)
+        cache = bulk.BulkServer(contents_handler, secret)
         await cache.start("127.0.0.1")
         try:
             swapper, got = await relay(cache.port, "swap")
             relay_address = f"127.0.0.1:{swapper.sockets[0].getsockname()[1]}"
             with pytest.raises((bulk.BulkError, ConnectionError)):
-                await bulk.request_all(relay_address, FetchSector("0" * 32), SectorPart, timeout=5)
+                await bulk.request_all(relay_address, FetchSector("0" * 32), SectorPart, timeout=5, secret=secret)
             assert got == [b""] and cache.refused == 1  # the cache closed on the swapped request, no keys out
             swapper.close()
             alterer, _ = await relay(cache.port, "alter")
             relay_address = f"127.0.0.1:{alterer.sockets[0].getsockname()[1]}"
             with pytest.raises(bulk.BulkError, match="failed its MAC"):
-                await bulk.request_all(relay_address, ListContents(), Contents, timeout=5)
+                await bulk.request_all(relay_address, ListContents(), Contents, timeout=5, secret=secret)
             alterer.close()
         finally:
             await cache.close()
@@ -509,11 +508,11 @@ def test_an_idle_flood_from_one_address_leaves_the_bulk_port_to_others(monkeypat
     from autonomys_farmer.cluster.bulk_ops import Contents, ListContents
     from autonomys_farmer.services.transport import bulk
 
-    monkeypatch.setattr(bulk, "_secret", b"s" * 32)
+    secret = b"s" * 32
     monkeypatch.setattr(bulk, "HELLO_TIMEOUT_S", 2.0)
 
     async def run() -> None:
-        server = bulk.BulkServer(contents_handler)
+        server = bulk.BulkServer(contents_handler, secret)
         await server.start("127.0.0.1")
         idle = []
         try:
@@ -522,7 +521,8 @@ def test_an_idle_flood_from_one_address_leaves_the_bulk_port_to_others(monkeypat
                 idle.append((reader, writer))
             await asyncio.sleep(0.2)
             assert server.by_address["127.0.0.2"] == bulk.MAX_CONNECTIONS_PER_ADDRESS and server.refused == 20
-            ((listing, _),) = await bulk.request_all(server.address("127.0.0.1"), ListContents(), Contents, timeout=5)
+            address = server.address("127.0.0.1")
+            ((listing, _),) = await bulk.request_all(address, ListContents(), Contents, timeout=5, secret=secret)
             assert listing.keys == (1, 2)  # served at once, while the flood's slots are still taken
             await asyncio.sleep(bulk.HELLO_TIMEOUT_S + 0.5)
             assert server.connections == 0  # every idle one was closed

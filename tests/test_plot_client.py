@@ -195,7 +195,7 @@ def test_a_silent_job_is_issued_again_only_when_nobody_can_plot_it(
         farm = Farm(tmp_path / "farm", 2, 2, GENESIS)
         tasks: list[asyncio.Task[Any]] = []
         jobs = SectorJobs([farm], compute, kzg, link, lambda coro: tasks.append(asyncio.create_task(coro)),
-                          job_silence_s=0.3)  # fmt: skip
+                          job_silence_s=0.3, cluster_secret=None)  # fmt: skip
         loop = asyncio.create_task(jobs.plot_farm(farm))
         await asyncio.sleep(0.1)
         for job in list(link.jobs):  # a plot server takes each job and says so once

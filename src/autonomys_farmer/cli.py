@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from autonomys_farmer.cluster.components import ClusterOptions, ComponentOptions
     from autonomys_farmer.protocol.compute import Compute
     from autonomys_farmer.services.components.component import Component
+    from autonomys_farmer.services.transport.credentials import Credentials
 
 GPU_CONCURRENCY_ENV = "GPU_CONCURRENCY"
 
@@ -98,8 +99,11 @@ def _dev_node(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute: Compute | None) -> Component:
-    """One cluster component from its parsed options (`compute` for those that compute)."""
+def _build_component(
+    options: ComponentOptions, cluster: ClusterOptions, compute: Compute | None, credentials: Credentials
+) -> Component:
+    """One cluster component from its parsed options (`compute` for those that compute), holding the
+    process's credentials."""
     from autonomys_farmer.cluster import components as c
     from autonomys_farmer.services.files import load_kzg
 
@@ -155,6 +159,7 @@ def _build_component(options: ComponentOptions, cluster: ClusterOptions, compute
                 options.proof_timeout,
             )  # fmt: skip
     component.advertise_host = cluster.advertise_host
+    component.credentials = credentials
     return component
 
 
@@ -164,8 +169,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
     cluster = ClusterOptions.from_namespace(args)
     if args.component == STATUS:
-        _use_nats_auth(cluster)
-        return _cluster_status(list(cluster.nats_servers), args.rest)
+        return _cluster_status(list(cluster.nats_servers), args.rest, _credentials(cluster))
     groups: list[list[str]] = [[]]
     for word in [args.component, *args.rest]:
         if word == "--":
@@ -177,10 +181,9 @@ def _cluster(args: argparse.Namespace) -> int:
         if not group or group[0] not in COMPONENTS:
             raise SystemExit(f"unknown cluster component {group[:1]}; expected one of {', '.join(COMPONENTS)}")
         parsed.append(COMPONENTS[group[0]].parse(group[1:], prog=f"autonomys-farmer cluster {group[0]}"))
-    _use_cluster_secret(cluster.cluster_secret_file)
-    _use_nats_auth(cluster)
+    credentials = _credentials(cluster)
     compute = _compute(cluster.backend) if any(options.COMPUTES for options in parsed) else None
-    components = [_build_component(options, cluster, compute) for options in parsed]
+    components = [_build_component(options, cluster, compute, credentials) for options in parsed]
     if cluster.prometheus_listen_on:
         from autonomys_farmer.services.metrics import serve_metrics
 
@@ -198,36 +201,29 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-def _use_nats_auth(options: Any) -> None:
-    """NATS credentials and TLS from `cluster` options or a util tool's arguments (same names)."""
-    from autonomys_farmer.services.transport.nats_bus import NatsAuth, use_nats_auth
+def _credentials(options: Any) -> Credentials:
+    """The NATS login and TLS, and the cluster secret, from `cluster` options or a util tool's
+    arguments (same names): one value, handed to what connects."""
+    from autonomys_farmer.services.transport.credentials import Credentials, CredentialsError
+    from autonomys_farmer.services.transport.nats_bus import NatsAuth
 
-    use_nats_auth(
-        NatsAuth(
-            user=options.nats_user,
-            password_file=options.nats_password_file,
-            token_file=options.nats_token_file,
-            creds_file=options.nats_creds,
-            nkey_seed_file=options.nats_nkey_seed,
-            tls_ca=options.nats_tls_ca,
-            tls_cert=options.nats_tls_cert,
-            tls_key=options.nats_tls_key,
-        )
+    nats = NatsAuth(
+        user=options.nats_user,
+        password_file=options.nats_password_file,
+        token_file=options.nats_token_file,
+        creds_file=options.nats_creds,
+        nkey_seed_file=options.nats_nkey_seed,
+        tls_ca=options.nats_tls_ca,
+        tls_cert=options.nats_tls_cert,
+        tls_key=options.nats_tls_key,
     )
+    try:
+        return Credentials(nats, Credentials.read_secret(getattr(options, "cluster_secret_file", None)))
+    except CredentialsError as e:
+        raise SystemExit(f"autonomys-farmer: {e}") from None
 
 
-def _use_cluster_secret(path: Path | None) -> None:
-    from autonomys_farmer.services.transport import bulk
-
-    if path is None:
-        return
-    secret = path.read_bytes().strip()  # an unreadable file is a one-line error (main)
-    if len(secret) < 16:
-        raise SystemExit(f"autonomys-farmer: {path}: a cluster secret must hold at least 16 bytes")
-    bulk.use_cluster_secret(secret)
-
-
-def _cluster_status(servers: list[str], argv: list[str]) -> int:
+def _cluster_status(servers: list[str], argv: list[str], credentials: Credentials) -> int:
     from autonomys_farmer.services.tools.cluster_status import watch
     from autonomys_farmer.services.transport.nats_bus import NatsConfigError
 
@@ -235,7 +231,7 @@ def _cluster_status(servers: list[str], argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
     options = parser.parse_args(argv)
     try:
-        return asyncio.run(watch(servers, options.json))
+        return asyncio.run(watch(servers, options.json, credentials.nats))
     except KeyboardInterrupt:
         return 0
     except NatsConfigError as e:
@@ -245,9 +241,8 @@ def _cluster_status(servers: list[str], argv: list[str]) -> int:
 def _reinitialization_cache(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.tools.cache_tools import reinitialize_caches
 
-    _use_nats_auth(args)
     try:
-        members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay))
+        members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay, _credentials(args)))
     except (ValueError, RuntimeError) as e:
         raise SystemExit(f"reinitialization-cache: {e}") from e
     print(f"re-initialisation in {args.delay:g}s requested; {members} cache instance(s) in the shard maps")
@@ -258,8 +253,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import sharded_cache_benchmark
 
-    _use_nats_auth(args)
-    _use_cluster_secret(args.cluster_secret_file)
+    credentials = _credentials(args)
     kzg = load_kzg(args.kzg_parameters)
     try:
         epochs = asyncio.run(
@@ -273,6 +267,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
                 args.concurrency,
                 not args.no_verify,
                 report=lambda epoch: print(epoch.summary(), flush=True),
+                credentials=credentials,
             )
         )
     except (ValueError, RuntimeError) as e:
@@ -283,11 +278,10 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
 def _verify_piece(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    _use_nats_auth(args)
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import CACHE_GROUPS, verify_pieces
 
-    _use_cluster_secret(args.cluster_secret_file)
+    credentials = _credentials(args)
     kzg = load_kzg(args.kzg_parameters)
     try:
         with Progress(transient=True) as bar:
@@ -300,6 +294,7 @@ def _verify_piece(args: argparse.Namespace) -> int:
                     repair=not args.no_repair,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                     groups=args.cache_group or CACHE_GROUPS,
+                    credentials=credentials,
                 )
             )
     except (ValueError, RuntimeError) as e:

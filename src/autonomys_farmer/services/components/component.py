@@ -24,6 +24,7 @@ from autonomys_farmer.cluster.messages import (
 from autonomys_farmer.protocol.compute import Compute
 from autonomys_farmer.services.storage.farm import FarmError
 from autonomys_farmer.services.transport import bulk
+from autonomys_farmer.services.transport.credentials import Credentials
 from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Component:
         self.bulk: bulk.BulkServer | None = None
         self.address = ""
         self.advertise_host: str | None = None  # what peers dial for our TCP data (default: outbound address)
+        self.credentials = Credentials()  # NATS login and cluster secret, handed down by who builds us
         self.item_type: CacheItemType | None = None
         self._group: asyncio.TaskGroup | None = None
         self._pending: list[Coroutine[Any, Any, Any]] = []
@@ -52,7 +54,7 @@ class Component:
 
     async def start(self) -> None:
         """Connect, subscribe, spawn background tasks; `run` calls it once."""
-        self.bus = await Bus.connect(self.nats_servers, f"{self.kind}-{self.instance_id}")
+        self.bus = await Bus.connect(self.nats_servers, f"{self.kind}-{self.instance_id}", auth=self.credentials.nats)
 
     async def warm_up(self, compute: Compute, compile_kernels: Callable[[], object]) -> None:
         """Compile (or load from the cache) a computing component's kernels once connected, before it
@@ -64,7 +66,7 @@ class Component:
         log.info("%s ready in %.1fs", backend, time.monotonic() - started)
 
     async def start_bulk(self, handler: bulk.Handler, port: int = 0) -> None:
-        self.bulk = bulk.BulkServer(handler)
+        self.bulk = bulk.BulkServer(handler, self.credentials.cluster_secret)
         await self.bulk.start(bulk.listen_host(self.advertise_host), port)
         self.address = self.bulk.address(self.advertise_host or bulk.outbound_address())
 

@@ -113,7 +113,8 @@ class PlotServer(Component):
         await super().start()  # NATS first: trouble there is named in seconds, not after compiling
         await self.warm_up(self.compute, self.compute.warm_up)  # before the first job, not during it
         await self.start_bulk(self._serve, self.listen_port)
-        self.getter = PieceGetter(self.nats, PieceVerifier(self.nats, self.compute, self.kzg), self.priority_cache)
+        verifier = PieceVerifier(self.nats, self.compute, self.kzg)
+        self.getter = PieceGetter(self.nats, verifier, self.priority_cache, secret=self.credentials.cluster_secret)
         await self.nats.await_work_queue(subjects.PLOT_JOBS)
         for path in self.buffer.glob("*.sector"):  # finished before a restart: tell their farms again
             await self._announce(path)

@@ -111,7 +111,7 @@ class ShardedCache(Component):
         await self.start_bulk(self._serve)
         # Caches trust their sources as the official cache does (node, other caches); every piece is
         # verified by the plot server before it is encoded, so a bad one never reaches a sector.
-        self.getter = PieceGetter(self.nats, None, priority_cache=True)
+        self.getter = PieceGetter(self.nats, None, priority_cache=True, secret=self.credentials.cluster_secret)
         await self.nats.subscribe(subjects.ARCHIVED_SEGMENT_HEADER, self._on_segment)
         await self.nats.subscribe(subjects.REINITIALIZE_CACHES, self._on_reinitialize)
         self.spawn(self.getter.maps.watch_forever())

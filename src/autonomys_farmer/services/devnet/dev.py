@@ -92,8 +92,9 @@ class DevLayout:
             conf = self.secrets / "nats.conf"
             write_secret(  # it holds every role's password
                 conf,
-                nats_server_config("dev", self.nats_ports[0], self.base / "nats", authorization=self.authorization())
-                .encode(),
+                nats_server_config(
+                    "dev", self.nats_ports[0], self.base / "nats", authorization=self.authorization()
+                ).encode(),
             )
             return [Program("nats-server", [nats_server_binary(), "-c", str(conf)])]
         programs = []

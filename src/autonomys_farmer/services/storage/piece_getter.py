@@ -72,19 +72,21 @@ class SegmentCommitments:
         return {i: self._known[i] for i in wanted if i in self._known}
 
 
-async def fetch_items(address: str, keys: list[int]) -> dict[int, bytes]:
+async def fetch_items(address: str, keys: list[int], secret: bytes | None) -> dict[int, bytes]:
     """Items a bulk server holds out of `keys` (absent ones are simply missing)."""
     found: dict[int, bytes] = {}
-    async for item, data in bulk.request(address, GetItems(tuple(keys)), Item, timeout=FETCH_TIMEOUT_S):
+    async for item, data in bulk.request(address, GetItems(tuple(keys)), Item, timeout=FETCH_TIMEOUT_S, secret=secret):
         if item.found:
             found[item.key] = data
     return found
 
 
-async def _fetch_by_owner(by_owner: dict[str, list[int]], address: dict[str, str]) -> dict[int, bytes]:
+async def _fetch_by_owner(
+    by_owner: dict[str, list[int]], address: dict[str, str], secret: bytes | None
+) -> dict[int, bytes]:
     """Fetch each owner's keys concurrently; an unreachable owner just contributes nothing."""
     results = await asyncio.gather(
-        *(fetch_items(address[o], keys) for o, keys in by_owner.items()), return_exceptions=True
+        *(fetch_items(address[o], keys, secret) for o, keys in by_owner.items()), return_exceptions=True
     )
     out: dict[int, bytes] = {}
     for owner, result in zip(by_owner, results, strict=True):
@@ -131,9 +133,13 @@ class PieceGetter:
         verifier: PieceVerifier | None,
         priority_cache: bool = False,
         sources: list[str] | None = None,
+        *,
+        secret: bytes | None,
     ) -> None:
-        """`verifier` None: pieces are taken as they come (caches trust their sources)."""
+        """`verifier` None: pieces are taken as they come (caches trust their sources); `secret`: the
+        cluster secret the caches ask for."""
         self.maps = ShardMaps(bus)
+        self.secret = secret
         self.verifier = verifier
         self.order = sources if sources is not None else sharding.source_order(priority_cache)
 
@@ -176,7 +182,7 @@ class PieceGetter:
         for index in indexes:
             owner = ids[0] if group == sharding.CONTROLLER_GROUP else sharding.owners(ids, index)[0]
             by_owner.setdefault(owner, []).append(index)
-        return await _fetch_by_owner(by_owner, address)
+        return await _fetch_by_owner(by_owner, address, self.secret)
 
     async def _split_parity(self, ids: list[str], address: dict[str, str], indexes: Sequence[int]) -> dict[int, bytes]:
         if len(ids) < sharding.SPLIT_SHARDS:
@@ -186,7 +192,7 @@ class PieceGetter:
             for shard, owner in enumerate(sharding.split_owners(ids, index)):
                 by_owner.setdefault(owner, []).append(sharding.item_key(index, shard))
         shards: dict[int, dict[int, bytes]] = {}
-        for key, data in (await _fetch_by_owner(by_owner, address)).items():
+        for key, data in (await _fetch_by_owner(by_owner, address, self.secret)).items():
             piece_index, shard = sharding.split_key(key)
             shards.setdefault(piece_index, {})[shard] = data
         return {i: sharding.join_piece(s) for i, s in shards.items() if len(s) >= 2}

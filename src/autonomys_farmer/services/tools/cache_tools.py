@@ -23,17 +23,19 @@ from autonomys_farmer.protocol.sector import FarmerProtocolInfo, derive_sector_i
 from autonomys_farmer.protocol.types import PieceIndex
 from autonomys_farmer.services.storage.piece_getter import PieceGetter, PieceVerifier, ShardMaps, fetch_items
 from autonomys_farmer.services.transport import bulk
+from autonomys_farmer.services.transport.credentials import Credentials
 from autonomys_farmer.services.transport.nats_bus import Bus
 
 log = logging.getLogger(__name__)
 
 VERIFY_BATCH = 64
 TOOL_CONNECT_TIMEOUT_S = 15.0
+OPEN = Credentials()  # a cluster without authentication
 
 
-async def _connect(nats_servers: list[str], name: str) -> Bus:
+async def _connect(nats_servers: list[str], name: str, credentials: Credentials) -> Bus:
     """A tool is interactive: give up on an unreachable NATS quickly, with the reason."""
-    return await Bus.connect(nats_servers, name, initial_timeout=TOOL_CONNECT_TIMEOUT_S)
+    return await Bus.connect(nats_servers, name, TOOL_CONNECT_TIMEOUT_S, credentials.nats)
 
 
 async def _app_info(bus: Bus) -> FarmerAppInfo:
@@ -48,12 +50,12 @@ async def cache_members(bus: Bus) -> dict[str, ShardMap]:
 # --- util reinitialization-cache ---------------------------------------------------------------------
 
 
-async def reinitialize_caches(nats_servers: list[str], delay_s: float) -> int:
+async def reinitialize_caches(nats_servers: list[str], delay_s: float, credentials: Credentials) -> int:
     """Ask every cache to re-scan its store and re-sync its shard after `delay_s`; returns how many
     cache instances the shard maps list (those are the ones that will act on it)."""
     if delay_s < 0:
         raise ValueError(f"--delay must be >= 0, got {delay_s}")
-    bus = await _connect(nats_servers, "util-reinitialization-cache")
+    bus = await _connect(nats_servers, "util-reinitialization-cache", credentials)
     try:
         members = sum(len(shard_map.members) for shard_map in (await cache_members(bus)).values())
         await bus.publish(subjects.REINITIALIZE_CACHES, ReinitializeCaches(delay_s))
@@ -109,12 +111,13 @@ async def sharded_cache_benchmark(
     concurrency: int = 4,
     verify: bool = True,
     report: Callable[[BenchmarkEpoch], None] = lambda _: None,
+    credentials: Credentials = OPEN,
 ) -> list[BenchmarkEpoch]:
     """Download the pieces of `sectors` random sectors from the sharded caches of `item_type` only,
     `concurrency` sectors at a time, as plot servers do (and verifying each piece as they do)."""
     if sectors < 1 or epochs < 1 or concurrency < 1:
         raise ValueError(f"--sectors, --epoch and --concurrency must be >= 1 (got {sectors}, {epochs}, {concurrency})")
-    bus = await _connect(nats_servers, "util-sharded-cache-benchmark")
+    bus = await _connect(nats_servers, "util-sharded-cache-benchmark", credentials)
     try:
         info = (await _app_info(bus)).protocol_info
         group = sharding.group_name(ComponentKind.SHARDED_CACHE, item_type)
@@ -122,7 +125,8 @@ async def sharded_cache_benchmark(
             raise RuntimeError(f"no live {group} instances in the cluster")
         results = []
         for epoch in range(1, epochs + 1):
-            getter = PieceGetter(bus, PieceVerifier(bus, compute, kzg) if verify else None, sources=[group])
+            verifier = PieceVerifier(bus, compute, kzg) if verify else None
+            getter = PieceGetter(bus, verifier, sources=[group], secret=credentials.cluster_secret)
             result = await _benchmark_epoch(getter, info, epoch, sectors, concurrency)
             report(result)
             results.append(result)
@@ -182,6 +186,7 @@ async def verify_pieces(
     repair: bool = True,
     progress: Callable[[int, int], None] = lambda done, total: None,
     groups: Sequence[str] = CACHE_GROUPS,
+    credentials: Credentials = OPEN,
 ) -> VerifyReport:
     """Check every item every cache holds against its segment commitment; replace bad ones with a
     verified copy from elsewhere in the cluster (another cache, else the node via the controller).
@@ -190,11 +195,12 @@ async def verify_pieces(
     a verified copy of its piece (a lone shard cannot be checked on its own)."""
     if unknown := set(groups) - set(CACHE_GROUPS):
         raise ValueError(f"unknown cache group(s) {', '.join(sorted(unknown))}; expected {', '.join(CACHE_GROUPS)}")
-    bus = await _connect(nats_servers, "util-verify-piece")
+    bus = await _connect(nats_servers, "util-verify-piece", credentials)
+    secret = credentials.cluster_secret
     report = VerifyReport()
     try:
         # Verifies; the node (via the controller) comes last.
-        getter = PieceGetter(bus, PieceVerifier(bus, compute, kzg), priority_cache=True)
+        getter = PieceGetter(bus, PieceVerifier(bus, compute, kzg), priority_cache=True, secret=secret)
         members = [
             (group, member)
             for group, shard_map in (await cache_members(bus)).items()
@@ -204,7 +210,7 @@ async def verify_pieces(
         contents: dict[tuple[str, str], list[int]] = {}
         for group, member in members:
             try:
-                ((listing, _),) = await bulk.request_all(member.address, ListContents(), Contents)
+                ((listing, _),) = await bulk.request_all(member.address, ListContents(), Contents, secret=secret)
                 contents[(group, member.instance_id)] = list(listing.keys)
             except (OSError, bulk.BulkError, TimeoutError, ValueError) as e:
                 report.unreachable.append(f"{group} instance {member.instance_id} at {member.address}: {e}")
@@ -214,7 +220,7 @@ async def verify_pieces(
             keys = sorted(contents.get((group, member.instance_id), []))
             for start in range(0, len(keys), VERIFY_BATCH):
                 batch = keys[start : start + VERIFY_BATCH]
-                items = await fetch_items(member.address, batch)
+                items = await fetch_items(member.address, batch, secret)
                 right, pieces = await _right_items(getter, group, member.instance_id, batch, items)
                 report.checked += len(batch)
                 for key in batch:
@@ -228,7 +234,7 @@ async def verify_pieces(
                         report.unrepairable += 1
                     else:
                         piece = pieces[key]  # the cache checks the whole piece itself before it stores the item
-                        await bulk.request_all(member.address, RepairItem(key), Repaired, piece)
+                        await bulk.request_all(member.address, RepairItem(key), Repaired, piece, secret=secret)
                         report.repaired += 1
                 done += len(batch)
                 progress(done, total)

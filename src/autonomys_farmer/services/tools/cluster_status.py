@@ -28,7 +28,7 @@ from autonomys_farmer.cluster.messages import (
     status_figures,
 )
 from autonomys_farmer.protocol.farmer_rpc import SlotInfo
-from autonomys_farmer.services.transport.nats_bus import Bus
+from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth
 
 EVENT_LINES = 8
 SOLUTION_WINDOW_S = 3600.0  # solutions per hour are counted over the last hour
@@ -268,10 +268,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
 
 
-async def watch(servers: list[str], as_json: bool, interval: float = 1.0, settle_s: float = 6.0) -> int:
+async def watch(servers: list[str], as_json: bool, auth: NatsAuth, interval: float = 1.0, settle_s: float = 6.0) -> int:
     """`cluster status`: the live view until ^C, or with `as_json` one snapshot once every member has
     had time to send a heartbeat."""
-    bus = await Bus.connect(servers, "status", initial_timeout=10.0)
+    bus = await Bus.connect(servers, "status", 10.0, auth)
     status = ClusterStatus()
     try:
         await status.attach(bus)

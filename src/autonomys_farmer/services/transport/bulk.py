@@ -54,13 +54,6 @@ MAX_CONNECTIONS_PER_ADDRESS = 64
 NONCE_SIZE = 32
 MAC_SIZE = 32
 PROTOCOL = 2
-_secret: bytes | None = None  # the cluster secret, set once per process (use_cluster_secret)
-
-
-def use_cluster_secret(secret: bytes | None) -> None:
-    """Authenticate every bulk connection of this process (both ends) with the cluster secret."""
-    global _secret
-    _secret = secret or None
 
 
 def _proof(secret: bytes, role: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
@@ -166,8 +159,10 @@ def _nonce(hello: dict[str, Any], field: str = "nonce") -> bytes | None:
 class BulkServer:
     """Serves one handler; the handler yields answer frames for a request."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, secret: bytes | None) -> None:
+        """`secret`: the cluster secret peers must prove (None: anyone is served, and it is said)."""
         self._handler = handler
+        self._secret = secret
         self._server: asyncio.Server | None = None
         self.port = 0
         self.connections = 0
@@ -176,7 +171,7 @@ class BulkServer:
         self._refused_from: set[str] = set()
 
     async def start(self, host: str = "0.0.0.0", port: int = 0) -> None:
-        if _secret is None:
+        if self._secret is None:
             log.warning("bulk TCP on %s without a cluster secret: any peer that reaches it is served", host)
         self._server = await asyncio.start_server(self._serve, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -237,20 +232,21 @@ class BulkServer:
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Session:
         """Steps 1-3 of the module's handshake; the session that MACs the rest (PLAIN without a secret)."""
-        server_nonce = secrets.token_bytes(NONCE_SIZE) if _secret is not None else None
+        secret = self._secret
+        server_nonce = secrets.token_bytes(NONCE_SIZE) if secret is not None else None
         await write_frame(writer, {"bulk": PROTOCOL, "nonce": server_nonce.hex() if server_nonce else None})
         hello, _ = await read_frame(reader, 0, max_header=HELLO_MAX)
-        if _secret is None or server_nonce is None:
+        if secret is None or server_nonce is None:
             return PLAIN
         client_nonce = _nonce(hello)
         proof = hello.get("proof")
         if client_nonce is None or not isinstance(proof, str):
             raise PermissionError("the peer sent no proof of the cluster secret")
-        expected = _proof(_secret, b"client", server_nonce, client_nonce)
+        expected = _proof(secret, b"client", server_nonce, client_nonce)
         if not hmac.compare_digest(proof.encode(), expected.hex().encode()):
             raise PermissionError("the peer does not hold the cluster secret")
-        await write_frame(writer, {"proof": _proof(_secret, b"server", server_nonce, client_nonce).hex()})
-        return Session.between(_secret, server_nonce, client_nonce)
+        await write_frame(writer, {"proof": _proof(secret, b"server", server_nonce, client_nonce).hex()})
+        return Session.between(secret, server_nonce, client_nonce)
 
 
 async def client_handshake(
@@ -283,11 +279,12 @@ async def request(
     answer_type: type[A],
     payload: bytes = b"",
     timeout: float = 30.0,
-    secret: bytes | None = None,
+    *,
+    secret: bytes | None,
 ) -> AsyncIterator[tuple[A, bytes]]:
     """Send one operation to host:port and yield its answers (each must arrive within `timeout`).
-    `secret`: the process's cluster secret unless given (b"": none)."""
-    key = _secret if secret is None else (secret or None)
+    `secret`: the cluster secret (None: a cluster without one)."""
+    key = secret or None
     host, _, port = address.rpartition(":")
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), limit=1 << 22), timeout)
     try:
@@ -322,9 +319,10 @@ async def request_all(
     answer_type: type[A],
     payload: bytes = b"",
     timeout: float = 30.0,
-    secret: bytes | None = None,
+    *,
+    secret: bytes | None,
 ) -> list[tuple[A, bytes]]:
-    return [frame async for frame in request(address, operation, answer_type, payload, timeout, secret)]
+    return [frame async for frame in request(address, operation, answer_type, payload, timeout, secret=secret)]
 
 
 def listen_host(advertise_host: str | None) -> str:

@@ -82,13 +82,7 @@ class NatsAuth:
         return any(v is not None for v in (self.password_file, self.token_file, self.creds_file, self.nkey_seed_file))
 
 
-_default_auth = NatsAuth()  # what Bus.connect uses unless told otherwise (set once from the command line)
 _warned_open = False
-
-
-def use_nats_auth(auth: NatsAuth) -> None:
-    global _default_auth
-    _default_auth = auth
 
 
 async def diagnose(servers: list[str], error: BaseException) -> str:
@@ -160,7 +154,7 @@ class Bus:
         and check max_payload. Without credentials (options or URL user:password@) the cluster is open
         to anyone who reaches NATS: said once."""
         global _warned_open
-        auth = auth if auth is not None else _default_auth
+        auth = auth if auth is not None else NatsAuth()
         credentials = auth.connect_options()
         if not (auth.authenticates() or any(urlsplit(server).password or urlsplit(server).username
                                             for server in servers)) and not _warned_open:  # fmt: skip

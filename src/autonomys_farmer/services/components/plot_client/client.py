@@ -118,7 +118,10 @@ class PlotClient(Component):
                 "farm %s at %s: %d/%d sectors plotted", farm.id, farm.directory, farm.plotted_count(), farm.sectors
             )
         log.info("%d farm(s) open and audits ready in %.1fs", len(self.farms), time.monotonic() - started)
-        self.jobs = SectorJobs(self.farms, self.compute, self.kzg, self, self.spawn, self.max_plotting)
+        self.jobs = SectorJobs(
+            self.farms, self.compute, self.kzg, self, self.spawn, self.max_plotting,
+            cluster_secret=self.credentials.cluster_secret,
+        )  # fmt: skip
         engine = AuditEngine(self.compute, self.farms)
         self.farming = SlotFarming(
             engine, self.compute, self.kzg, self.reward_address, self, self.spawn, info.farming_timeout_secs,

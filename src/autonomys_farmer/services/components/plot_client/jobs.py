@@ -74,8 +74,11 @@ class SectorJobs:
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         max_plotting: int = 2,
         job_silence_s: float = JOB_SILENCE_S,
+        *,
+        cluster_secret: bytes | None,
     ) -> None:
         self.farms = farms
+        self.cluster_secret = cluster_secret  # plot servers must prove it before a sector is taken
         self.compute = compute
         self.kzg = kzg
         self.link = link
@@ -185,7 +188,7 @@ class SectorJobs:
         info = job.protocol_info
         receiver = await asyncio.to_thread(farm.receive, index)
         async for _part, data in bulk.request(
-            ready.address, FetchSector(ready.job_id), SectorPart, timeout=FETCH_TIMEOUT_S
+            ready.address, FetchSector(ready.job_id), SectorPart, timeout=FETCH_TIMEOUT_S, secret=self.cluster_secret
         ):
             await asyncio.to_thread(receiver.write, data)
         checksum = receiver.finish()
@@ -205,6 +208,8 @@ class SectorJobs:
 
     async def release(self, ready: PlotProgress) -> None:
         try:
-            await bulk.request_all(ready.address, ReleaseSector(ready.job_id), Released, timeout=10)
+            await bulk.request_all(
+                ready.address, ReleaseSector(ready.job_id), Released, timeout=10, secret=self.cluster_secret
+            )
         except (OSError, bulk.BulkError, TimeoutError) as e:
             log.debug("release of %s failed: %s", ready.job_id, e)
