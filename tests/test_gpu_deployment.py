@@ -122,7 +122,7 @@ def test_servers_reach_nats_before_compiling(kind, monkeypatch, tmp_path, kzg):
         async def close(self):
             pass
 
-    async def connect(servers, name, reachable=True):
+    async def connect(servers, name, reachable=True, **options):
         events.append("connect")
         if not reachable:
             raise NatsConfigError("no NATS server reachable at nats://127.0.0.1:1")
