@@ -59,20 +59,12 @@ def s35_table(compute):
 
 
 @pytest.fixture(scope="session")
-def archived_chain(tmp_path_factory, compute, kzg: Kzg) -> Path:
-    """A dev chain directory with its genesis segment archived (a minute of CPU), made once per session.
-
-    Every kernel the cluster's programs use is compiled here first, once: on a cold numba cache the
-    dev node, plot server, proof servers and plot client then load them instead of each compiling the
-    same kernels at the same time on the same 2 cores."""
+def archived_chain(tmp_path_factory) -> Path:
+    """A dev chain directory with its genesis segment archived (a minute of CPU), made once per session."""
     from processes import DevNodeProcess
 
-    from autonomys_farmer.protocol.proving import warm_up_proving
     from autonomys_farmer.services.devnet.supervisor import free_port
-    from autonomys_farmer.services.storage.auditing import warm_up_audits
 
-    warm_up_proving(compute, kzg)  # the backend's warm-up (encoding, tables), proof hashing, recovery, MSM
-    warm_up_audits(compute)
     base = tmp_path_factory.mktemp("archived-chain") / "chain"
     node = DevNodeProcess(base, free_port())
     node.start()
