@@ -256,7 +256,10 @@ def test_dev_chain_rules():
 
 
 def test_one_description_per_component_parses_and_renders_back():
+    from autonomys_farmer.cli import BUILDERS
     from autonomys_farmer.cluster import components as c
+
+    assert set(BUILDERS) == set(c.COMPONENTS)  # every component kind has its one builder
 
     samples = [
         c.ControllerOptions(node_rpc_url="ws://10.0.0.1:9944", base_path=Path("/var/controller"), job_ack_wait=8.0),

@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ DEV_BASE_PATH = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" /
 if TYPE_CHECKING:
     from autonomys_farmer.cluster.components import ClusterOptions, ComponentOptions
     from autonomys_farmer.protocol.compute import Compute
+    from autonomys_farmer.protocol.kzg import Kzg
     from autonomys_farmer.services.components.component import Component
     from autonomys_farmer.services.transport.credentials import Credentials
 
@@ -99,65 +101,95 @@ def _dev_node(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Built:
+    """What every component builder gets: the cluster options, the NATS servers, and for those that
+    compute (COMPUTES) the backend and the KZG setup."""
+
+    cluster: ClusterOptions
+    servers: list[str]
+    compute: Compute | None
+    kzg: Kzg | None
+
+    def computing(self) -> tuple[Compute, Kzg]:
+        assert self.compute is not None and self.kzg is not None, "a computing component without a backend"
+        return self.compute, self.kzg
+
+
+def _controller(options: Any, b: Built) -> Component:
+    from autonomys_farmer.services.components.controller import Controller
+
+    base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if options.tmp else options.base_path
+    return Controller(b.servers, options.node_rpc_url, base, options.job_ack_wait)
+
+
+def _sharded_cache(options: Any, b: Built) -> Component:
+    from autonomys_farmer.services.components.sharded_cache import ShardedCache
+
+    disk = options.disk
+    return ShardedCache(b.servers, Path(disk.path), disk.size_bytes, options.item_type, b.cluster.kzg_parameters)
+
+
+def _full_piece_cache(options: Any, b: Built) -> Component:
+    from autonomys_farmer.services.components.full_piece_sharded_cache import FullPieceShardedCache
+
+    # The seed's deployments run `--tmp path=DIR` and point DIR at export-piece output: a named directory
+    # is always the storage and is never deleted; only a bare --tmp gets a throw-away one.
+    temporary = options.path is None
+    directory = Path(tempfile.mkdtemp(prefix="autonomys-full-cache-")) if options.path is None else options.path
+    return FullPieceShardedCache(b.servers, directory, temporary=temporary, kzg_parameters=b.cluster.kzg_parameters)
+
+
+def _proof_server(options: Any, b: Built) -> Component:
+    from autonomys_farmer.services.components.proof_server import ProofServer
+
+    return ProofServer(b.servers, *b.computing(), _gpu_concurrency() or 1)
+
+
+def _plot_server(options: Any, b: Built) -> Component:
+    from autonomys_farmer.services.components.plot_server import PlotServer
+
+    compute, kzg = b.computing()
+    return PlotServer(
+        b.servers, options.base_path, options.listen_port, compute, kzg, options.priority_cache,
+        options.max_buffered_sectors, _gpu_concurrency() or 1,
+    )  # fmt: skip
+
+
+def _plot_client(options: Any, b: Built) -> Component:
+    from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
+    from autonomys_farmer.services.components.plot_client import PlotClient
+
+    try:
+        reward_address = ss58_decode(options.reward_address)
+    except (SigningError, ValueError) as e:
+        raise SystemExit(f"plot-client: invalid --reward-address {options.reward_address!r}: {e}") from e
+    farms = [(Path(farm.path), farm.sectors) for farm in options.farms]
+    compute, kzg = b.computing()
+    return PlotClient(
+        b.servers, reward_address, farms, compute, kzg, options.max_plotting_sectors_per_farm, options.proof_timeout
+    )
+
+
+BUILDERS: dict[str, Callable[[Any, Built], Component]] = {
+    "controller": _controller,
+    "sharded-cache": _sharded_cache,
+    "full-piece-sharded-cache": _full_piece_cache,
+    "proof-server": _proof_server,
+    "plot-server": _plot_server,
+    "plot-client": _plot_client,
+}  # component name (cluster.components.COMPONENTS) -> its builder
+
+
 def _build_component(
     options: ComponentOptions, cluster: ClusterOptions, compute: Compute | None, credentials: Credentials
 ) -> Component:
     """One cluster component from its parsed options (`compute` for those that compute), holding the
     process's credentials."""
-    from autonomys_farmer.cluster import components as c
     from autonomys_farmer.services.files import load_kzg
 
-    servers = list(cluster.nats_servers)
-    component: Component
-    if isinstance(options, c.ControllerOptions):
-        from autonomys_farmer.services.components.controller import Controller
-
-        base = Path(tempfile.mkdtemp(prefix="autonomys-controller-")) if options.tmp else options.base_path
-        component = Controller(servers, options.node_rpc_url, base, options.job_ack_wait)
-    elif isinstance(options, c.ShardedCacheOptions):
-        from autonomys_farmer.services.components.sharded_cache import ShardedCache
-
-        component = ShardedCache(
-            servers, Path(options.disk.path), options.disk.size_bytes, options.item_type, cluster.kzg_parameters
-        )
-    elif isinstance(options, c.FullPieceCacheOptions):
-        from autonomys_farmer.services.components.full_piece_sharded_cache import FullPieceShardedCache
-
-        # The seed's deployments run `--tmp path=DIR` and point DIR at export-piece output: a named
-        # directory is always the storage and is never deleted; only a bare --tmp gets a throw-away one.
-        temporary = options.path is None
-        directory = Path(tempfile.mkdtemp(prefix="autonomys-full-cache-")) if options.path is None else options.path
-        component = FullPieceShardedCache(
-            servers, directory, temporary=temporary, kzg_parameters=cluster.kzg_parameters
-        )
-    else:
-        assert compute is not None
-        kzg = load_kzg(cluster.kzg_parameters)
-        if isinstance(options, c.ProofServerOptions):
-            from autonomys_farmer.services.components.proof_server import ProofServer
-
-            component = ProofServer(servers, compute, kzg, _gpu_concurrency() or 1)
-        elif isinstance(options, c.PlotServerOptions):
-            from autonomys_farmer.services.components.plot_server import PlotServer
-
-            component = PlotServer(
-                servers, options.base_path, options.listen_port, compute, kzg, options.priority_cache,
-                options.max_buffered_sectors, _gpu_concurrency() or 1,
-            )  # fmt: skip
-        else:
-            assert isinstance(options, c.PlotClientOptions)
-            from autonomys_farmer.protocol.reward_signing import SigningError, ss58_decode
-            from autonomys_farmer.services.components.plot_client import PlotClient
-
-            try:
-                reward_address = ss58_decode(options.reward_address)
-            except (SigningError, ValueError) as e:
-                raise SystemExit(f"plot-client: invalid --reward-address {options.reward_address!r}: {e}") from e
-            farms = [(Path(farm.path), farm.sectors) for farm in options.farms]
-            component = PlotClient(
-                servers, reward_address, farms, compute, kzg, options.max_plotting_sectors_per_farm,
-                options.proof_timeout,
-            )  # fmt: skip
+    kzg = load_kzg(cluster.kzg_parameters) if options.COMPUTES else None
+    component = BUILDERS[options.NAME](options, Built(cluster, list(cluster.nats_servers), compute, kzg))
     component.advertise_host = cluster.advertise_host
     component.credentials = credentials
     return component
@@ -445,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     kzg_option(node)
     node.set_defaults(func=_dev_node, parser=node)
 
-    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
+    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions, CredentialOptions
 
     cluster = sub.add_parser(
         "cluster",
@@ -484,17 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=_nats_url,
             help="a NATS server of the cluster (repeatable; one reachable is enough)",
         )
-        p.add_argument("--nats-user", metavar="USER", help="NATS user name (the operator role's user)")
-        for flag, what in (
-            ("--nats-password-file", "file holding the NATS user's password"),
-            ("--nats-token-file", "file holding a NATS token"),
-            ("--nats-creds", "NATS .creds file (JWT and NKey)"),
-            ("--nats-nkey-seed", "NATS NKey seed file"),
-            ("--nats-tls-ca", "CA certificate for NATS over TLS"),
-            ("--nats-tls-cert", "client certificate for NATS TLS"),
-            ("--nats-tls-key", "client key for NATS TLS"),
-        ):
-            p.add_argument(flag, type=Path, metavar="PATH", help=what)
+        CredentialOptions.add_arguments(p)  # the same credential flags as `cluster`
 
     reinit = util.add_parser("reinitialization-cache", help="make every cache re-scan and re-sync after a delay")
     nats_option(reinit)
@@ -516,7 +538,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
     kzg_option(bench)
     backend_option(bench, "piece verification")
-    secret_option(bench)
     bench.set_defaults(func=_sharded_cache_benchmark)
 
     verify = util.add_parser("verify-piece", help="check every cached item against its segment commitment")
@@ -530,7 +551,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kzg_option(verify)
     backend_option(verify, "piece verification")
-    secret_option(verify)
     verify.set_defaults(func=_verify_piece)
 
     config = util.add_parser("supervisor-config", help="supervisor + nats-server files for every machine")
@@ -604,12 +624,6 @@ def build_parser() -> argparse.ArgumentParser:
     backend_option(dev)
     dev.set_defaults(func=_dev)
     return parser
-
-
-def secret_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cluster-secret-file", type=Path, metavar="PATH", help="the cluster's shared secret (bulk TCP peers need it)"
-    )
 
 
 def kzg_option(parser: argparse.ArgumentParser) -> None:

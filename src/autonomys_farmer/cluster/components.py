@@ -266,7 +266,37 @@ def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterOptions(Options):
+class CredentialOptions(Options):
+    """How a process proves itself to the cluster: its NATS login and TLS, and the cluster secret for
+    bulk TCP. Written once: `cluster` and every util tool that talks to the cluster take these flags."""
+
+    NAME: ClassVar[str] = "autonomys-farmer"
+    DESCRIPTION: ClassVar[str] = "credentials"
+
+    nats_user: str | None = arg("NATS user name (its role's user)", "--nats-user", default=None, metavar="USER")
+    nats_password_file: Path | None = arg(
+        "file holding the NATS user's password", "--nats-password-file", default=None, parse=Path, metavar="PATH"
+    )
+    nats_token_file: Path | None = arg(
+        "file holding a NATS token", "--nats-token-file", default=None, parse=Path, metavar="PATH"
+    )
+    nats_creds: Path | None = arg("NATS .creds file (JWT and NKey)", "--nats-creds", default=None, parse=Path)
+    nats_nkey_seed: Path | None = arg("NATS NKey seed file", "--nats-nkey-seed", default=None, parse=Path)
+    nats_tls_ca: Path | None = arg("CA certificate for NATS over TLS", "--nats-tls-ca", default=None, parse=Path)
+    nats_tls_cert: Path | None = arg("client certificate for NATS TLS", "--nats-tls-cert", default=None, parse=Path)
+    nats_tls_key: Path | None = arg("client key for NATS TLS", "--nats-tls-key", default=None, parse=Path)
+    cluster_secret_file: Path | None = arg(
+        "file holding the cluster's shared secret: bulk TCP peers prove to each other that they hold it "
+        "before anything else (default: none, and a warning)",
+        "--cluster-secret-file",
+        default=None,
+        parse=Path,
+        metavar="PATH",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterOptions(CredentialOptions):
     """What every component of a `cluster` process shares."""
 
     NAME: ClassVar[str] = "autonomys-farmer cluster"
@@ -298,26 +328,6 @@ class ClusterOptions(Options):
         "--advertise-host",
         default=None,
         metavar="HOST",
-    )
-    nats_user: str | None = arg("NATS user name (its role's user)", "--nats-user", default=None, metavar="USER")
-    nats_password_file: Path | None = arg(
-        "file holding the NATS user's password", "--nats-password-file", default=None, parse=Path, metavar="PATH"
-    )
-    nats_token_file: Path | None = arg(
-        "file holding a NATS token", "--nats-token-file", default=None, parse=Path, metavar="PATH"
-    )
-    nats_creds: Path | None = arg("NATS .creds file (JWT and NKey)", "--nats-creds", default=None, parse=Path)
-    nats_nkey_seed: Path | None = arg("NATS NKey seed file", "--nats-nkey-seed", default=None, parse=Path)
-    nats_tls_ca: Path | None = arg("CA certificate for NATS over TLS", "--nats-tls-ca", default=None, parse=Path)
-    nats_tls_cert: Path | None = arg("client certificate for NATS TLS", "--nats-tls-cert", default=None, parse=Path)
-    nats_tls_key: Path | None = arg("client key for NATS TLS", "--nats-tls-key", default=None, parse=Path)
-    cluster_secret_file: Path | None = arg(
-        "file holding the cluster's shared secret: bulk TCP peers prove they hold it (HMAC) before any "
-        "operation (default: none, and a warning)",
-        "--cluster-secret-file",
-        default=None,
-        parse=Path,
-        metavar="PATH",
     )
 
 
