@@ -59,41 +59,30 @@ def _nats_url(value: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host or "127.0.0.1", int(port)
-
-
 def _positive(value: str) -> int:
     if not value.strip().isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return int(value)
 
 
-def _ws_url(value: str) -> str:
-    if not value.startswith(("ws://", "wss://")) or not value.split("://", 1)[1]:
-        raise argparse.ArgumentTypeError(f"expected ws://HOST:PORT, got {value!r}")
-    return value
-
-
 def _dev_node(args: argparse.Namespace) -> int:
+    from autonomys_farmer.cluster.components import DevNodeOptions, UsageError
     from autonomys_farmer.protocol.chain import CHAINS
     from autonomys_farmer.services.devnet import dev_node
-
-    if args.sync_from_peers and not args.peer:  # else it would quietly archive genesis itself
-        args.parser.error("--sync-from-peers needs a --peer ws://HOST:PORT to take the history from")
-    base_path = Path(tempfile.mkdtemp(prefix="autonomys-dev-node-")) if args.tmp else Path(args.base_path)
-    host, port = args.listen
     from autonomys_farmer.services.files import load_kzg
 
-    kzg = load_kzg(args.kzg_parameters)
+    try:
+        options = DevNodeOptions.from_namespace(args)
+    except UsageError as e:
+        args.parser.error(str(e))
+    base_path = Path(tempfile.mkdtemp(prefix="autonomys-dev-node-")) if options.tmp else options.base_path
+    host, port = options.address
+    kzg = load_kzg(options.kzg_parameters)
     try:
         asyncio.run(
             dev_node.serve(
-                base_path, CHAINS[args.chain], _compute("cpu"), kzg, host, port,
-                peers=args.peer, sync_from_peers=args.sync_from_peers,
+                base_path, CHAINS[options.chain], _compute("cpu"), kzg, host, port,
+                peers=list(options.peers), sync_from_peers=options.sync_from_peers,
             )
         )  # fmt: skip
     except KeyboardInterrupt:
@@ -217,9 +206,10 @@ def _cluster(args: argparse.Namespace) -> int:
     compute = _compute(cluster.backend) if any(options.COMPUTES for options in parsed) else None
     components = [_build_component(options, cluster, compute, credentials) for options in parsed]
     if cluster.prometheus_listen_on:
+        from autonomys_farmer.cluster.components import split_host_port
         from autonomys_farmer.services.metrics import serve_metrics
 
-        serve_metrics(_host_port(cluster.prometheus_listen_on), components)
+        serve_metrics(split_host_port(cluster.prometheus_listen_on), components)
 
     async def run_all() -> None:
         await asyncio.gather(*(c.run() for c in components))
@@ -451,33 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    node = sub.add_parser("dev-node", help="local development node speaking the farmer RPC")
-    node.add_argument(
-        "--listen", type=_host_port, default=("127.0.0.1", 9944), metavar="HOST:PORT", help="RPC address (WebSocket)"
-    )
-    where = node.add_mutually_exclusive_group()
-    where.add_argument("--base-path", default="dev-node-data", help="chain data directory (kept across restarts)")
-    where.add_argument("--tmp", action="store_true", help="use a fresh temporary directory")
-    node.add_argument(
-        "--chain", choices=["dev", "mainnet"], default="dev", help="dev: small sectors, fast slots; mainnet: real sizes"
-    )
-    node.add_argument(
-        "--peer",
-        action="append",
-        default=[],
-        type=_ws_url,
-        metavar="ws://HOST:PORT",
-        help="another dev node on the same chain: its blocks are verified and followed (repeat for each)",
-    )
-    node.add_argument(
-        "--sync-from-peers",
-        action="store_true",
-        help="on a first start, take the history from a peer (every piece verified) instead of archiving genesis",
-    )
-    kzg_option(node)
-    node.set_defaults(func=_dev_node, parser=node)
+    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions, CredentialOptions, DevNodeOptions
 
-    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions, CredentialOptions
+    node = sub.add_parser("dev-node", help=DevNodeOptions.DESCRIPTION)
+    DevNodeOptions.add_arguments(node)
+    node.set_defaults(func=_dev_node, parser=node)
 
     cluster = sub.add_parser(
         "cluster",

@@ -151,6 +151,25 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def split_host_port(text: str) -> tuple[str, int]:
+    """(host, port) from HOST:PORT (no host: 127.0.0.1)."""
+    host, sep, number = text.rpartition(":")
+    if not sep or not number.isdigit() or not 0 < int(number) < 65536:
+        raise UsageError(f"expected HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(number)
+
+
+def host_port(text: str) -> str:
+    split_host_port(text)
+    return text
+
+
+def ws_url(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")) or not text.split("://", 1)[1]:
+        raise UsageError(f"expected ws://HOST:PORT, got {text!r}")
+    return text
+
+
 # --- the descriptions ---------------------------------------------------------------------------------------
 
 
@@ -188,12 +207,13 @@ class Options:
                     kwargs["default"] = f.default
                 parser.add_argument(f.name, **kwargs)
             else:
-                if typing.get_origin(hints[f.name]) is tuple:
-                    kwargs["action"] = "append"  # a repeatable option
                 if f.default is dataclasses.MISSING:
                     kwargs["required"] = True
                 else:
                     kwargs["default"] = f.default
+                if typing.get_origin(hints[f.name]) is tuple:
+                    kwargs["action"] = "append"  # a repeatable option (argparse appends to a fresh list)
+                    kwargs.pop("default", None)
                 parser.add_argument(meta["flag"], **kwargs)
 
     @classmethod
@@ -211,6 +231,8 @@ class Options:
         values = {}
         for f in dataclasses.fields(cls):
             value = getattr(namespace, f.name)
+            if value is None and isinstance(f.default, tuple):  # a repeatable option given no time
+                value = f.default
             values[f.name] = tuple(value) if isinstance(value, list) else value
         try:
             return cls(**values)
@@ -315,8 +337,9 @@ class ClusterOptions(CredentialOptions):
         parse=Path,
     )
     prometheus_listen_on: str | None = arg(
-        "serve Prometheus metrics on HOST:PORT", "--prometheus-listen-on", default=None, metavar="HOST:PORT"
-    )
+        "serve Prometheus metrics on HOST:PORT", "--prometheus-listen-on", default=None, metavar="HOST:PORT",
+        parse=host_port,
+    )  # fmt: skip
     backend: str = arg(
         "compute backend for plot servers, proof servers and plot clients (auto: cuda if a GPU is usable)",
         "--backend",
@@ -472,3 +495,54 @@ def component_argv(cluster: ClusterOptions, *components: ComponentOptions) -> li
     for i, component in enumerate(components):
         argv += (["--"] if i else []) + [component.NAME, *component.to_argv()]
     return argv
+
+
+# --- commands that are not cluster components ------------------------------------------------------------
+
+
+DEV_NODE_BASE_PATH = Path("dev-node-data")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevNodeOptions(Options):
+    """`autonomys-farmer dev-node`: the CLI parses it, `dev` renders each node machine's from it."""
+
+    NAME: ClassVar[str] = "autonomys-farmer dev-node"
+    DESCRIPTION: ClassVar[str] = "local development node speaking the farmer RPC"
+
+    listen: str = arg(
+        "RPC address (WebSocket)", "--listen", default="127.0.0.1:9944", parse=host_port, metavar="HOST:PORT"
+    )
+    base_path: Path = arg(
+        "chain data directory (kept across restarts)", "--base-path", default=DEV_NODE_BASE_PATH, parse=Path
+    )
+    tmp: bool = arg("use a fresh temporary directory", "--tmp", default=False)
+    chain: str = arg(
+        "dev: small sectors, fast slots; mainnet: real sizes", "--chain", default="dev", choices=("dev", "mainnet")
+    )
+    peers: tuple[str, ...] = arg(
+        "another dev node on the same chain: its blocks are verified and followed (repeat for each)",
+        "--peer",
+        default=(),
+        parse=ws_url,
+        metavar="ws://HOST:PORT",
+    )
+    sync_from_peers: bool = arg(
+        "on a first start, take the history from a peer (every piece verified) instead of archiving genesis",
+        "--sync-from-peers",
+        default=False,
+    )
+    kzg_parameters: Path | None = arg(
+        "eth-public-parameters.bin to use (default: the copy in the package)", "--kzg-parameters", default=None,
+        parse=Path,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.sync_from_peers and not self.peers:  # else it would quietly archive genesis itself
+            raise UsageError("--sync-from-peers needs a --peer ws://HOST:PORT to take the history from")
+        if self.tmp and self.base_path != DEV_NODE_BASE_PATH:
+            raise UsageError("give --base-path DIR or --tmp, not both")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_host_port(self.listen)

@@ -17,6 +17,7 @@ from autonomys_farmer.cluster.components import (
     ClusterOptions,
     ComponentOptions,
     ControllerOptions,
+    DevNodeOptions,
     FarmDisk,
     FullPieceCacheOptions,
     PlotClientOptions,
@@ -164,15 +165,14 @@ class DevLayout:
     def node_programs(self, node: int) -> list[Program]:
         """One node machine of the seed: the dev node (following the other nodes, and on a first start
         taking its history from them unless it is the first), its controller and proof server."""
-        argv = [*CLI, "dev-node", "--listen", f"127.0.0.1:{self.node_ports[node]}"]
-        argv += ["--base-path", str(self.node_dir(node))]
-        if self.kzg_parameters is not None:
-            argv += ["--kzg-parameters", str(self.kzg_parameters)]
-        for peer, url in enumerate(self.node_urls):
-            if peer != node:
-                argv += ["--peer", url]
-        if node > 0:
-            argv.append("--sync-from-peers")
+        options = DevNodeOptions(
+            listen=f"127.0.0.1:{self.node_ports[node]}",
+            base_path=self.node_dir(node),
+            kzg_parameters=self.kzg_parameters,
+            peers=tuple(url for peer, url in enumerate(self.node_urls) if peer != node),
+            sync_from_peers=node > 0,
+        )
+        argv = [*CLI, "dev-node", *options.to_argv()]
         controller = ControllerOptions(
             node_rpc_url=self.node_urls[node],
             base_path=self.base / self.node_name("controller", node),

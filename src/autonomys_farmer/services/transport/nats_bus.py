@@ -529,6 +529,9 @@ async def retry_forever(what: str, fn: Callable[[], Awaitable[T]], max_delay: fl
         try:
             return await fn()
         except (nats.errors.Error, TimeoutError, OSError, ConnectionError, RemoteError) as e:
-            log.warning("%s failed (%s); retrying in %.1fs", what, str(e) or type(e).__name__, delay)
+            if isinstance(e, NotCreatedError):  # a start-up order (the controller not up yet), not a failure
+                log.info("%s: %s; waiting", what, e)
+            else:
+                log.warning("%s failed (%s); retrying in %.1fs", what, str(e) or type(e).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, max_delay)
