@@ -162,7 +162,7 @@ def test_expiry_schedule():
     assert farming.sectors_to_replot(sectors, {}, SegmentIndex(100), min_lifetime) == []  # not archived yet
 
 
-async def arrived(received: list[Any], timeout: float = 20.0) -> None:
+async def arrived(received: list[Any], timeout: float = 60.0) -> None:
     """Wait for the first message (a fixed sleep is too short on a loaded 2-core CI machine)."""
     deadline = time.monotonic() + timeout
     while not received:
