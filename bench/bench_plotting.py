@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from autonomys_farmer.backends import select_backend
+from autonomys_farmer.backends.cuda.device import free_memory
 from autonomys_farmer.protocol.constants import MAX_PIECES_IN_SECTOR
 from autonomys_farmer.protocol.plotting import plot_sector
 from autonomys_farmer.services.tools.synthetic_history import synthetic_sector
@@ -39,12 +40,12 @@ def main() -> None:
     print(f"backend: {compute.name} on {compute.device}; {args.pieces} pieces; batch {compute.batch_records} records")
     rng = np.random.default_rng(0)
 
-    gpu_free_before = gpu_free_bytes() if compute.name == "cuda" else 0
+    gpu_free_before = free_memory() if compute.name == "cuda" else 0
     started = time.perf_counter()
     compute.warm_up()  # also allocates the GPU buffers, once
     print(f"warm-up (kernel compilation or cache load): {time.perf_counter() - started:8.2f} s")
     if compute.name == "cuda":
-        per_record = (gpu_free_before - gpu_free_bytes()) / compute.batch_records
+        per_record = (gpu_free_before - free_memory()) / compute.batch_records
         print(f"GPU memory per record in flight (buffers and constants): {per_record / 2**20:8.1f} MiB")
 
     stage_seconds: dict[str, float] = {}
@@ -88,13 +89,6 @@ def cpu_stages(compute: object, seed: bytes, record: np.ndarray) -> dict[str, fl
     one_core.hash_rows(table.proofs_at(positions[traced]))
     stages["proofs and selection"] = time.perf_counter() - started
     return stages
-
-
-def gpu_free_bytes() -> int:
-    from numba import cuda
-
-    free, _total = cuda.current_context().get_memory_info()
-    return int(free)
 
 
 if __name__ == "__main__":

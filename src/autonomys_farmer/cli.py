@@ -240,7 +240,7 @@ def _credentials(options: Any) -> Credentials:
         tls_key=options.nats_tls_key,
     )
     try:
-        return Credentials(nats, Credentials.read_secret(getattr(options, "cluster_secret_file", None)))
+        return Credentials(nats, Credentials.read_secret(options.cluster_secret_file))
     except CredentialsError as e:
         raise SystemExit(f"autonomys-farmer: {e}") from None
 

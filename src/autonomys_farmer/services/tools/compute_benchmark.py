@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -232,8 +232,7 @@ def benchmark(
     if not report.identical:
         return report
     say("identical; measuring")
-    figures = measure(compute, kzg, work, options, gpu_mib)
-    return Report(compute.name, compute.device, round(compile_s, 2), checks, figures)
+    return replace(report, figures=measure(compute, kzg, work, options, gpu_mib))
 
 
 def _median_s(run: Callable[[], object], times: int) -> float:

@@ -143,16 +143,16 @@ async def read_frame(
     return header, payload
 
 
-def _nonce(hello: dict[str, Any], field: str = "nonce") -> bytes | None:
-    value = hello.get(field)
+def _nonce(hello: dict[str, Any]) -> bytes | None:
+    value = hello.get("nonce")
     if value is None:
         return None
     try:
         nonce = bytes.fromhex(str(value))
     except ValueError:
-        raise BulkError(f"malformed {field}") from None
+        raise BulkError("malformed nonce") from None
     if len(nonce) != NONCE_SIZE:
-        raise BulkError(f"malformed {field}")
+        raise BulkError("malformed nonce")
     return nonce
 
 
@@ -266,7 +266,10 @@ async def client_handshake(
     client_nonce = secrets.token_bytes(NONCE_SIZE)
     proof = _proof(key, b"client", server_nonce, client_nonce).hex()
     await write_frame(writer, {"nonce": client_nonce.hex(), "proof": proof})
-    answer, _ = await asyncio.wait_for(read_frame(reader, 0, max_header=HELLO_MAX), timeout)
+    try:
+        answer, _ = await asyncio.wait_for(read_frame(reader, 0, max_header=HELLO_MAX), timeout)
+    except BulkError:  # a server closes on a proof it does not accept
+        raise BulkError(f"{address} refused us: we do not hold its cluster secret") from None
     expected = _proof(key, b"server", server_nonce, client_nonce).hex()
     if not hmac.compare_digest(str(answer.get("proof")).encode(), expected.encode()):
         raise BulkError(f"{address} did not prove the cluster secret")
@@ -288,12 +291,7 @@ async def request(
     host, _, port = address.rpartition(":")
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), limit=1 << 22), timeout)
     try:
-        try:
-            session = await client_handshake(reader, writer, address, key, timeout)
-        except BulkError as e:
-            if "peer closed" in str(e) and key is not None:  # the server refused our proof
-                raise BulkError(f"{address} refused us: we do not hold its cluster secret") from None
-            raise
+        session = await client_handshake(reader, writer, address, key, timeout)
         await write_frame(writer, {"op": wire.to_obj(operation)}, payload, session)
         while True:
             try:

@@ -381,8 +381,8 @@ class Bus:
 
     async def _create_kv(self, name: str) -> KeyValue:
         try:
-            return await self.js.key_value(name)
-        except nats.js.errors.BucketNotFoundError:
+            return await self._open_kv(name)
+        except NotCreatedError:
             try:
                 config = KeyValueConfig(bucket=name, history=1, replicas=await self.replicas_for_new_state())
                 return await self.js.create_key_value(config)
@@ -441,8 +441,8 @@ class Bus:
 
     async def _create_work_queue(self, queue: WorkQueue[Any]) -> None:
         try:
-            await self.js.stream_info(queue.stream)
-        except nats.js.errors.NotFoundError:
+            await self._stream_exists(queue.stream)
+        except NotCreatedError:
             config = StreamConfig(
                 name=queue.stream,
                 subjects=[queue.subject],
