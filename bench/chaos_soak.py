@@ -1,10 +1,11 @@
 """Chaos soak (not a test: minutes of faults, printed as figures for the README).
 
 A one-machine cluster in the seed's shape, as `autonomys-farmer dev --nodes 3`
-runs it (three node machines of dev node, controller and proof server on one chain, sharded and
+runs it under real supervisord (three node machines of dev node, controller and proof server on one chain, sharded and
 full-piece caches, plot server, plot client, three routed NATS servers with per-role authorization),
-plots its farm, then farms while random programs are SIGKILLed or SIGSTOPped for a few seconds, or a
-whole node machine is killed at once. After every fault the soak waits for farming to resume (a
+plots its farm, then farms while random programs are SIGKILLed (autorestart brings them back) or
+SIGSTOPped for a few seconds, each by the PID supervisord reports, or a whole node machine is killed at
+once and kept stopped. After every fault the soak waits for farming to resume (a
 solution accepted by a node) and records how long that took; it samples every program's memory; at the
 end every plotted sector must read back whole (checksum and metadata).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import signal
 import sys
@@ -26,7 +28,6 @@ from pathlib import Path
 from autonomys_farmer.cluster.messages import PlotClientStatus
 from autonomys_farmer.protocol.hashes import blake3_hash
 from autonomys_farmer.services.devnet.dev import DevLayout
-from autonomys_farmer.services.devnet.supervisor import Supervisor
 from autonomys_farmer.services.storage.farm import Farm
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
 from autonomys_farmer.services.transport.nats_bus import Bus
@@ -73,9 +74,8 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
     layout = DevLayout(base, sectors=sectors, nats_servers=3, nodes=nodes)
     victims = [*SHARED_VICTIMS, *(layout.node_name(kind, n) for kind in NODE_PROGRAMS for n in range(nodes))]
     victims += [MACHINE] * nodes if nodes > 1 else []
-    supervisor = Supervisor(base / "logs", {"PYTHONUNBUFFERED": "1"})
-    for program in layout.programs():
-        await supervisor.add(program)
+    supervisor = layout.supervisord()
+    await supervisor.start()
     bus = await Bus.connect(layout.nats_urls, "chaos", auth=layout.nats_credentials())
     status = ClusterStatus()
     await status.attach(bus)
@@ -85,9 +85,9 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
 
     async def sample_memory() -> None:
         while True:
-            for name, program in supervisor.programs.items():
-                if program.process is not None and program.process.returncode is None:
-                    peak[name] = max(peak.get(name, 0.0), rss_mib(program.process.pid))
+            for name, process in (await supervisor.processes()).items():
+                if process.pid:
+                    peak[name] = max(peak.get(name, 0.0), rss_mib(process.pid))
             await asyncio.sleep(2.0)
 
     sampler = asyncio.create_task(sample_memory())
@@ -111,11 +111,12 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
                 for name in machine:
                     await supervisor.down(name)
             elif fault == "SIGKILL":
-                supervisor.kill(victim)
+                await supervisor.kill(victim)
             else:
-                supervisor.kill(victim, signal.SIGSTOP)
+                pid = await supervisor.kill(victim, signal.SIGSTOP)
                 await asyncio.sleep(rng.uniform(2.0, 10.0))
-                supervisor.kill(victim, signal.SIGCONT)
+                if pid:
+                    os.kill(pid, signal.SIGCONT)
             took = await wait_until(lambda before=before: status.accepted > before, RECOVERY_BOUND_S)
             if victim.startswith(MACHINE):
                 for name in machine:
@@ -127,7 +128,7 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
     finally:
         sampler.cancel()
         await bus.close()
-        await supervisor.stop_all()
+        await supervisor.stop()
     farm = Farm(base / "farm", sectors, 8, _genesis(base))
     intact = 0
     for index in farm.plotted_indices():
@@ -139,6 +140,12 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
     print(f"\nminutes {minutes:g}, faults {sum(faults.values())}: " + ", ".join(f"{k} x{v}" for k, v in faults.items()))
     print(f"worst recovery {worst:.0f}s; not resumed within {RECOVERY_BOUND_S:.0f}s: {unresolved or 'none'}")
     print(f"sectors intact after the soak: {intact}/{sectors}")
+    print(
+        "restarted by supervisord: "
+        + ", ".join(
+            f"{name} x{supervisor.restarts(name)}" for name in supervisor.program_names() if supervisor.restarts(name)
+        )
+    )
     print("peak memory (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(peak.items())))
     return 0 if not unresolved and intact == sectors else 1
 

@@ -63,7 +63,7 @@ def archived_chain(tmp_path_factory) -> Path:
     """A dev chain directory with its genesis segment archived (a minute of CPU), made once per session."""
     from processes import DevNodeProcess
 
-    from autonomys_farmer.services.devnet.supervisor import free_port
+    from autonomys_farmer.services.deploy.supervisord import free_port
 
     base = tmp_path_factory.mktemp("archived-chain") / "chain"
     node = DevNodeProcess(base, free_port())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from conftest import KZG_PARAMETERS
@@ -52,3 +54,19 @@ class DevNodeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def nats_server(conf: Path) -> AsyncIterator[None]:
+    """A lone nats-server on a config a test wrote (its log beside the config), stopped afterwards."""
+    from autonomys_farmer.services.deploy.supervisord import nats_server_binary
+
+    with (conf.parent / f"{conf.stem}.log").open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            nats_server_binary(), "-c", str(conf), stdout=log, stderr=asyncio.subprocess.STDOUT
+        )
+    try:
+        yield
+    finally:
+        process.terminate()
+        await process.wait()

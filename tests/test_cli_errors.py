@@ -48,7 +48,7 @@ CASES = [
     (["dev", "--kzg-parameters", "{tmp}/absent.bin"], {}, 1, "absent.bin"),
     (["util", "supervisor-config", "{tmp}/absent.toml"], {}, 1, "absent.toml"),
     (["util", "supervisor-config", "{tmp}/broken.toml"], {}, 1, "broken.toml"),
-    (["util", "sharded-cache-benchmark", "--nats-server", NATS, "--sectors", "-3", "--no-verify"], {}, 1, "-3"),
+    (["util", "sharded-cache-benchmark", "--nats-server", NATS, "--sectors", "-3", "--no-verify"], {}, 2, "'-3'"),
     (["util", "reinitialization-cache", "--nats-server", "localhost"], {}, 2, "'localhost'"),
     (["export-piece"], {"NODE_URL": ""}, 1, "NODE_URL"),
     (["export-piece", "--no-verify"], {"NODE_URL": "ftp://x"}, 1, "'ftp://x'"),

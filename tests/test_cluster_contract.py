@@ -173,15 +173,13 @@ async def arrived(received: list[Any], timeout: float = 60.0) -> None:
 
 def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_path: Path, caplog):
     from autonomys_farmer.services.devnet.dev import DevLayout
-    from autonomys_farmer.services.devnet.supervisor import Supervisor
     from autonomys_farmer.services.transport.nats_bus import Bus, RemoteError
 
     layout = DevLayout(tmp_path, nats_auth=False)  # one client in every role's place
 
     async def run() -> None:
-        supervisor = Supervisor(tmp_path / "logs")
-        for program in layout.nats_programs():
-            await supervisor.add(program)
+        supervisor = layout.supervisord(layout.nats_programs())
+        await supervisor.start()
         bus = await Bus.connect(layout.nats_urls, "test")
         try:
             # A lone JetStream server: unreplicated state, decided without waiting for peers.
@@ -219,7 +217,7 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
                 await bus.request(broken, m.AppInfoRequest(), timeout=10, deadline=10)
         finally:
             await bus.close()
-            await supervisor.stop_all()
+            await supervisor.stop()
 
     with caplog.at_level(logging.WARNING, logger="autonomys_farmer.services.transport.nats_bus"):
         asyncio.run(run())
@@ -279,7 +277,7 @@ def test_one_description_per_component_parses_and_renders_back():
     cluster = c.ClusterOptions(nats_servers=("nats://a:4222", "nats://b:4222"), backend="cpu", advertise_host="a")
     assert c.ClusterOptions.parse(cluster.to_argv()) == cluster
     assert c.component_argv(cluster, samples[1], samples[5]) == [
-        "cluster", "--nats-server", "nats://a:4222", "--nats-server", "nats://b:4222", "--backend", "cpu",
+        "cluster", "--backend", "cpu", "--nats-server", "nats://a:4222", "--nats-server", "nats://b:4222",
         "--advertise-host", "a", "controller", "--tmp", "--node-rpc-url", "ws://127.0.0.1:9944", "--", "proof-server",
     ]  # fmt: skip
     assert c.CacheDisk.parse("path=/x,size=1.5TiB").size_bytes == int(1.5 * 1024**4)
@@ -319,7 +317,6 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
     map; the controller can; a wrong password is reported as an authentication failure."""
     from autonomys_farmer.cluster import roles
     from autonomys_farmer.services.devnet.dev import DevLayout
-    from autonomys_farmer.services.devnet.supervisor import Supervisor
     from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth, NatsConfigError
 
     assert set(roles.PERMISSIONS) == set(roles.ROLES)
@@ -327,9 +324,8 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
     slot = SlotInfo(SlotNumber(7), b"\x01" * 32, 1, 2)
 
     async def run() -> None:
-        supervisor = Supervisor(tmp_path / "logs")
-        for program in layout.nats_programs():
-            await supervisor.add(program)
+        supervisor = layout.supervisord(layout.nats_programs())
+        await supervisor.start()
         operator = await Bus.connect(layout.nats_urls, "operator", auth=layout.nats_credentials())
         client = await Bus.connect(layout.nats_urls, "plot-client", auth=layout.nats_credentials("plot-client"))
         controller = await Bus.connect(layout.nats_urls, "controller", auth=layout.nats_credentials("controller"))
@@ -397,7 +393,7 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
         finally:
             for bus in (operator, client, controller):
                 await bus.close()
-            await supervisor.stop_all()
+            await supervisor.stop()
 
     asyncio.run(run())
 
@@ -424,8 +420,9 @@ def test_nats_over_tls_with_client_certificates(tmp_path: Path):
     """A nats-server that requires TLS and client certificates: a member with the CA, its certificate
     and key connects and talks; one without a certificate is refused with a TLS cause."""
     import trustme
+    from processes import nats_server
 
-    from autonomys_farmer.services.devnet.supervisor import Program, Supervisor, free_port, nats_server_binary
+    from autonomys_farmer.services.deploy.supervisord import free_port
     from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth, NatsConfigError
 
     ca = trustme.CA()
@@ -447,9 +444,7 @@ def test_nats_over_tls_with_client_certificates(tmp_path: Path):
     good = NatsAuth(tls_ca=tmp_path / "ca.pem", tls_cert=tmp_path / "client.pem", tls_key=tmp_path / "client.key")
 
     async def run() -> None:
-        supervisor = Supervisor(tmp_path / "logs")
-        await supervisor.add(Program("nats-server", [nats_server_binary(), "-c", str(conf)]))
-        try:
+        async with nats_server(conf):
             bus = await Bus.connect([url], "tls-member", 10.0, good)
             received: list[bytes] = []
             subscription = await bus.nc.subscribe("tls.echo")
@@ -461,7 +456,47 @@ def test_nats_over_tls_with_client_certificates(tmp_path: Path):
             with pytest.raises(NatsConfigError, match="TLS failed"):  # the server wants a client certificate
                 await Bus.connect([url], "no-cert", 60.0, NatsAuth(tls_ca=tmp_path / "ca.pem"))
             assert time.monotonic() - began < 30  # said at once, not retried until the deadline
-        finally:
-            await supervisor.stop_all()
 
     asyncio.run(run())
+
+
+def test_every_command_is_one_description_the_cli_parses_and_renders_back(capsys):
+    """dev, dev-node, the util tools, export-piece and the benchmarks: each an `Options` description the
+    CLI builds its parser from (its typed options are what the command runs with), rendering back to the
+    command line it parsed."""
+    from autonomys_farmer import cli
+    from autonomys_farmer import commands as o
+    from autonomys_farmer.cluster import components as c
+
+    samples = [
+        c.DevNodeOptions(listen="0.0.0.0:9944", peers=("ws://a:1", "ws://b:2"), sync_from_peers=True),
+        o.DevOptions(base_path=Path("/d"), sectors=8, nodes=3, nats_cluster_size=3, duration=60.0, backend="cpu"),
+        o.ExportPieceOptions(node_url="http://n:9944", output=Path("/x"), no_verify=True),
+        o.ReinitializationCacheOptions(
+            nats_servers=("nats://a:4222", "nats://b:4222"), delay=5.0, nats_user="operator"
+        ),
+        o.ShardedCacheBenchmarkOptions(
+            nats_servers=("nats://a:4222",),
+            sectors=2,
+            cache_item_type=m.CacheItemType.PIECE,
+            no_verify=True,
+            kzg_parameters=Path("/k.bin"),
+        ),
+        o.VerifyPieceOptions(nats_servers=("nats://a:4222",), no_repair=True, cache_groups=("sharded-cache.piece",)),
+        o.SupervisorConfigOptions(description=Path("CLUSTER.toml"), out=Path("/out")),
+        o.AuditBenchmarkOptions(farms=(Path("/f1"), Path("/f2")), slots=3, json=True),
+        o.ProveBenchmarkOptions(farm=Path("/f"), count=2),
+        o.GpuBenchmarkOptions(records=64, full=True),
+    ]
+    tables = {**cli.COMMANDS, **cli.UTIL, **cli.BENCHMARKS}
+    assert {description for description, _ in tables.values()} == {type(s) for s in samples}
+    for options in samples:
+        assert type(options).parse(options.to_argv()) == options
+    # The util tools take the NATS servers as one list or flag by flag, under either spelling.
+    parsed = cli.build_parser().parse_args(
+        ["util", "reinitialization-cache", "--nats-servers", "nats://a:1", "nats://b:2", "--nats-server", "nats://c:3"]
+    )
+    assert parsed.options.from_namespace(parsed).nats_servers == ("nats://a:1", "nats://b:2", "nats://c:3")
+    with pytest.raises(SystemExit):
+        cli.main(["dev", "--status-interval", "0"])
+    assert "--status-interval must be between 0 and 3600 seconds" in capsys.readouterr().err

@@ -212,7 +212,7 @@ def test_nats_trouble_is_a_warning_with_its_cause_within_2s(caplog: pytest.LogCa
     import logging
     import time
 
-    from autonomys_farmer.services.devnet.supervisor import free_port
+    from autonomys_farmer.services.deploy.supervisord import free_port
     from autonomys_farmer.services.transport.nats_bus import Bus, NatsConfigError, diagnose
 
     url = f"nats://127.0.0.1:{free_port()}"
@@ -546,7 +546,7 @@ def test_a_controller_whose_node_is_down_hands_solutions_back_unsent() -> None:
 
     from autonomys_farmer.protocol.types import SlotNumber
     from autonomys_farmer.services.components.controller import Controller
-    from autonomys_farmer.services.devnet.supervisor import free_port
+    from autonomys_farmer.services.deploy.supervisord import free_port
 
     controller = Controller(["nats://127.0.0.1:1"], f"ws://127.0.0.1:{free_port()}", None)
     result = asyncio.run(controller._submit_solution(m.SubmitSolution(SlotNumber(5), SOLUTION)))

@@ -23,6 +23,7 @@ from autonomys_farmer.protocol.proving import prove_audit, winning_records
 from autonomys_farmer.protocol.reading import PlottedSectorView
 from autonomys_farmer.protocol.types import SlotNumber
 from autonomys_farmer.protocol.verification import verify_solution
+from autonomys_farmer.services.deploy.supervisord import free_port
 from autonomys_farmer.services.devnet.chain import (
     AnnouncementError,
     BlockAnnouncement,
@@ -31,7 +32,6 @@ from autonomys_farmer.services.devnet.chain import (
     slot_proof_of_time,
 )
 from autonomys_farmer.services.devnet.dev_node import DevNode
-from autonomys_farmer.services.devnet.supervisor import free_port
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
 from autonomys_farmer.services.transport.node_client import NodeClient
 

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 from fuzz import JOB
+from processes import nats_server
 from test_supervisor_config import CLUSTER, TOPOLOGY
 
 from autonomys_farmer.cluster import messages as m
 from autonomys_farmer.cluster import roles, subjects
+from autonomys_farmer.cluster.layout_toml import parse_cluster
+from autonomys_farmer.services.deploy.render import ClusterCredentials, render_machine
+from autonomys_farmer.services.deploy.supervisord import free_port
 from autonomys_farmer.services.devnet.dev import DevLayout
-from autonomys_farmer.services.devnet.supervisor import Program, Supervisor, free_port, nats_server_binary
-from autonomys_farmer.services.tools.supervisor_config import ClusterCredentials, render_cluster
+from autonomys_farmer.services.tools.supervisor_config import render_cluster
 from autonomys_farmer.services.transport.nats_bus import Bus, NatsAuth
 
 JOBS, CONSUMER = subjects.PLOT_JOBS.stream, subjects.PLOT_JOBS.consumer
@@ -77,16 +80,18 @@ def attacks() -> dict[str, tuple[str, bytes]]:
 
 def dev_config(tmp_path: Path) -> tuple[str, dict[str, str]]:
     layout = DevLayout(tmp_path / "dev")
-    conf = layout.nats_programs()[0].argv[-1]
-    return Path(conf).read_text(), {role: layout.password_file(role).read_text().strip() for role in roles.ROLES}
+    described = layout.describe()
+    assert layout.credentials is not None
+    files = render_machine(described, described.machines[0], layout.credentials)
+    return files[layout.secrets / "nats-server.conf"].text, layout.credentials.passwords
 
 
 def supervisor_config(tmp_path: Path) -> tuple[str, dict[str, str]]:
     """A node machine's nats-server.conf from `util supervisor-config`, listening here, alone."""
     (tmp_path / "topo.txt").write_text(TOPOLOGY)
     credentials = ClusterCredentials.generate()
-    files = render_cluster(tomllib.loads(CLUSTER), tmp_path, credentials)
-    conf = files[Path("node-1/etc/autonomys/nats-server.conf")]
+    files = render_cluster(parse_cluster(tomllib.loads(CLUSTER), tmp_path), credentials)
+    conf = files[Path("node-1/etc/autonomys/nats-server.conf")].text
     conf = re.sub(r"(?m)^listen: .*$", f"listen: 127.0.0.1:{free_port()}", conf)
     conf = re.sub(r"(?m)^cluster \{.*\}$", "", conf)
     conf = re.sub(r'store_dir: "[^"]*"', f'store_dir: "{tmp_path / "js"}"', conf)
@@ -107,8 +112,10 @@ def test_jetstream_is_least_privilege_per_role(tmp_path: Path, render) -> None:
         return NatsAuth(user=role, password_file=path)
 
     async def run() -> None:
-        supervisor = Supervisor(tmp_path / "logs")
-        await supervisor.add(Program("nats-server", [nats_server_binary(), "-c", str(conf)]))
+        async with nats_server(conf):
+            await check_roles()
+
+    async def check_roles() -> None:
         buses = {role: await Bus.connect([url], role, 20.0, auth(role)) for role in roles.ROLES}
         try:
             controller = buses[m.ComponentKind.CONTROLLER]
@@ -161,7 +168,6 @@ def test_jetstream_is_least_privilege_per_role(tmp_path: Path, render) -> None:
         finally:
             for bus in buses.values():
                 await bus.close()
-            await supervisor.stop_all()
 
     asyncio.run(run())
 
@@ -169,11 +175,10 @@ def test_jetstream_is_least_privilege_per_role(tmp_path: Path, render) -> None:
 def test_dev_secrets_stay_secret(tmp_path: Path) -> None:
     """Every file `dev` writes that holds a password or the cluster secret: 0600, in a 0700 directory."""
     layout = DevLayout(tmp_path / "dev", nats_servers=3)
-    layout.nats_programs()
-    layout.secret_file  # noqa: B018  (made on first use)
+    layout.supervisord().write()
     held = sorted(layout.secrets.iterdir())
     assert {path.name for path in held} >= {
-        "nats-0.conf",
+        "nats-server-0.conf",
         "cluster-secret",
         *(f"nats-{r}.password" for r in roles.ROLES),
     }

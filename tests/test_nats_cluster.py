@@ -16,7 +16,6 @@ from autonomys_farmer.cluster import subjects
 from autonomys_farmer.protocol.sector import FarmerProtocolInfo
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 from autonomys_farmer.services.devnet.dev import DevLayout
-from autonomys_farmer.services.devnet.supervisor import Supervisor
 from autonomys_farmer.services.transport.nats_bus import Bus, retry_forever
 
 
@@ -46,10 +45,8 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
     urls = layout.nats_urls
 
     async def run() -> None:
-        supervisor = Supervisor(tmp_path / "logs")
-        for program in layout.nats_programs():
-            program.restart = False
-            await supervisor.add(program)
+        supervisor = layout.supervisord(layout.nats_programs())
+        await supervisor.start()
         producer = await Bus.connect([urls[0]], "producer")
         consumer = await Bus.connect(urls, "consumer")
         try:
@@ -75,7 +72,7 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
             await consumer.serve(PING, answer)
             await producer.nc.flush()
 
-            supervisor.kill("nats-server-0")  # the producer's own server
+            await supervisor.down("nats-server-0")  # the producer's own server, lost
             await asyncio.sleep(1.0)
 
             after = await Bus.connect(urls[1:], "after")
@@ -104,6 +101,6 @@ def test_jetstream_state_survives_losing_one_of_three_servers(tmp_path: Path) ->
                     await asyncio.wait_for(bus.nc.close(), 5)
                 except Exception:
                     pass
-            await supervisor.stop_all()
+            await supervisor.stop()
 
     asyncio.run(run())

