@@ -108,8 +108,7 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
             faults[f"{fault} {victim}"] += 1
             before = status.accepted
             if victim.startswith(MACHINE):  # kept down until farming resumed without it
-                for name in machine:
-                    await supervisor.down(name)
+                await supervisor.down(*machine)
             elif fault == "SIGKILL":
                 await supervisor.kill(victim)
             else:
@@ -119,8 +118,7 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
                     os.kill(pid, signal.SIGCONT)
             took = await wait_until(lambda before=before: status.accepted > before, RECOVERY_BOUND_S)
             if victim.startswith(MACHINE):
-                for name in machine:
-                    await supervisor.up(name)
+                await supervisor.up(*machine)
             recoveries.append((f"{fault} {victim}", took))
             outcome = f"resumed after {took:.0f}s" if took is not None else "NOT resumed"
             print(f"{fault} {victim}: farming {outcome}", flush=True)

@@ -133,8 +133,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
 
             # Farming: the dev nodes accept solutions proved by the proof servers.
             await wait_for("a solution accepted", lambda: status.accepted >= 1, supervisor, 240)
-            for name in later:
-                await supervisor.up(name)
+            await supervisor.up(*later)
 
             # A node machine goes down (its dev node, controller and proof server killed, kept down) while
             # the plot client and a cache are killed with -9 and restarted: slots keep coming from the other
@@ -143,8 +142,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             lost = ("dev-node-2", "controller-2", "proof-server-2")
             await wait_for("three proof servers", lambda: len(proof_servers(status)) == 3, supervisor, 120)
             proved_before = proof_servers(status)
-            for name in lost:
-                await supervisor.down(name)
+            await supervisor.down(*lost)  # at once: no controller outlives its node to hand solutions back
             for name in ("plot-client", "sharded-cache"):
                 await supervisor.kill(name)
             seen, before = len(slots), status.accepted
@@ -166,8 +164,7 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
             )
             following = lambda: supervisor.log_tail("dev-node-2", 1_000_000).count("following peer")  # noqa: E731
             followed_before = following()
-            for name in lost:
-                await supervisor.up(name)
+            await supervisor.up(*lost)
             await wait_for("the node back on the chain", lambda: following() > followed_before, supervisor, 60)
             for name in ("plot-client", "sharded-cache", "full-piece-sharded-cache", "nats-server-1"):
                 assert supervisor.restarts(name) >= 1, name

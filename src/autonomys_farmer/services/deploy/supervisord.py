@@ -181,17 +181,20 @@ class Supervisord:
                 os.kill(pid, sig)
         return pid
 
-    async def down(self, name: str) -> None:
-        """A machine lost: SIGKILL the program, then keep it stopped until `up`."""
-        await self.kill(name)
-        try:
-            await self.call("supervisor.stopProcess", self._full(name), True)
-        except SupervisordError as e:
-            if "NOT_RUNNING" not in str(e):
-                raise
+    async def down(self, *names: str) -> None:
+        """A machine lost: SIGKILL its programs all at once, then keep them stopped until `up`."""
+        for name in names:
+            await self.kill(name)
+        for name in names:
+            try:
+                await self.call("supervisor.stopProcess", self._full(name), True)
+            except SupervisordError as e:
+                if "NOT_RUNNING" not in str(e):
+                    raise
 
-    async def up(self, name: str) -> None:
-        await self.call("supervisor.startProcess", self._full(name), False)
+    async def up(self, *names: str) -> None:
+        for name in names:
+            await self.call("supervisor.startProcess", self._full(name), False)
 
     def restarts(self, name: str) -> int:
         """How often supervisord started the program again, from its own log."""
