@@ -88,10 +88,11 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
         shutil.copytree(archived_chain, layout.node_dir(node))
 
     async def run() -> None:
-        # The second and third proof servers start once the first is proving: on a cold numba cache they
-        # then load its compiled kernels instead of compiling them three times over on 2 cores.
+        # The plot server starts once the first proof server runs, the second and third proof servers once
+        # it is proving: on a cold numba cache they then load its compiled kernels (the plot server warms up
+        # the same PoS and field kernels) instead of compiling them over again on 2 cores.
         later = ("proof-server-1", "proof-server-2")
-        programs = [replace(p, autostart=False) if p.name in later else p for p in layout.programs()]
+        programs = [replace(p, autostart=False) if p.name in (*later, "plot-server") else p for p in layout.programs()]
         supervisor = layout.supervisord(programs)  # real supervisord, on the files `dev` renders
         await supervisor.start()
         bus = await Bus.connect(layout.nats_urls, "test", auth=layout.nats_credentials())
@@ -121,6 +122,8 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
         try:
             # Mid-sector, kill the plot server, the full-piece cache and a NATS server: the job goes back
             # to the (replicated) queue and is plotted again with pieces from whichever source is up.
+            await wait_for("a proof server", lambda: len(proof_servers(status)) == 1, supervisor)
+            await supervisor.up("plot-server")
             encoding_now = lambda: any(p.stage == m.PlotStage.ENCODING for p in encoding)  # noqa: E731
             await wait_for("a sector being encoded", encoding_now, supervisor)
             killed_server = live_instance(status, m.ComponentKind.PLOT_SERVER)

@@ -141,6 +141,12 @@ def test_proof_server_breaker():
         farming.Miss.BYPASS
     ]
     assert not breaker.use_proof_servers(64.9) and breaker.use_proof_servers(65.0)
+    # While bypassed, a win a proof here cannot land in time still goes to the proof servers, and an
+    # answer in time ends the bypass.
+    breaker.missed(70.0), breaker.missed(71.0), breaker.missed(72.0)
+    assert not breaker.use_proof_servers(73.0) and breaker.use_proof_servers(73.0, local_proof_lands=False)
+    breaker.answered()
+    assert breaker.use_proof_servers(74.0)
 
 
 def test_expiry_schedule():

@@ -154,6 +154,13 @@ def test_render_the_seed_layout(tmp_path: Path) -> None:
             "plot_client.reward_address: required, expected a string",
         ),
         (lambda c: c.replace("proof_server = ", "proof_servers = "), "unknown key\\(s\\) proof_servers"),
+        (
+            lambda c: c.replace('nats_server = "/usr', 'nats_port = "x"\nnats_server = "/usr'),
+            "cluster.nats_port: expected an integer, got 'x'",
+        ),
+        (lambda c: c.replace("gpus = 4", 'gpus = "4"'), "plot_server.gpus: expected an integer, got '4'"),
+        (lambda c: c.replace("proof_server = { gpu = 0 }", "proof_server = 0"), "proof_server: expected a table"),
+        (lambda c: c.replace('host = "192.168.1.6"', "host = 6"), "machine storage-1|machines\\[4\\]"),
     ],
 )
 def test_bad_descriptions_name_the_bad_value(tmp_path: Path, edit, message) -> None:
@@ -201,3 +208,56 @@ def test_cli_writes_every_machine(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode != 0 and "machines[0] needs a name and a host" in bad.stderr
+
+
+def test_a_layout_runs_under_real_supervisord(tmp_path: Path) -> None:
+    """`dev`'s way of running a layout: real supervisord on the rendered files. A program SIGKILLed by
+    the PID supervisord reports comes back as a new process; a lost one stays down until brought up;
+    supervisorctl works from outside; a second supervisord on the same base path is refused in one line;
+    stopping leaves nothing running."""
+    import asyncio
+    import os
+
+    from autonomys_farmer.services.deploy.supervisord import SupervisordError
+    from autonomys_farmer.services.devnet.dev import DevLayout
+
+    layout = DevLayout(tmp_path / "dev", nats_servers=3)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+    async def run() -> list[int]:
+        supervisor = layout.supervisord(layout.nats_programs())
+        await supervisor.start()
+        try:
+            conf_d = sorted(p.name for p in layout.settings.conf_dir.iterdir())
+            assert conf_d == ["nats-server-0.conf", "nats-server-1.conf", "nats-server-2.conf"]
+            first = await supervisor.kill("nats-server-1")
+            for _ in range(100):
+                pid = await supervisor.pid("nats-server-1")
+                if pid not in (0, first):
+                    break
+                await asyncio.sleep(0.1)
+            assert pid not in (0, first) and supervisor.restarts("nats-server-1") == 1
+            await supervisor.down("nats-server-2")
+            await asyncio.sleep(1.5)
+            assert (await supervisor.processes())["nats-server-2"].state == "STOPPED"
+            ctl = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "supervisorctl"), "-c", str(supervisor.conf), "status",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out = (await ctl.communicate())[0].decode()
+            assert "nats-server-0" in out and "RUNNING" in out and "nats-server-2" in out and "STOPPED" in out, out
+            await supervisor.up("nats-server-2")
+            with pytest.raises(SupervisordError, match=r"a supervisord already runs on .*shutdown"):
+                await layout.supervisord(layout.nats_programs()).start()
+            return [info.pid for info in (await supervisor.processes()).values()] + [supervisor.process.pid]
+        finally:
+            await supervisor.stop()
+
+    pids = asyncio.run(run())
+    assert all(pids) and not any(alive(pid) for pid in pids)

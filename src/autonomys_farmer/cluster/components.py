@@ -95,6 +95,9 @@ class CacheDisk:
     path: str
     size: str | None = None
 
+    def __post_init__(self) -> None:
+        _ = self.size_bytes  # a bad size fails here, however the disk was described
+
     @property
     def size_bytes(self) -> int | None:
         return None if self.size is None else parse_size(self.size)
@@ -102,9 +105,7 @@ class CacheDisk:
     @classmethod
     def parse(cls, text: str) -> CacheDisk:
         values = parse_key_values(text, ("path", "size"))
-        disk = cls(values["path"], values.get("size"))
-        _ = disk.size_bytes  # a bad size fails here
-        return disk
+        return cls(values["path"], values.get("size"))
 
     def __str__(self) -> str:
         return f"path={self.path}" + (f",size={self.size}" if self.size is not None else "")

@@ -101,18 +101,21 @@ class Miss(Enum):
 
 @dataclass
 class ProofServerBreaker:
-    """Proof servers that keep missing the slot budget are bypassed for a while (local proving)."""
+    """Proof servers that keep missing the slot budget are bypassed for a while (local proving), as long
+    as a proof here can still land: when it cannot either (a loaded machine), they are the only chance,
+    and one answer in time ends the bypass."""
 
     strikes_to_bypass: int = 3
     bypass_s: float = 60.0
     strikes: int = 0
     bypass_until: float = 0.0
 
-    def use_proof_servers(self, now: float) -> bool:
-        return now >= self.bypass_until
+    def use_proof_servers(self, now: float, local_proof_lands: bool = True) -> bool:
+        return now >= self.bypass_until or not local_proof_lands
 
     def answered(self) -> None:
         self.strikes = 0
+        self.bypass_until = 0.0
 
     def missed(self, now: float) -> Miss:
         self.strikes += 1

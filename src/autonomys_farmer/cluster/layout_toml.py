@@ -163,7 +163,7 @@ def _machine(machine: Table, nats_server: Callable[[str, str], NatsServer], base
         size = cache.get("size", str, "")
         caching = cache.options(lambda: ShardedCacheOptions(
             item_type=CacheItemType(cache.get("item_type", str, str(CacheItemType.PIECE))),
-            disk=CacheDisk.parse(str(CacheDisk(cache.get("path", str), size or None))),
+            disk=CacheDisk(cache.get("path", str), size or None),
         ))  # fmt: skip
         programs.append(Program("autonomys-sharded-cache", caching))
     if full := machine.table("full_piece_cache", {"path"}):

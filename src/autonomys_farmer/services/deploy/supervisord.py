@@ -26,6 +26,7 @@ from autonomys_farmer.cluster.layout import ClusterLayout
 from autonomys_farmer.services.deploy.render import (
     ClusterCredentials,
     File,
+    log_path,
     render_machine,
     socket_path,
     supervisord_config,
@@ -123,6 +124,15 @@ class Supervisord:
     async def start(self, env: dict[str, str] | None = None) -> None:
         """Write the files and run supervisord on them (in its own session: a terminal's ^C reaches us,
         and we stop it); returns once its socket answers."""
+        try:
+            await self.call("supervisor.getState")
+        except SupervisordError:
+            pass  # none answers: ours to start
+        else:
+            raise SupervisordError(
+                f"a supervisord already runs on {self.base} (an earlier run left it?): "
+                f"{supervisorctl_command(self.base)} shutdown"
+            )
         self.write()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf),
@@ -207,7 +217,7 @@ class Supervisord:
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         program = next(p for m in self.layout.machines for p in m.programs if p.name == name)
-        path = self.log_dir / f"{program.log_name or program.name}.log"
+        path = log_path(self.layout.settings, program)
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     async def stop(self) -> None:

@@ -226,7 +226,8 @@ class SlotFarming:
         """Proof servers get the wins at once (one proves them as a batch) with the slot's remaining
         budget; wins no proof server takes are proved here, together. `settle(i, solution or None)` runs
         for each win as soon as its fate is known. A proof server that is there but too slow costs the
-        win (a local proof would land late too); the breaker bypasses proof servers that keep missing."""
+        win (a local proof would land late too); the breaker bypasses proof servers that keep missing
+        while a proof here can land."""
         local: list[int] = []
 
         async def remote(i: int, timeout: float) -> None:
@@ -236,7 +237,8 @@ class SlotFarming:
             else:
                 await settle(i, answer if isinstance(answer, Solution) else None)
 
-        if self.breaker.use_proof_servers(time.monotonic()):
+        now = time.monotonic()
+        if self.breaker.use_proof_servers(now, local_proof_lands=now + self.proof_time.seconds < deadline):
             timeout = max(self.proof_timeout, deadline - time.monotonic())
             await asyncio.gather(*(remote(i, timeout) for i in range(len(wins))))
         else:
