@@ -30,6 +30,9 @@ from autonomys_farmer.backends.cpu.kernels import CPU
 from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.protocol import pos
 
+# One worker: the compiled fn entry point and the S35 table are built once, not on both workers at once.
+pytestmark = pytest.mark.xdist_group("pos-kernels")
+
 
 def keystream(seed: bytes, k: int) -> np.ndarray:
     out = np.zeros(-(-(k << k) // 512) * 64 + 8, np.uint8)

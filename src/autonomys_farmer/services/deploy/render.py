@@ -105,18 +105,23 @@ def log_path(settings: Settings, program: Program) -> Path:
 def render_program(layout: ClusterLayout, machine: Machine, program: Program, authenticated: bool) -> str:
     settings = layout.settings
     command = shlex.join(program_argv(layout, machine, program, authenticated))
-    lines = [f"[program:{program.name}]", f"command={command}"]
+    lines = [f"[program:{program.name}]", f"command={_literal(command)}"]
     lines += ["autorestart=true"] + ([] if program.autostart else ["autostart=false"])
     lines += [f"user={settings.user}"] if settings.user else []
     if environment := program_environment(settings, program):
-        lines.append("environment=" + ",".join(f'{key}="{value}"' for key, value in environment))
+        lines.append("environment=" + ",".join(f'{key}="{_literal(value)}"' for key, value in environment))
     lines += [
         "redirect_stderr=true",
         "stdout_logfile_maxbytes=100MB",
         "stdout_logfile_backups=2",
-        f"stdout_logfile={log_path(settings, program)}",
+        f"stdout_logfile={_literal(str(log_path(settings, program)))}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _literal(text: str) -> str:
+    """A value supervisord takes as written: it expands `%(name)s` in these, so a `%` is doubled."""
+    return text.replace("%", "%%")
 
 
 def nats_server_config(layout: ClusterLayout, server: NatsServer, passwords: dict[str, str] | None) -> str:

@@ -98,6 +98,8 @@ class Supervisord:
     def __init__(self, layout: ClusterLayout, base: Path, credentials: ClusterCredentials | None) -> None:
         if len(str(socket_path(base))) > MAX_SOCKET_PATH:
             raise SupervisordError(f"{base}: too long a path for supervisord's control socket; use a shorter one")
+        if any(c.isspace() or c == "%" for c in str(base)):  # supervisord splits and expands its paths
+            raise SupervisordError(f"{base!r}: supervisord cannot run from a path with spaces or '%'")
         self.layout, self.base = layout, base
         self.log_dir = layout.settings.log_dir
         self.credentials = credentials
@@ -124,11 +126,7 @@ class Supervisord:
     async def start(self, env: dict[str, str] | None = None) -> None:
         """Write the files and run supervisord on them (in its own session: a terminal's ^C reaches us,
         and we stop it); returns once its socket answers."""
-        try:
-            await self.call("supervisor.getState")
-        except SupervisordError:
-            pass  # none answers: ours to start
-        else:
+        if self.listening():
             raise SupervisordError(
                 f"a supervisord already runs on {self.base} (an earlier run left it?): "
                 f"{supervisorctl_command(self.base)} shutdown"
@@ -148,12 +146,22 @@ class Supervisord:
                     error = await self.process.stderr.read()
                 else:
                     await self._terminate()
-                reason = error.decode(errors="replace").strip().splitlines()[-1:] or ["did not answer in time"]
-                raise SupervisordError(f"supervisord on {self.conf}: {reason[0]}")
+                lines = error.decode(errors="replace").strip().splitlines()
+                reason = next((line for line in lines if line.startswith("Error:")), "did not answer in time")
+                raise SupervisordError(f"supervisord on {self.conf}: {reason}")
             with contextlib.suppress(SupervisordError):
                 if await self.call("supervisor.getState"):
                     return
             await asyncio.sleep(0.1)
+
+    def listening(self) -> bool:
+        """Whether a supervisord (ours or one an earlier run left) holds the control socket."""
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(socket_path(self.base)))
+            except OSError:
+                return False
+            return True
 
     async def call(self, method: str, *args: Any) -> Any:
         """One XML-RPC call (in a thread: the socket is blocking)."""
@@ -224,8 +232,11 @@ class Supervisord:
         """Stop every program, then supervisord; nothing is left running."""
         if self.process is None or self.process.returncode is not None:
             return
-        with contextlib.suppress(SupervisordError):
+        try:
             await self.call("supervisor.shutdown")
+        except SupervisordError:  # not answering yet (or any more): SIGTERM stops it the same way
+            await self._terminate()
+            return
         try:
             await asyncio.wait_for(self.process.wait(), SHUTDOWN_TIMEOUT_S)
         except TimeoutError:

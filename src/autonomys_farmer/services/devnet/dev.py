@@ -234,19 +234,31 @@ class NodeProgress:
 async def _run(layout: DevLayout, status_interval: float, duration: float) -> None:
     import signal
 
-    from rich.live import Live
-
     main = asyncio.current_task()
     assert main is not None
+    stopping = False
+
+    def stop() -> None:  # the first signal stops everything; more cannot interrupt the stopping
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            main.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # always take the children down with us
-        asyncio.get_running_loop().add_signal_handler(sig, main.cancel)
+        asyncio.get_running_loop().add_signal_handler(sig, stop)
     supervisord = layout.supervisord()
-    await supervisord.start()
     try:
-        bus = await Bus.connect(layout.nats_urls, "dev-status", auth=layout.nats_credentials())
-    except BaseException:
+        await supervisord.start()
+        await _watch(layout, status_interval, duration)
+    finally:
         await supervisord.stop()
-        raise
+
+
+async def _watch(layout: DevLayout, status_interval: float, duration: float) -> None:
+    """The live view until `duration` passes (or the user stops it), then the summary."""
+    from rich.live import Live
+
+    bus = await Bus.connect(layout.nats_urls, "dev-status", auth=layout.nats_credentials())
     status = ClusterStatus()
     await status.attach(bus)
     print(f"logs in {layout.base / 'logs'}; node RPC {layout.node_url}; NATS {', '.join(layout.nats_urls)}")
@@ -267,7 +279,6 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
     finally:
         await node.close()
         await bus.close()
-        await supervisord.stop()
         minutes = (time.monotonic() - started) / 60
         print(f"\nstopped after {minutes:.1f} min: {status.summary()}; logs in {layout.base / 'logs'}")
 
