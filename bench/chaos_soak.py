@@ -74,78 +74,81 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
     layout = DevLayout(base, sectors=sectors, nats_servers=3, nodes=nodes)
     victims = [*SHARED_VICTIMS, *(layout.node_name(kind, n) for kind in NODE_PROGRAMS for n in range(nodes))]
     victims += [MACHINE] * nodes if nodes > 1 else []
-    supervisor = layout.supervisord()
-    await supervisor.start()
-    bus = await Bus.connect(layout.nats_urls, "chaos", auth=layout.nats_credentials())
-    status = ClusterStatus()
-    await status.attach(bus)
-    peak: dict[str, float] = {}
-    faults: Counter[str] = Counter()
-    recoveries: list[tuple[str, float | None]] = []
+    async with layout.supervisord() as supervisor:
+        bus = await Bus.connect(layout.nats_urls, "chaos", auth=layout.nats_credentials())
+        status = ClusterStatus()
+        await status.attach(bus)
+        peak: dict[str, float] = {}
+        faults: Counter[str] = Counter()
+        recoveries: list[tuple[str, float | None]] = []
 
-    async def sample_memory() -> None:
-        while True:
-            for name, process in (await supervisor.processes()).items():
-                if process.pid:
-                    peak[name] = max(peak.get(name, 0.0), rss_mib(process.pid))
-            await asyncio.sleep(2.0)
+        async def sample_memory() -> None:
+            while True:
+                for name, process in (await supervisor.processes()).items():
+                    if process.pid:
+                        peak[name] = max(peak.get(name, 0.0), rss_mib(process.pid))
+                await asyncio.sleep(2.0)
 
-    sampler = asyncio.create_task(sample_memory())
-    try:
-        ready = await wait_until(lambda: plotted(status) == sectors and status.accepted > 0, 900)
-        if ready is None:
-            print("the cluster never plotted its farm and farmed: no soak", file=sys.stderr)
-            return 1
-        print(f"farm plotted and farming after {ready:.0f}s; soaking for {minutes:g} min", flush=True)
-        end = time.monotonic() + minutes * 60
-        while time.monotonic() < end:
-            victim = rng.choice(victims)
-            fault = rng.choice(("SIGKILL", "SIGSTOP"))
-            if victim == MACHINE:  # a whole node machine: its dev node, controller and proof server at once
-                node = rng.randrange(nodes)
-                victim, fault = f"node machine {node}", "SIGKILL"
-                machine = [layout.node_name(kind, node) for kind in NODE_PROGRAMS]
-            faults[f"{fault} {victim}"] += 1
-            before = status.accepted
-            if victim.startswith(MACHINE):  # kept down until farming resumed without it
-                await supervisor.down(*machine)
-            elif fault == "SIGKILL":
-                await supervisor.kill(victim)
-            else:
-                pid = await supervisor.kill(victim, signal.SIGSTOP)
-                await asyncio.sleep(rng.uniform(2.0, 10.0))
-                if pid:
-                    os.kill(pid, signal.SIGCONT)
-            took = await wait_until(lambda before=before: status.accepted > before, RECOVERY_BOUND_S)
-            if victim.startswith(MACHINE):
-                await supervisor.up(*machine)
-            recoveries.append((f"{fault} {victim}", took))
-            outcome = f"resumed after {took:.0f}s" if took is not None else "NOT resumed"
-            print(f"{fault} {victim}: farming {outcome}", flush=True)
-            await asyncio.sleep(rng.uniform(5.0, 20.0))
-    finally:
-        sampler.cancel()
-        await bus.close()
-        await supervisor.stop()
-    farm = Farm(base / "farm", sectors, 8, _genesis(base))
-    intact = 0
-    for index in farm.plotted_indices():
-        data = farm.read_sector(int(index))
-        intact += blake3_hash(data[:-32]) == data[-32:]
-    farm.close()
-    worst = max((t for _, t in recoveries if t is not None), default=0.0)
-    unresolved = [name for name, t in recoveries if t is None]
-    print(f"\nminutes {minutes:g}, faults {sum(faults.values())}: " + ", ".join(f"{k} x{v}" for k, v in faults.items()))
-    print(f"worst recovery {worst:.0f}s; not resumed within {RECOVERY_BOUND_S:.0f}s: {unresolved or 'none'}")
-    print(f"sectors intact after the soak: {intact}/{sectors}")
-    print(
-        "restarted by supervisord: "
-        + ", ".join(
-            f"{name} x{supervisor.restarts(name)}" for name in supervisor.program_names() if supervisor.restarts(name)
+        sampler = asyncio.create_task(sample_memory())
+        try:
+            ready = await wait_until(lambda: plotted(status) == sectors and status.accepted > 0, 900)
+            if ready is None:
+                print("the cluster never plotted its farm and farmed: no soak", file=sys.stderr)
+                return 1
+            print(f"farm plotted and farming after {ready:.0f}s; soaking for {minutes:g} min", flush=True)
+            end = time.monotonic() + minutes * 60
+            while time.monotonic() < end:
+                victim = rng.choice(victims)
+                fault = rng.choice(("SIGKILL", "SIGSTOP"))
+                if victim == MACHINE:  # a whole node machine: its dev node, controller and proof server at once
+                    node = rng.randrange(nodes)
+                    victim, fault = f"node machine {node}", "SIGKILL"
+                    machine = [layout.node_name(kind, node) for kind in NODE_PROGRAMS]
+                faults[f"{fault} {victim}"] += 1
+                before = status.accepted
+                if victim.startswith(MACHINE):  # kept down until farming resumed without it
+                    await supervisor.down(*machine)
+                elif fault == "SIGKILL":
+                    await supervisor.kill(victim)
+                else:
+                    pid = await supervisor.kill(victim, signal.SIGSTOP)
+                    await asyncio.sleep(rng.uniform(2.0, 10.0))
+                    if pid:
+                        os.kill(pid, signal.SIGCONT)
+                took = await wait_until(lambda before=before: status.accepted > before, RECOVERY_BOUND_S)
+                if victim.startswith(MACHINE):
+                    await supervisor.up(*machine)
+                recoveries.append((f"{fault} {victim}", took))
+                outcome = f"resumed after {took:.0f}s" if took is not None else "NOT resumed"
+                print(f"{fault} {victim}: farming {outcome}", flush=True)
+                await asyncio.sleep(rng.uniform(5.0, 20.0))
+        finally:
+            sampler.cancel()
+            await bus.close()
+        farm = Farm(base / "farm", sectors, 8, _genesis(base))
+        intact = 0
+        for index in farm.plotted_indices():
+            data = farm.read_sector(int(index))
+            intact += blake3_hash(data[:-32]) == data[-32:]
+        farm.close()
+        worst = max((t for _, t in recoveries if t is not None), default=0.0)
+        unresolved = [name for name, t in recoveries if t is None]
+        print(
+            f"\nminutes {minutes:g}, faults {sum(faults.values())}: "
+            + ", ".join(f"{k} x{v}" for k, v in faults.items())
         )
-    )
-    print("peak memory (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(peak.items())))
-    return 0 if not unresolved and intact == sectors else 1
+        print(f"worst recovery {worst:.0f}s; not resumed within {RECOVERY_BOUND_S:.0f}s: {unresolved or 'none'}")
+        print(f"sectors intact after the soak: {intact}/{sectors}")
+        print(
+            "restarted by supervisord: "
+            + ", ".join(
+                f"{name} x{supervisor.restarts(name)}"
+                for name in supervisor.program_names()
+                if supervisor.restarts(name)
+            )
+        )
+        print("peak memory (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(peak.items())))
+        return 0 if not unresolved and intact == sectors else 1
 
 
 def _genesis(base: Path) -> bytes:

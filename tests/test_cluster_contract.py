@@ -184,46 +184,44 @@ def test_bus_drops_malformed_messages_once_logged_and_answers_bad_requests(tmp_p
     layout = DevLayout(tmp_path, nats_auth=False)  # one client in every role's place
 
     async def run() -> None:
-        supervisor = layout.supervisord(layout.nats_programs())
-        await supervisor.start()
-        bus = await Bus.connect(layout.nats_urls, "test")
-        try:
-            # A lone JetStream server: unreplicated state, decided without waiting for peers.
-            assert not bus.clustered_server and await bus.replicas_for_new_state(wait_s=30) == 1
-            seen: list[m.ReinitializeCaches] = []
+        async with layout.supervisord(layout.nats_programs()):
+            bus = await Bus.connect(layout.nats_urls, "test")
+            try:
+                # A lone JetStream server: unreplicated state, decided without waiting for peers.
+                assert not bus.clustered_server and await bus.replicas_for_new_state(wait_s=30) == 1
+                seen: list[m.ReinitializeCaches] = []
 
-            async def on_reinitialize(request: m.ReinitializeCaches) -> None:
-                seen.append(request)
+                async def on_reinitialize(request: m.ReinitializeCaches) -> None:
+                    seen.append(request)
 
-            async def answer(_request: m.SegmentHeadersRequest) -> m.SegmentHeadersResponse:
-                return m.SegmentHeadersResponse(())
+                async def answer(_request: m.SegmentHeadersRequest) -> m.SegmentHeadersResponse:
+                    return m.SegmentHeadersResponse(())
 
-            await bus.subscribe(subjects.REINITIALIZE_CACHES, on_reinitialize)
-            await bus.serve(subjects.SEGMENT_HEADERS, answer)
-            for garbage in (b'{"delay_s": "soon"}', b"[]", b"\x00" * 64, b'{"delay_s": 1e99}'):
-                await bus.nc.publish(subjects.REINITIALIZE_CACHES.name, garbage)
-            await bus.publish(subjects.REINITIALIZE_CACHES, m.ReinitializeCaches(0.5))
-            await bus.nc.flush()
-            reply = await bus.nc.request(subjects.SEGMENT_HEADERS.name, b'{"segment_indexes": "all"}', timeout=10)
-            assert reply.headers and "malformed request" in reply.headers["Autonomys-Error"]
-            assert await bus.request(subjects.SEGMENT_HEADERS, m.SegmentHeadersRequest(())) == m.SegmentHeadersResponse(
-                ()
-            )
-            await arrived(seen)
-            assert seen == [m.ReinitializeCaches(0.5)]
-            assert bus.bad_messages.counts[subjects.REINITIALIZE_CACHES.name] == 4
-            with pytest.raises(RemoteError, match="malformed request"):
+                await bus.subscribe(subjects.REINITIALIZE_CACHES, on_reinitialize)
+                await bus.serve(subjects.SEGMENT_HEADERS, answer)
+                for garbage in (b'{"delay_s": "soon"}', b"[]", b"\x00" * 64, b'{"delay_s": 1e99}'):
+                    await bus.nc.publish(subjects.REINITIALIZE_CACHES.name, garbage)
+                await bus.publish(subjects.REINITIALIZE_CACHES, m.ReinitializeCaches(0.5))
+                await bus.nc.flush()
+                reply = await bus.nc.request(subjects.SEGMENT_HEADERS.name, b'{"segment_indexes": "all"}', timeout=10)
+                assert reply.headers and "malformed request" in reply.headers["Autonomys-Error"]
+                assert await bus.request(
+                    subjects.SEGMENT_HEADERS, m.SegmentHeadersRequest(())
+                ) == m.SegmentHeadersResponse(())
+                await arrived(seen)
+                assert seen == [m.ReinitializeCaches(0.5)]
+                assert bus.bad_messages.counts[subjects.REINITIALIZE_CACHES.name] == 4
+                with pytest.raises(RemoteError, match="malformed request"):
 
-                async def failing(_request: m.SubmitSolution) -> m.SubmitResult:
-                    raise AssertionError("never called")
+                    async def failing(_request: m.SubmitSolution) -> m.SubmitResult:
+                        raise AssertionError("never called")
 
-                await bus.serve(subjects.SUBMIT_SOLUTION, failing)
-                await bus.nc.publish("unused", b"")
-                broken = subjects.Request(subjects.SUBMIT_SOLUTION.name, m.AppInfoRequest, m.SubmitResult, "x")
-                await bus.request(broken, m.AppInfoRequest(), timeout=10, deadline=10)
-        finally:
-            await bus.close()
-            await supervisor.stop()
+                    await bus.serve(subjects.SUBMIT_SOLUTION, failing)
+                    await bus.nc.publish("unused", b"")
+                    broken = subjects.Request(subjects.SUBMIT_SOLUTION.name, m.AppInfoRequest, m.SubmitResult, "x")
+                    await bus.request(broken, m.AppInfoRequest(), timeout=10, deadline=10)
+            finally:
+                await bus.close()
 
     with caplog.at_level(logging.WARNING, logger="autonomys_farmer.services.transport.nats_bus"):
         asyncio.run(run())
@@ -330,76 +328,74 @@ def test_nats_roles_are_least_privilege(tmp_path: Path):
     slot = SlotInfo(SlotNumber(7), b"\x01" * 32, 1, 2)
 
     async def run() -> None:
-        supervisor = layout.supervisord(layout.nats_programs())
-        await supervisor.start()
-        operator = await Bus.connect(layout.nats_urls, "operator", auth=layout.nats_credentials())
-        client = await Bus.connect(layout.nats_urls, "plot-client", auth=layout.nats_credentials("plot-client"))
-        controller = await Bus.connect(layout.nats_urls, "controller", auth=layout.nats_credentials("controller"))
-        try:
-            seen: list[SlotInfo] = []
+        async with layout.supervisord(layout.nats_programs()):
+            operator = await Bus.connect(layout.nats_urls, "operator", auth=layout.nats_credentials())
+            client = await Bus.connect(layout.nats_urls, "plot-client", auth=layout.nats_credentials("plot-client"))
+            controller = await Bus.connect(layout.nats_urls, "controller", auth=layout.nats_credentials("controller"))
+            try:
+                seen: list[SlotInfo] = []
 
-            async def on_slot(info: SlotInfo) -> None:
-                seen.append(info)
+                async def on_slot(info: SlotInfo) -> None:
+                    seen.append(info)
 
-            await operator.subscribe(subjects.SLOT_INFO, on_slot)
-            await operator.nc.flush()
-            # Each refused message goes first and is flushed (the server has dealt with it) before an allowed
-            # one: once the allowed one has arrived, the refused one would have arrived before it.
-            await client.publish(subjects.SLOT_INFO, dataclasses.replace(slot, slot_number=SlotNumber(666)))
-            await client.nc.flush()
-            await controller.publish(subjects.SLOT_INFO, slot)
-            await controller.nc.flush()
-            await arrived(seen)
-            assert [s.slot_number for s in seen] == [7]  # the plot client's slot never went out
-            # Nobody but a controller asks farms to sign (no signing oracle), nobody but a plot client
-            # queues proofs.
-            asked: list[RewardSigningInfo] = []
+                await operator.subscribe(subjects.SLOT_INFO, on_slot)
+                await operator.nc.flush()
+                # Each refused message goes first and is flushed (the server has dealt with it) before an allowed
+                # one: once the allowed one has arrived, the refused one would have arrived before it.
+                await client.publish(subjects.SLOT_INFO, dataclasses.replace(slot, slot_number=SlotNumber(666)))
+                await client.nc.flush()
+                await controller.publish(subjects.SLOT_INFO, slot)
+                await controller.nc.flush()
+                await arrived(seen)
+                assert [s.slot_number for s in seen] == [7]  # the plot client's slot never went out
+                # Nobody but a controller asks farms to sign (no signing oracle), nobody but a plot client
+                # queues proofs.
+                asked: list[RewardSigningInfo] = []
 
-            async def on_signing(info: RewardSigningInfo) -> None:
-                asked.append(info)
+                async def on_signing(info: RewardSigningInfo) -> None:
+                    asked.append(info)
 
-            signer = await Bus.connect(layout.nats_urls, "signer", auth=layout.nats_credentials("plot-client"))
-            await signer.subscribe(subjects.REWARD_SIGNING_INFO, on_signing)
-            await signer.nc.flush()
-            await operator.publish(subjects.REWARD_SIGNING_INFO, RewardSigningInfo(b"\x09" * 32, b"\x01" * 32))
-            await operator.nc.flush()
-            allowed = RewardSigningInfo(b"\x0a" * 32, b"\x01" * 32)
-            await controller.publish(subjects.REWARD_SIGNING_INFO, allowed)
-            await controller.nc.flush()
-            await arrived(asked)
-            assert asked == [allowed]
-            await signer.close()
-            with pytest.raises(Exception):  # noqa: B017  (no responder may even see it: a timeout or a denial)
-                await operator.request(subjects.PROVE, m.ProveRequest(record_win(), 1.0), timeout=1.0, deadline=0)
-            beats: list[m.Heartbeat] = []
+                signer = await Bus.connect(layout.nats_urls, "signer", auth=layout.nats_credentials("plot-client"))
+                await signer.subscribe(subjects.REWARD_SIGNING_INFO, on_signing)
+                await signer.nc.flush()
+                await operator.publish(subjects.REWARD_SIGNING_INFO, RewardSigningInfo(b"\x09" * 32, b"\x01" * 32))
+                await operator.nc.flush()
+                allowed = RewardSigningInfo(b"\x0a" * 32, b"\x01" * 32)
+                await controller.publish(subjects.REWARD_SIGNING_INFO, allowed)
+                await controller.nc.flush()
+                await arrived(asked)
+                assert asked == [allowed]
+                await signer.close()
+                with pytest.raises(Exception):  # noqa: B017  (no responder may even see it: a timeout or a denial)
+                    await operator.request(subjects.PROVE, m.ProveRequest(record_win(), 1.0), timeout=1.0, deadline=0)
+                beats: list[m.Heartbeat] = []
 
-            async def on_beat(beat: m.Heartbeat) -> None:
-                beats.append(beat)
+                async def on_beat(beat: m.Heartbeat) -> None:
+                    beats.append(beat)
 
-            await operator.subscribe(subjects.HEARTBEAT, on_beat)
-            await operator.nc.flush()
-            fake = wire.encode(m.Heartbeat(m.ComponentKind.SHARDED_CACHE, "x", "10.6.6.6:1"))
-            await client.nc.publish("autonomys.heartbeat.plot-client.x", fake)  # its own subject, another kind
-            await client.nc.publish("autonomys.heartbeat.sharded-cache.x", fake)  # another kind's subject
-            real = m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "pc")
-            await client.publish(subjects.HEARTBEAT, real, real.kind, real.instance_id)
-            await client.nc.flush()
-            await arrived(beats)  # one connection: the two fakes would have come first
-            assert [beat.kind for beat in beats] == [m.ComponentKind.PLOT_CLIENT]
-            await controller.create_state((subjects.MEMBERS, subjects.SHARDS), subjects.PLOT_JOBS, 8.0)
-            with pytest.raises(Exception):  # noqa: B017  (a permissions violation, however nats-py words it)
-                await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 1.5)
-            await asyncio.wait_for(controller.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 10)
-            wrong = tmp_path / "wrong.password"
-            wrong.write_text("not-it")
-            began = time.monotonic()
-            with pytest.raises(NatsConfigError, match="authentication failed"):
-                await Bus.connect(layout.nats_urls, "x", 60.0, NatsAuth(user="controller", password_file=wrong))
-            assert time.monotonic() - began < 30  # said at once, not retried until the deadline
-        finally:
-            for bus in (operator, client, controller):
-                await bus.close()
-            await supervisor.stop()
+                await operator.subscribe(subjects.HEARTBEAT, on_beat)
+                await operator.nc.flush()
+                fake = wire.encode(m.Heartbeat(m.ComponentKind.SHARDED_CACHE, "x", "10.6.6.6:1"))
+                await client.nc.publish("autonomys.heartbeat.plot-client.x", fake)  # its own subject, another kind
+                await client.nc.publish("autonomys.heartbeat.sharded-cache.x", fake)  # another kind's subject
+                real = m.Heartbeat(m.ComponentKind.PLOT_CLIENT, "pc")
+                await client.publish(subjects.HEARTBEAT, real, real.kind, real.instance_id)
+                await client.nc.flush()
+                await arrived(beats)  # one connection: the two fakes would have come first
+                assert [beat.kind for beat in beats] == [m.ComponentKind.PLOT_CLIENT]
+                await controller.create_state((subjects.MEMBERS, subjects.SHARDS), subjects.PLOT_JOBS, 8.0)
+                with pytest.raises(Exception):  # noqa: B017  (a permissions violation, however nats-py words it)
+                    await asyncio.wait_for(client.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 1.5)
+                await asyncio.wait_for(controller.kv_put(subjects.SHARDS, "g", m.ShardMap("g", ())), 10)
+                wrong = tmp_path / "wrong.password"
+                wrong.write_text("not-it")
+                began = time.monotonic()
+                with pytest.raises(NatsConfigError, match="authentication failed"):
+                    await Bus.connect(layout.nats_urls, "x", 60.0, NatsAuth(user="controller", password_file=wrong))
+                assert time.monotonic() - began < 30  # said at once, not retried until the deadline
+            finally:
+                for bus in (operator, client, controller):
+                    await bus.close()
 
     asyncio.run(run())
 

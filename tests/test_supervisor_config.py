@@ -231,9 +231,7 @@ def test_a_layout_runs_under_real_supervisord(tmp_path: Path) -> None:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
     async def run() -> list[int]:
-        supervisor = layout.supervisord(layout.nats_programs())
-        await supervisor.start()
-        try:
+        async with layout.supervisord(layout.nats_programs()) as supervisor:
             conf_d = sorted(p.name for p in layout.settings.conf_dir.iterdir())
             assert conf_d == ["nats-server-0.conf", "nats-server-1.conf", "nats-server-2.conf"]
             first = await supervisor.kill("nats-server-1")
@@ -256,8 +254,6 @@ def test_a_layout_runs_under_real_supervisord(tmp_path: Path) -> None:
             with pytest.raises(SupervisordError, match=r"a supervisord already runs on .*shutdown"):
                 await layout.supervisord(layout.nats_programs()).start()
             return [info.pid for info in (await supervisor.processes()).values()] + [supervisor.process.pid]
-        finally:
-            await supervisor.stop()
 
     pids = asyncio.run(run())
     assert all(pids) and not any(alive(pid) for pid in pids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import http.client
 import os
 import random
@@ -36,6 +37,7 @@ from autonomys_farmer.services.deploy.render import (
 START_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 60.0  # every program is given stopwaitsecs (10 s) to stop, then killed
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+PR_SET_PDEATHSIG = 1
 
 
 class SupervisordError(RuntimeError):
@@ -107,6 +109,13 @@ class Supervisord:
         self._lock = threading.Lock()  # one XML-RPC call at a time on the one connection
         self._proxy: Any = None
 
+    async def __aenter__(self) -> Supervisord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     @property
     def conf(self) -> Path:
         return self.base / "supervisord.conf"
@@ -125,7 +134,8 @@ class Supervisord:
 
     async def start(self, env: dict[str, str] | None = None) -> None:
         """Write the files and run supervisord on them (in its own session: a terminal's ^C reaches us,
-        and we stop it); returns once its socket answers."""
+        and we stop it; should we die without stopping it, it gets SIGTERM and stops every program);
+        returns once its socket answers."""
         if self.listening():
             raise SupervisordError(
                 f"a supervisord already runs on {self.base} (an earlier run left it?): "
@@ -134,7 +144,7 @@ class Supervisord:
         self.write()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf),
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_stop_with_parent,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         loop = asyncio.get_running_loop()
@@ -263,3 +273,11 @@ class Supervisord:
 
 def _full_name(info: dict[str, Any]) -> str:
     return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, so a `dev`
+    killed without its cleanup, or a test process, leaves nothing running."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
