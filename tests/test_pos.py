@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import blake3
 import numpy as np
 import pytest
@@ -235,10 +238,13 @@ def test_chiapos_validates_our_proofs_and_its_proofs_are_ours(tmp_path):
             challenge = int(ci).to_bytes(4, "little") + bytes(28)
             assert verifier.validate_proof(plot_id, 20, challenge, proof.tobytes()) is not None
 
-    plotter = chiapos.DiskPlotter()
-    plotter.create_plot_disk(
-        str(tmp_path), str(tmp_path), str(tmp_path), "k20.plot", 20, b"", plot_id, 300, 32, 8192, 2, False
+    # chiapos's plotter sets RLIMIT_NOFILE to 600 (soft and hard) in its process: in a child, so that this
+    # worker's later tests (supervisord wants 1024) keep the limit they started with.
+    plot = (
+        "import chiapos, sys; chiapos.DiskPlotter().create_plot_disk("
+        f"*[sys.argv[1]] * 3, 'k20.plot', 20, b'', bytes.fromhex('{plot_id.hex()}'), 300, 32, 8192, 2, False)"
     )
+    subprocess.run([sys.executable, "-c", plot, str(tmp_path)], check=True, capture_output=True, timeout=300)
     prover = chiapos.DiskProver(str(tmp_path / "k20.plot"))
     checked = 0
     for ci in challenges[:150]:
