@@ -125,30 +125,25 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
         finally:
             sampler.cancel()
             await bus.close()
-        farm = Farm(base / "farm", sectors, 8, _genesis(base))
-        intact = 0
-        for index in farm.plotted_indices():
-            data = farm.read_sector(int(index))
-            intact += blake3_hash(data[:-32]) == data[-32:]
-        farm.close()
-        worst = max((t for _, t in recoveries if t is not None), default=0.0)
-        unresolved = [name for name, t in recoveries if t is None]
-        print(
-            f"\nminutes {minutes:g}, faults {sum(faults.values())}: "
-            + ", ".join(f"{k} x{v}" for k, v in faults.items())
+    farm = Farm(base / "farm", sectors, 8, _genesis(base))
+    intact = 0
+    for index in farm.plotted_indices():
+        data = farm.read_sector(int(index))
+        intact += blake3_hash(data[:-32]) == data[-32:]
+    farm.close()
+    worst = max((t for _, t in recoveries if t is not None), default=0.0)
+    unresolved = [name for name, t in recoveries if t is None]
+    print(f"\nminutes {minutes:g}, faults {sum(faults.values())}: " + ", ".join(f"{k} x{v}" for k, v in faults.items()))
+    print(f"worst recovery {worst:.0f}s; not resumed within {RECOVERY_BOUND_S:.0f}s: {unresolved or 'none'}")
+    print(f"sectors intact after the soak: {intact}/{sectors}")
+    print(
+        "restarted by supervisord: "
+        + ", ".join(
+            f"{name} x{supervisor.restarts(name)}" for name in supervisor.program_names() if supervisor.restarts(name)
         )
-        print(f"worst recovery {worst:.0f}s; not resumed within {RECOVERY_BOUND_S:.0f}s: {unresolved or 'none'}")
-        print(f"sectors intact after the soak: {intact}/{sectors}")
-        print(
-            "restarted by supervisord: "
-            + ", ".join(
-                f"{name} x{supervisor.restarts(name)}"
-                for name in supervisor.program_names()
-                if supervisor.restarts(name)
-            )
-        )
-        print("peak memory (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(peak.items())))
-        return 0 if not unresolved and intact == sectors else 1
+    )
+    print("peak memory (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(peak.items())))
+    return 0 if not unresolved and intact == sectors else 1
 
 
 def _genesis(base: Path) -> bytes:

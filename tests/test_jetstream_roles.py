@@ -188,3 +188,5 @@ def test_dev_secrets_stay_secret(tmp_path: Path) -> None:
     assert all(
         password not in path.read_text() for path in layout.base.rglob("*") if path.is_file() and path not in held
     )
+    # A restarted `dev` on the same base path keeps its cluster's passwords and secret.
+    assert DevLayout(tmp_path / "dev", nats_servers=3).credentials == layout.credentials

@@ -124,9 +124,6 @@ class ClusterLayout:
         """The other servers' route addresses (none for a lone server)."""
         return tuple(other.route for other in self.nats_servers if other != server)
 
-    def machine_of(self, program: str) -> Machine:
-        return next(m for m in self.machines if any(p.name == program for p in m.programs))
-
 
 # --- CPU lists and GPU NUMA affinity -----------------------------------------------------------------
 
