@@ -114,7 +114,11 @@ def test_audits_never_wait_for_proofs(plotted_farm: Path, compute, kzg) -> None:
     slots = asyncio.run(run())
     assert slots.counts["slots"] == 10
     assert slots.skipped[SkipReason.AUDIT_RUNNING] == 0  # an audit of one sector takes milliseconds
-    assert link.most_in_flight >= 3  # proofs of several slots at once
+    # Proofs of several slots at once: every winning slot of the 2 s after the first win (5 slots, shorter than
+    # a proof) is in flight before the first proof comes back. Which slots win is chance (a fresh identity).
+    assert winners, "no slot won"
+    first = min(winners)
+    assert link.most_in_flight >= min(3, len({n for n in winners if n <= first + 5}))
     assert slots.counts["wins"] > 0 and slots.counts["accepted"] == slots.counts["wins"] == len(link.submitted)
     # Every slot that won well before the first proof came back (2.5 s in) was proved beside the others; after
     # that the proof-time estimate lets only what fits the deadline go.
