@@ -34,6 +34,10 @@ from autonomys_farmer.protocol.field import FieldError
 from autonomys_farmer.protocol.plotting import select_chunks
 from autonomys_farmer.services.tools.synthetic_history import source_like_record
 
+# One worker, in file order: the tier-2 simulator process then loads the emulated kernels tier 1 compiled,
+# instead of compiling them beside it on the other worker (110 s more on a cold clean clone).
+pytestmark = pytest.mark.xdist_group("emulated-kernels")
+
 
 def test_t1_emulated_gpu_tables_reproduce_the_spec_vectors(emulated):
     buffers = TableBuffers(emulated, 1, 20)
