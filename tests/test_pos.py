@@ -29,7 +29,6 @@ from vectors import (
 
 from autonomys_farmer.backends.cpu import pos_table
 from autonomys_farmer.backends.cpu.hashing import keystream_launch
-from autonomys_farmer.backends.cpu.kernels import CPU
 from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.protocol import pos
 
@@ -50,14 +49,18 @@ def f1_all(ks: np.ndarray, k: int) -> np.ndarray:
 
 
 def fn_batch(table: int, k: int, y_left, meta_left: list[int], meta_right: list[int]) -> tuple[list[int], list[int]]:
-    """The compiled fn kernel body over explicit (y, meta_left, meta_right) triples."""
-    ys, metas = [], []
-    for y, ml, mr in zip(y_left, meta_left, meta_right, strict=True):
-        yy, hi, lo = CPU.fn(table, k, int(y), np.uint64(ml >> 64), np.uint64(ml & (2**64 - 1)),
-                            np.uint64(mr >> 64), np.uint64(mr & (2**64 - 1)))  # fmt: skip
-        ys.append(int(yy))
-        metas.append((int(hi) << 64) | int(lo))
-    return ys, metas
+    """The compiled fn (the tables' own launcher) over explicit (y, meta_left, meta_right) triples: entry
+    2i is the left one, 2i+1 the right one."""
+    n = len(meta_left)
+    ys = np.zeros(2 * n, np.int64)
+    ys[0::2] = np.asarray(y_left, np.int64)
+    metas = [m for pair in zip(meta_left, meta_right, strict=True) for m in pair]
+    hi = np.array([m >> 64 for m in metas], np.uint64)
+    lo = np.array([m & (2**64 - 1) for m in metas], np.uint64)
+    left, right = np.arange(0, 2 * n, 2, dtype=np.int32), np.arange(1, 2 * n, 2, dtype=np.int32)
+    y_out, hi_out, lo_out = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
+    pos_table.fn_table(False, table, k, ys, hi, lo, left, right, y_out, hi_out, lo_out)
+    return [int(y) for y in y_out], [(int(h) << 64) | int(lo) for h, lo in zip(hi_out, lo_out, strict=True)]
 
 
 @pytest.mark.parametrize(("k", "cases"), [(25, F1_K25), (22, F1_K22)])

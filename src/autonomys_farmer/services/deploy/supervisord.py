@@ -110,7 +110,11 @@ class Supervisord:
         self._proxy: Any = None
 
     async def __aenter__(self) -> Supervisord:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # cancelled or failed half-way: nothing may be left running
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -132,7 +136,7 @@ class Supervisord:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         write_files({self.conf: File(supervisord_config(self.layout.settings, self.base))})
 
-    async def start(self, env: dict[str, str] | None = None) -> None:
+    async def start(self) -> None:
         """Write the files and run supervisord on them (in its own session: a terminal's ^C reaches us,
         and we stop it; should we die without stopping it, it gets SIGTERM and stops every program);
         returns once its socket answers."""
@@ -144,7 +148,7 @@ class Supervisord:
         self.write()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf),
-            env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_stop_with_parent,
+            start_new_session=True, preexec_fn=_stop_with_parent,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         loop = asyncio.get_running_loop()

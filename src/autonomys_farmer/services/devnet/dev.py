@@ -246,12 +246,8 @@ async def _run(layout: DevLayout, status_interval: float, duration: float) -> No
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # always take the children down with us
         asyncio.get_running_loop().add_signal_handler(sig, stop)
-    supervisord = layout.supervisord()
-    try:
-        await supervisord.start()
+    async with layout.supervisord():
         await _watch(layout, status_interval, duration)
-    finally:
-        await supervisord.stop()
 
 
 async def _watch(layout: DevLayout, status_interval: float, duration: float) -> None:
