@@ -214,19 +214,31 @@ class Supervisord:
         return pid
 
     async def down(self, *names: str) -> None:
-        """A machine lost: SIGKILL its programs all at once, then keep them stopped until `up`."""
+        """A machine lost: SIGKILL its programs all at once, then keep them stopped until `up`. A program
+        supervisord already saw exit may be respawned before the stop reaches it: stopped again until
+        supervisord reports it STOPPED."""
         for name in names:
             await self.kill(name)
         for name in names:
-            try:
-                await self.call("supervisor.stopProcess", self._full(name), True)
-            except SupervisordError as e:
-                if "NOT_RUNNING" not in str(e):
-                    raise
+            for _ in range(100):
+                try:
+                    await self.call("supervisor.stopProcess", self._full(name), True)
+                except SupervisordError as e:
+                    if "NOT_RUNNING" not in str(e):
+                        raise
+                if (await self.call("supervisor.getProcessInfo", self._full(name)))["statename"] == "STOPPED":
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise SupervisordError(f"supervisord: {name} could not be kept stopped")
 
     async def up(self, *names: str) -> None:
         for name in names:
-            await self.call("supervisor.startProcess", self._full(name), False)
+            try:
+                await self.call("supervisor.startProcess", self._full(name), False)
+            except SupervisordError as e:
+                if "ALREADY_STARTED" not in str(e):
+                    raise
 
     def restarts(self, name: str) -> int:
         """How often supervisord started the program again, from its own log."""
