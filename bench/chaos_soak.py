@@ -136,12 +136,8 @@ async def soak(base: Path, minutes: float, seed: int, sectors: int, nodes: int) 
     print(f"\nminutes {minutes:g}, faults {sum(faults.values())}: " + ", ".join(f"{k} x{v}" for k, v in faults.items()))
     print(f"worst recovery {worst:.0f}s; not resumed within {RECOVERY_BOUND_S:.0f}s: {unresolved or 'none'}")
     print(f"sectors intact after the soak: {intact}/{sectors}")
-    print(
-        "restarted by supervisord: "
-        + ", ".join(
-            f"{name} x{supervisor.restarts(name)}" for name in supervisor.program_names() if supervisor.restarts(name)
-        )
-    )
+    restarts = {name: supervisor.restarts(name) for name in supervisor.program_names()}
+    print("restarted by supervisord: " + ", ".join(f"{name} x{n}" for name, n in restarts.items() if n))
     print("peak memory (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(peak.items())))
     return 0 if not unresolved and intact == sectors else 1
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from autonomys_farmer.cluster.components import (
-    BACKEND_CHOICES,
+    BackendOptions,
     ComputeOptions,
     CredentialOptions,
     Options,
@@ -140,7 +140,7 @@ class DevOptions(ComputeOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuditBenchmarkOptions(Options):
+class AuditBenchmarkOptions(BackendOptions):
     NAME: ClassVar[str] = "audit"
     DESCRIPTION: ClassVar[str] = "audit every plotted sector of the farms, slot after slot"
 
@@ -148,8 +148,6 @@ class AuditBenchmarkOptions(Options):
                                   metavar="FARM_DIR")  # fmt: skip
     slots: int = arg("slots to audit", "--slots", default=10, parse=positive_int)
     json: bool = arg("print the figures as JSON", "--json", default=False)
-    backend: str = arg("compute backend for auditing (auto: cuda if usable)", "--backend", default="auto",
-                       choices=BACKEND_CHOICES)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -321,8 +321,8 @@ class CredentialOptions(Options):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ComputeOptions(Options):
-    """The KZG setup and the compute backend, for every command that computes."""
+class KzgOptions(Options):
+    """The KZG setup, for every command that commits, opens or verifies."""
 
     kzg_parameters: Path | None = arg(
         "eth-public-parameters.bin to use (checked by SHA-256); default: the copy in the package",
@@ -330,12 +330,23 @@ class ComputeOptions(Options):
         default=None,
         parse=Path,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendOptions(Options):
+    """The compute backend, for every command that computes."""
+
     backend: str = arg(
         "compute backend of what computes (plot and proof servers, plot clients, tools); auto: cuda if a GPU is usable",
         "--backend",
         default="auto",
         choices=BACKEND_CHOICES,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeOptions(KzgOptions, BackendOptions):
+    """The KZG setup and the compute backend, written once for every command that takes both."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -513,7 +524,7 @@ DEV_NODE_BASE_PATH = Path("dev-node-data")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DevNodeOptions(Options):
+class DevNodeOptions(KzgOptions):
     """`autonomys-farmer dev-node`: the CLI parses it, `dev` renders each node machine's from it."""
 
     NAME: ClassVar[str] = "autonomys-farmer dev-node"
@@ -541,10 +552,6 @@ class DevNodeOptions(Options):
         "--sync-from-peers",
         default=False,
     )
-    kzg_parameters: Path | None = arg(
-        "eth-public-parameters.bin to use (default: the copy in the package)", "--kzg-parameters", default=None,
-        parse=Path,
-    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.sync_from_peers and not self.peers:  # else it would quietly archive genesis itself

@@ -161,13 +161,13 @@ def render_machine(layout: ClusterLayout, machine: Machine, credentials: Cluster
     for program in machine.programs:
         if isinstance(program.runs, NatsServer):
             files[nats_conf_path(settings, program)] = File(nats_server_config(layout, program.runs, passwords), True)
-    if passwords is not None and credentials is not None:
+    if credentials is not None:
         files[secret_path(settings)] = File(credentials.secret + "\n", True)
         roles = {program.role for program in machine.programs}
         if any(isinstance(program.runs, NatsServer) for program in machine.programs):
             roles.add(OPERATOR)
         for role in sorted(r for r in roles if r is not None):
-            files[password_path(settings, role)] = File(passwords[role] + "\n", True)
+            files[password_path(settings, role)] = File(credentials.passwords[role] + "\n", True)
     return files
 
 

@@ -104,6 +104,7 @@ class Supervisord:
             raise SupervisordError(f"{base!r}: supervisord cannot run from a path with spaces or '%'")
         self.layout, self.base = layout, base
         self.log_dir = layout.settings.log_dir
+        self.programs = {program.name: program for machine in layout.machines for program in machine.programs}
         self.credentials = credentials
         self.process: asyncio.subprocess.Process | None = None
         self._lock = threading.Lock()  # one XML-RPC call at a time on the one connection
@@ -247,11 +248,10 @@ class Supervisord:
         return max(0, len(re.findall(rf"spawned: '{re.escape(name)}' with pid", text)) - 1)
 
     def program_names(self) -> list[str]:
-        return [program.name for machine in self.layout.machines for program in machine.programs]
+        return list(self.programs)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        program = next(p for m in self.layout.machines for p in m.programs if p.name == name)
-        path = log_path(self.layout.settings, program)
+        path = log_path(self.layout.settings, self.programs[name])
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     async def stop(self) -> None:
@@ -280,11 +280,8 @@ class Supervisord:
 
     def _full(self, name: str) -> str:
         """`group:name` for a program in a group, as supervisord addresses it."""
-        for machine in self.layout.machines:
-            for program in machine.programs:
-                if program.name == name and program.group:
-                    return f"{program.group}:{name}"
-        return name
+        group = self.programs[name].group
+        return f"{group}:{name}" if group else name
 
 
 def _full_name(info: dict[str, Any]) -> str:
