@@ -264,9 +264,12 @@ def test_cluster_plots_farms_and_survives_kills(tmp_path: Path, archived_chain: 
                 controller_logs = [supervisor.log_tail(layout.node_name("controller", n), 1_000_000) for n in range(3)]
                 assert not any("changed by someone else" in text for text in controller_logs)
 
-                # No win went to two nodes: every submission is distinct.
-                twice = sorted(struct.unpack_from("<Q", s)[0] for s in set(submitted) if submitted.count(s) > 1)
-                assert submitted and not twice, f"solutions submitted twice, at slots {twice}"
+                # No win went to two nodes: a solution is submitted again only after a controller whose node was
+                # down (a window while a node machine goes down or comes back) handed it back unsent.
+                twice = {struct.unpack_from("<Q", s)[0] for s in set(submitted) if submitted.count(s) > 1}
+                handbacks = re.findall(r"solution for slot (\d+) handed back", "".join(controller_logs))
+                handed_back = {int(n) for n in handbacks}
+                assert submitted and twice <= handed_back, f"solutions submitted twice, at slots {twice - handed_back}"
 
                 # Hostile input on every network surface: each subject through each role's connection, each bulk
                 # server, each node's RPC. What has a reply is answered, the rest dropped; nothing restarts and

@@ -556,6 +556,90 @@ def test_a_controller_whose_node_is_down_hands_solutions_back_unsent() -> None:
     assert wire.decode(m.SubmitResult, b'{"accepted": true}').submitted  # older controllers: sent
 
 
+def test_a_controller_takes_solutions_only_while_its_node_is_reachable(tmp_path: Path) -> None:
+    """A controller is in the solutions' queue group only while its node answers: with its node down a
+    solution finds no responder at once (the plot client asks again, reaching a controller that can
+    forward it) instead of a round trip to be handed back; with its node back, it forwards again."""
+    import asyncio
+
+    import nats.errors
+    from fuzz import SOLUTION
+
+    from autonomys_farmer.cluster import subjects
+    from autonomys_farmer.protocol import farmer_rpc as rpc
+    from autonomys_farmer.protocol.types import SlotNumber
+    from autonomys_farmer.services.components.controller import Controller
+    from autonomys_farmer.services.deploy.supervisord import free_port
+    from autonomys_farmer.services.devnet.dev import DevLayout
+    from autonomys_farmer.services.transport.jsonrpc import JsonRpcServer
+    from autonomys_farmer.services.transport.nats_bus import Bus
+
+    layout = DevLayout(tmp_path, nats_auth=False)
+    port = free_port()
+    forwarded: list[int] = []
+
+    async def submit(params: list[object]) -> None:
+        forwarded.append(int(params[0]["slotNumber"]))  # type: ignore[index]
+
+    async def nothing(_params: list[object]):  # a node with no slots, signing requests or segments yet
+        await asyncio.Event().wait()
+        yield
+
+    node = JsonRpcServer()
+    node.method(rpc.SUBMIT_SOLUTION_RESPONSE, submit)
+    for subscription in (rpc.SLOT_INFO, rpc.REWARD_SIGNING, rpc.ARCHIVED_SEGMENT_HEADER):
+        node.subscription(subscription.subscribe, subscription.notification, subscription.unsubscribe, nothing)
+
+    async def run() -> None:
+        async with layout.supervisord(layout.nats_programs()):
+            controller = Controller(layout.nats_urls, f"ws://127.0.0.1:{port}", None)
+            running = asyncio.create_task(controller.run())
+            bus = await Bus.connect(layout.nats_urls, "test")
+
+            beats: list[m.Heartbeat] = []
+
+            async def on_heartbeat(beat: m.Heartbeat) -> None:
+                beats.append(beat)
+
+            await bus.subscribe(subjects.HEARTBEAT, on_heartbeat)
+
+            async def answer(slot: int) -> str:
+                try:
+                    request = m.SubmitSolution(SlotNumber(slot), SOLUTION)
+                    result = await bus.request(subjects.SUBMIT_SOLUTION, request, deadline=0, once=True)
+                except nats.errors.NoRespondersError:
+                    return "no responder"
+                return "forwarded" if result.submitted else "handed back"
+
+            async def until(wanted: str, slot: int) -> None:
+                for _ in range(200):
+                    if await answer(slot) == wanted:
+                        return
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"never {wanted}")
+
+            try:
+                for _ in range(200):  # started: it heartbeats once its start is done
+                    if any(beat.instance_id == controller.instance_id for beat in beats):
+                        break
+                    await asyncio.sleep(0.1)
+                assert await answer(1) == "no responder"  # its node was never up
+                server = await node.serve("127.0.0.1", port)
+                await until("forwarded", 2)
+                server.close()
+                await server.wait_closed()
+                await until("no responder", 3)
+                server = await node.serve("127.0.0.1", port)
+                await until("forwarded", 4)
+                server.close()
+                assert forwarded == [2, 4]
+            finally:
+                running.cancel()
+                await bus.close()
+
+    asyncio.run(run())
+
+
 def test_a_node_closing_mid_handshake_is_a_connection_error() -> None:
     """A node that accepts TCP and dies before its WebSocket handshake (found by the chaos soak: it took a
     controller down with a traceback) is a connection error, retried like a refused connection."""

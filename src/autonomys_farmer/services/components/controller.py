@@ -6,12 +6,15 @@ shard maps in JetStream KV."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+
+import nats.errors
 
 from autonomys_farmer.cluster import sharding, subjects
 from autonomys_farmer.cluster.bulk_ops import BulkRequest, GetItems, Item
@@ -74,19 +77,37 @@ class Controller(Component):
             self.base_path.mkdir(parents=True, exist_ok=True)
         await self.start_bulk(self._serve_pieces)
         bus = self.nats
-        await bus.serve(subjects.FARMER_APP_INFO, self._farmer_app_info)
-        await bus.serve(subjects.SEGMENT_HEADERS, self._segment_headers)
-        await bus.serve(subjects.SUBMIT_SOLUTION, self._submit_solution)
         # Every controller forwards every signature to its node (its own queue group).
         await bus.subscribe(subjects.REWARD_SIGNATURE, self._reward_signature, queue=self.instance_id)
         await bus.subscribe(subjects.HEARTBEAT, self._heartbeat)
         await bus.create_state((subjects.MEMBERS, subjects.SHARDS), subjects.PLOT_JOBS, self.job_ack_wait)
+        self.spawn(self._serve_while_node_connected())
         self.spawn(self._relay_slots())
         self.spawn(self._relay_reward_signing())
         self.spawn(self._relay_segment_headers())
         self.spawn(self._maintain_membership())
         self.spawn(self._guard_shard_maps())
         self.spawn(self._guard_members())
+
+    async def _serve_while_node_connected(self) -> None:
+        """Join the queue groups of requests only the node can answer while our node is reachable, so a
+        solution goes straight to a controller that can forward it (with one controller per node, one whose
+        node is down would only hand it back)."""
+        while True:
+            await self.node.until_connected()
+            serving = [
+                await self.nats.serve(subjects.FARMER_APP_INFO, self._farmer_app_info),
+                await self.nats.serve(subjects.SEGMENT_HEADERS, self._segment_headers),
+                await self.nats.serve(subjects.SUBMIT_SOLUTION, self._submit_solution),
+            ]
+            await self.node.until_lost()
+            log.warning("node %s lost: its requests are left to the other controllers until it is back", self.node.url)
+            for subscription in serving:
+                try:
+                    await subscription.drain()  # what already reached us is answered (a solution handed back)
+                except (nats.errors.Error, TimeoutError):  # NATS down too: leave the group without the round trip
+                    with contextlib.suppress(nats.errors.Error):
+                        await subscription.unsubscribe()
 
     # --- node -> cluster -------------------------------------------------------------------------
 
@@ -121,6 +142,7 @@ class Controller(Component):
         """Forward to our node, once: with several controllers (one per node) a solution whose node is
         down goes back to the plot client unsent, for another controller."""
         if not self.node.connected:
+            log.info("solution for slot %d handed back: node %s unreachable", request.slot_number, self.node.url)
             return SubmitResult(False, f"node {self.node.url} unreachable", submitted=False)
         self.counts["solutions"] += 1
         try:

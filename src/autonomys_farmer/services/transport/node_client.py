@@ -61,6 +61,16 @@ class NodeClient:
     def connected(self) -> bool:
         return self._client is not None and not self._client.closed.is_set()
 
+    async def until_connected(self) -> None:
+        """Connect now (with backoff while the node is unreachable) instead of at the first call."""
+        await self._connection()
+
+    async def until_lost(self) -> None:
+        """Return once the current connection closes (at once when there is none)."""
+        client = self._client
+        if client is not None:
+            await client.closed.wait()
+
     async def _call(self, method: str, params: list[Any] | None = None, once: bool = False) -> Any:
         """The call's result, reconnecting as needed; `once`: never sent twice (a lost connection
         raises ConnectionLostError, as the call may have reached the node)."""

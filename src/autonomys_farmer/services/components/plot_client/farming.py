@@ -294,6 +294,7 @@ class SlotFarming:
             result = await self.link.submit_solution(request)
             if result.submitted:
                 break
+            log.info("slot %d: solution handed back unsent (%s): asking another controller", slot_number, result.error)
         else:
             log.warning("slot %d: solution not submitted: %s (%d tries)", slot_number, result.error, SUBMIT_ATTEMPTS)
             return False
