@@ -29,25 +29,11 @@ SEED = bytes(range(32))
 
 def table_inputs(seed: bytes) -> list[tuple[int, tuple[np.ndarray, ...]]]:
     """Each table's fn inputs (previous entries, matches), as a one-core table build produces them."""
-    k = pos.K
-    key = np.array(pos.chacha8_key_words(seed), np.uint32)
-    keystream = np.zeros(-(-(k << k) // 512) * 64 + 8, np.uint8)
-    pos_table.keystream_launch(False, key, keystream)
-    y = np.empty(1 << k, np.int64)
-    pos_table.f1_launch(False, keystream, k, y)
-    order = pos_table.stable_order(y, k + pos.PARAM_EXT)
-    y, meta_hi, meta_lo = y[order], np.zeros(1 << k, np.uint64), order.astype(np.uint64)
-    bounds = np.arange(pos.num_buckets(k) + 1, dtype=np.int64) * pos.PARAM_BC
-    inputs = []
-    for table in range(2, pos.NUM_TABLES + 1):
-        left, right = pos_table.find_matches(y, np.searchsorted(y, bounds), False)
-        inputs.append((table, (y, meta_hi, meta_lo, left, right)))
-        n = len(left)
-        y_new, hi_new, lo_new = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
-        pos_table.fn_table(False, table, k, y, meta_hi, meta_lo, left, right, y_new, hi_new, lo_new)
-        order = pos_table.stable_order(y_new, k + pos.PARAM_EXT)
-        y, left, right, meta_hi, meta_lo = pos_table.gather_table(order, y_new, left, right, hi_new, lo_new, True)
-    return inputs
+    buffers = pos_table.TableBuffers(pos.K, parallel=False)
+    return [
+        (m.table, tuple(a.copy() for a in (m.y, m.meta_hi, m.meta_lo, m.left, m.right)))
+        for m in buffers.tables(seed, parallel=False)
+    ]
 
 
 def chiapos_phase1_s(k: int) -> float:
@@ -74,11 +60,12 @@ def main() -> None:
     fn_s = 0.0
     for table, (y, hi, lo, left, right) in table_inputs(SEED):
         n = len(left)
-        out = (np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64))
+        out = (np.empty(n, np.int32), np.empty(n, np.uint64), np.empty(n, np.uint64))
         fn_s += timed(lambda: pos_table.fn_table(False, table, pos.K, y, hi, lo, left, right, *out))  # noqa: B023
         matches += n
     print(f"fn, one core:                 {fn_s / matches * 1e9:6.1f} ns/match   (target <= 15)")
-    one_core = timed(lambda: pos_table.PosTable(SEED, parallel=False))
+    reused = pos_table.TableBuffers(pos.K, parallel=False)  # as plotting does, record after record
+    one_core = timed(lambda: pos_table.PosTable(SEED, parallel=False, buffers=reused))
     print(f"PoS table, one core:          {one_core:6.3f} s/record   (target <= 0.8)")
     every_core = timed(lambda: pos_table.PosTable(SEED, parallel=True))
     print(f"PoS table, {usable_cores()} cores:          {every_core:6.3f} s/record")

@@ -43,7 +43,7 @@ def keystream(seed: bytes, k: int) -> np.ndarray:
 
 
 def f1_all(ks: np.ndarray, k: int) -> np.ndarray:
-    y = np.empty(1 << k, np.int64)
+    y = np.empty(1 << k, np.int32)
     pos_table.f1_launch(True, ks, k, y)
     return y
 
@@ -52,13 +52,13 @@ def fn_batch(table: int, k: int, y_left, meta_left: list[int], meta_right: list[
     """The compiled fn (the tables' own launcher) over explicit (y, meta_left, meta_right) triples: entry
     2i is the left one, 2i+1 the right one."""
     n = len(meta_left)
-    ys = np.zeros(2 * n, np.int64)
-    ys[0::2] = np.asarray(y_left, np.int64)
+    ys = np.zeros(2 * n, np.int32)
+    ys[0::2] = np.asarray(y_left, np.int32)
     metas = [m for pair in zip(meta_left, meta_right, strict=True) for m in pair]
     hi = np.array([m >> 64 for m in metas], np.uint64)
     lo = np.array([m & (2**64 - 1) for m in metas], np.uint64)
     left, right = np.arange(0, 2 * n, 2, dtype=np.int32), np.arange(1, 2 * n, 2, dtype=np.int32)
-    y_out, hi_out, lo_out = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
+    y_out, hi_out, lo_out = np.empty(n, np.int32), np.empty(n, np.uint64), np.empty(n, np.uint64)
     pos_table.fn_table(False, table, k, ys, hi, lo, left, right, y_out, hi_out, lo_out)
     return [int(y) for y in y_out], [(int(h) << 64) | int(lo) for h, lo in zip(hi_out, lo_out, strict=True)]
 
@@ -103,14 +103,14 @@ def test_fn_lanes_equal_the_reference_in_full_and_partial_blocks():
     n = 3 * pos_table.FN_LANES + 5
     for table in range(2, 8):
         pb = pos.metadata_bits(table - 1)
-        ys = rng.integers(0, 1 << 26, n).astype(np.int64)
+        ys = rng.integers(0, 1 << 26, n).astype(np.int32)
         metas = [int(rng.integers(0, 2**63)) << 65 ^ int(rng.integers(0, 2**63)) for _ in range(n)]
         metas = [m & ((1 << pb) - 1) for m in metas]
         hi = np.array([m >> 64 for m in metas], np.uint64)
         lo = np.array([m & (2**64 - 1) for m in metas], np.uint64)
         left = rng.integers(0, n, n).astype(np.int32)
         right = rng.integers(0, n, n).astype(np.int32)
-        y_out, hi_out, lo_out = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint64)
+        y_out, hi_out, lo_out = np.empty(n, np.int32), np.empty(n, np.uint64), np.empty(n, np.uint64)
         pos_table.fn_table(False, table, pos.K, ys, hi, lo, left, right, y_out, hi_out, lo_out)
         for i in range(n):
             want = pos.fn(table, int(ys[left[i]]), metas[left[i]], metas[right[i]])

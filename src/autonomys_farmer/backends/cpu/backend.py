@@ -6,6 +6,8 @@ pool); a single big job (one proof table, one large NTT) spreads over all cores 
 
 from __future__ import annotations
 
+import functools
+import queue
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,8 +16,8 @@ import numpy as np
 from autonomys_farmer.backends.cpu import field as fr
 from autonomys_farmer.backends.cpu import hashing, msm
 from autonomys_farmer.backends.cpu.kernels import usable_cores
-from autonomys_farmer.backends.cpu.pos_table import PosTable
-from autonomys_farmer.protocol import field
+from autonomys_farmer.backends.cpu.pos_table import PosTable, TableBuffers
+from autonomys_farmer.protocol import field, pos
 from autonomys_farmer.protocol.compute import AuditedChunks, AuditHits, EncodedRecords
 from autonomys_farmer.protocol.constants import RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS, S_BUCKET_BITFIELD_BYTES
 from autonomys_farmer.protocol.field import FieldError
@@ -33,6 +35,7 @@ class CpuBackend:
         self.cores = usable_cores() if parallel else 1
         self.device = f"{self.cores} CPU core{'s' if self.cores > 1 else ''}"
         self.batch_records = self.cores
+        self._spare_buffers: queue.SimpleQueue[TableBuffers] = queue.SimpleQueue()
 
     # --- plotting and proof lookups -------------------------------------------------------------------
 
@@ -48,28 +51,38 @@ class CpuBackend:
         if batch == 1 or self.cores == 1:
             for i in range(batch):
                 self._encode_into(seeds[i], records[i], chunks[i], encoded[i])
-        else:
-            one_core = CpuBackend(parallel=False)
+        else:  # a record per core, each in table buffers of its own, kept for the next batch
             with ThreadPoolExecutor(min(self.cores, batch)) as pool:
                 for done in [
-                    pool.submit(one_core._encode_into, seeds[i], records[i], chunks[i], encoded[i])
+                    pool.submit(self._one_core._encode_into, seeds[i], records[i], chunks[i], encoded[i])
                     for i in range(batch)
                 ]:
                     done.result()
         return EncodedRecords(chunks, encoded)
 
+    @functools.cached_property
+    def _one_core(self) -> CpuBackend:
+        return CpuBackend(parallel=False)
+
     def _encode_into(self, seed: bytes, record: np.ndarray, chunks_out: np.ndarray, encoded_out: np.ndarray) -> None:
         extended = extend_record(self, record)
-        table = self.proof_table(seed)
-        positions = table.first_candidates(ALL_S_BUCKETS)
-        has_proof = positions >= 0
-        proven = np.flatnonzero(has_proof)
-        hashes = np.zeros((RECORD_NUM_S_BUCKETS, 32), np.uint8)
-        traced = proven[:RECORD_NUM_CHUNKS]
-        hashes[traced] = self.hash_rows(table.proofs_at(positions[traced]))
-        if needs_all_proofs(has_proof, hashes, extended):
-            rest = proven[RECORD_NUM_CHUNKS:]
-            hashes[rest] = self.hash_rows(table.proofs_at(positions[rest]))
+        try:
+            buffers = self._spare_buffers.get_nowait()
+        except queue.Empty:
+            buffers = TableBuffers(pos.K, self.parallel)
+        try:
+            table = PosTable(seed, parallel=self.parallel, buffers=buffers)
+            positions = table.first_candidates(ALL_S_BUCKETS)
+            has_proof = positions >= 0
+            proven = np.flatnonzero(has_proof)
+            hashes = np.zeros((RECORD_NUM_S_BUCKETS, 32), np.uint8)
+            traced = proven[:RECORD_NUM_CHUNKS]
+            hashes[traced] = self.hash_rows(table.proofs_at(positions[traced]))
+            if needs_all_proofs(has_proof, hashes, extended):
+                rest = proven[RECORD_NUM_CHUNKS:]
+                hashes[rest] = self.hash_rows(table.proofs_at(positions[rest]))
+        finally:
+            self._spare_buffers.put(buffers)  # one set per core at most: as many as records encode at once
         chunks_out[:], encoded_out[:] = select_chunks(has_proof, hashes, extended)
 
     def warm_up(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from llvmlite import ir
 from numba import njit, types
+from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 from numba.extending import intrinsic
 
 from autonomys_farmer.backends.kernels import intrinsics as plain
@@ -31,10 +32,16 @@ def mul_wide(a, b):
     return _mul_wide(a, b)  # type: ignore[call-arg]
 
 
+@njit(inline="always", cache=True)
+def trailing_zeros(x):
+    return _trailing_zeros(x)  # type: ignore[call-arg]
+
+
 def target_intrinsics() -> dict[str, Any]:
     """The intrinsics `compile_kernels` binds for the CPU."""
     return {
         "mul_wide": mul_wide,
+        "trailing_zeros": trailing_zeros,
         "add_carry": njit(inline="always", cache=True)(plain.add_carry_wrapping),
         "sub_borrow": njit(inline="always", cache=True)(plain.sub_borrow_wrapping),
     }

@@ -8,11 +8,15 @@ matches with right ascending, buckets in order, so matches come out in (left, ri
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit, prange
 
 from autonomys_farmer.backends.cpu.hashing import keystream_launch
 from autonomys_farmer.backends.cpu.kernels import CPU, launcher, split_launch
+from autonomys_farmer.backends.kernels.encode import table_capacity
 from autonomys_farmer.backends.kernels.pos import NO_ENTRY
 from autonomys_farmer.protocol import pos
 
@@ -23,26 +27,35 @@ fn_output = CPU.fn_output
 fn_input_bytes = CPU.fn_input_bytes
 mark_right_entry = CPU.mark_right_entry
 unmark_right_entry = CPU.unmark_right_entry
-probe_left_entry = CPU.probe_left_entry
+mark_right_row = CPU.mark_right_row
+unmark_right_row = CPU.unmark_right_row
+left_entry_hits = CPU.left_entry_hits
+emit_left_hits = CPU.emit_left_hits
 first_candidate = CPU.first_candidate
 trace_proof = CPU.trace_proof
 hash_proof = CPU.hash_proof
 
+PARAM_B = pos.PARAM_B
 PARAM_BC = pos.PARAM_BC
+PARAM_M = pos.PARAM_M
 MATCH_CHUNKS = 32
 FN_LANES = 16  # matches hashed side by side: one AVX-512 vector of 32-bit words
 FN_TASK = 1 << 16  # matches per task on one core
 BUCKET_TOO_LARGE = -2
+CPU_TABLE_SLACK = 16  # a table's buffers hold 2^k + 2^k/16 entries (tables are 2^k ± 2%)
 
 
 def left_targets() -> np.ndarray:
-    """targets[parity, r, m]: the 64 right-entry r values a left entry matches (uint16, 3.9 MB)."""
+    """targets[parity, r, m]: the 64 right-entry r values a left entry matches (uint16, 3.9 MB; the GPU's
+    matching probe looks them up)."""
     r = np.arange(pos.PARAM_BC, dtype=np.int64)[:, None]
     m = np.arange(pos.PARAM_M, dtype=np.int64)[None, :]
     return np.stack([pos.target(parity, r, m) for parity in (0, 1)]).astype(np.uint16)  # type: ignore[arg-type]
 
 
 LEFT_TARGETS = left_targets()
+# SQUARES[64 * parity + m] = (2m + parity)^2 mod PARAM_C: the column term of pos.target (the CPU's matching).
+SQUARES = np.array([(2 * m + parity) ** 2 % pos.PARAM_C for parity in (0, 1) for m in range(pos.PARAM_M)], np.int64)
 
 
 @launcher
@@ -52,14 +65,18 @@ def f1_launch(keystream, k, y):
 
 
 @launcher
-def match_launch(y, bucket_starts, targets, left, right, ends):
+def match_launch(y, bucket_starts, squares, left, right, ends):
     """Matches of every adjacent bucket pair, chunk c of the buckets into region c of left/right;
-    ends[c] is where region c's matches end, -1 if it overflowed, BUCKET_TOO_LARGE for a huge bucket."""
+    ends[c] is where region c's matches end, -1 if it overflowed, BUCKET_TOO_LARGE for a huge bucket.
+    The right bucket is held twice: rmap (r -> its first entry) and row bitmaps that test a left
+    entry's 64 candidates side by side (kernels/pos.py)."""
     nchunks = ends.shape[0]
     region = left.shape[0] // nchunks
     pairs = bucket_starts.shape[0] - 2
     for c in prange(nchunks):
         rmap = np.full(PARAM_BC, NO_ENTRY, np.uint16)
+        rows_lo = np.zeros(PARAM_B + PARAM_M, np.uint64)
+        rows_hi = np.zeros(PARAM_B + PARAM_M, np.uint64)
         left_region = left[: (c + 1) * region]
         right_region = right[: (c + 1) * region]
         n = c * region
@@ -73,12 +90,19 @@ def match_launch(y, bucket_starts, targets, left, right, ends):
                 break
             base_l = b * PARAM_BC
             base_r = (b + 1) * PARAM_BC
+            parity = b & 1
             for j in range(rs, re):
                 mark_right_entry(j, y, rs, base_r, rmap)
+                mark_right_row(j, y, base_r, rows_lo, rows_hi)
             for i in range(ls, le):
-                n += probe_left_entry(i, y, base_l, rs, re, base_r, rmap, targets, left_region, right_region, n)
+                r_left = np.int64(y[i]) - base_l
+                hits = left_entry_hits(r_left, parity, rows_lo, rows_hi, squares)
+                if hits != 0:
+                    n += emit_left_hits(i, r_left, parity, hits, y, rs, re, base_r, rmap, squares, left_region,
+                                        right_region, n)  # fmt: skip
             for j in range(rs, re):
                 unmark_right_entry(j, y, base_r, rmap)
+                unmark_right_row(j, y, base_r, rows_lo, rows_hi)
             if n > (c + 1) * region:
                 n = -1
                 break
@@ -143,10 +167,10 @@ def trace_launch(positions, x_sorted, lefts, rights, offsets, k, proofs):
 
 
 @njit(cache=True, nogil=True)
-def stable_order(y, bits):
-    """The stable permutation sorting y (< 2^bits, bits <= 31) ascending: LSD radix sort in two passes
-    over (y << 32 | position) keys, so each pass reads its input in order and carries the position
-    along instead of looking y up at random."""
+def sort_into(y, bits, keys, order, y_sorted):
+    """order = the stable permutation sorting y (< 2^bits, bits <= 31) ascending, y_sorted = y in that
+    order: LSD radix sort in two passes over (y << 32 | position) keys (`keys` is scratch), so each pass
+    reads its input in order and carries the position along instead of looking y up at random."""
     n = y.shape[0]
     low = (bits + 1) // 2
     high = bits - low
@@ -162,100 +186,146 @@ def stable_order(y, bits):
         counts_low[d + 1] += counts_low[d]
     for d in range(1 << high):
         counts_high[d + 1] += counts_high[d]
-    keys = np.empty(n, np.uint64)
     for i in range(n):
         v = y[i]
         d = v & low_mask
         keys[counts_low[d]] = (np.uint64(v) << np.uint64(32)) | np.uint64(i)
         counts_low[d] += 1
-    order = np.empty(n, np.int32)
     for j in range(n):
         key = keys[j]
         d = (key >> np.uint64(32 + low)) & np.uint64(high_mask)
-        order[counts_high[d]] = np.int32(key & np.uint64(0xFFFFFFFF))
+        at = counts_high[d]
+        order[at] = np.int32(key & np.uint64(0xFFFFFFFF))
+        y_sorted[at] = key >> np.uint64(32)
         counts_high[d] += 1
-    return order
 
 
-@njit(cache=True, nogil=True)
-def gather_table(order, y_new, left, right, meta_hi, meta_lo, with_meta):
-    """Table entries in `order`: y, left, right (and metadata unless it is table 7)."""
-    n = order.shape[0]
-    y = np.empty(n, np.int64)
-    lefts = np.empty(n, np.int32)
-    rights = np.empty(n, np.int32)
-    hi = np.empty(n if with_meta else 0, np.uint64)
-    lo = np.empty(n if with_meta else 0, np.uint64)
-    for j in range(n):
-        i = order[j]
-        y[j] = y_new[i]
-        lefts[j] = left[i]
-        rights[j] = right[i]
-        if with_meta:
-            hi[j] = meta_hi[i]
-            lo[j] = meta_lo[i]
-    return y, lefts, rights, hi, lo
+@launcher
+def gather_launch(order, source, out):
+    """out[j] = source[order[j]]: one array per loop, since interleaving several random reads per
+    entry thrashes the TLB (five arrays at once took 2.5x as long as one after another)."""
+    for j in prange(order.shape[0]):
+        out[j] = source[order[j]]
+
+
+@dataclass(frozen=True)
+class Matches:
+    """What fn takes to make table `table`: the previous table's entries (sorted y, metadata) and the
+    (left, right) positions of its matches. Views into the build's buffers: copy them to keep them."""
+
+    table: int
+    y: np.ndarray
+    meta_hi: np.ndarray
+    meta_lo: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+
+
+class TableBuffers:
+    """One table build's working memory, allocated once: a core plotting record after record builds
+    every table in the same arrays (fresh ones per record cost page faults and let the allocator's
+    arenas grow past what is live). A table built here is views into them, valid until the next build.
+
+    Each table is built from the previous one in ping-pong pairs: fn reads (y, meta) and writes
+    (y_new, hi_new, lo_new) in match order; the sort (its keys in meta_hi, free by then) and the gathers
+    bring them back into (y, meta) in table order."""
+
+    def __init__(self, k: int, parallel: bool) -> None:
+        self.k = k
+        self.capacity = c = table_capacity(k, CPU_TABLE_SLACK)
+        self.keystream = np.zeros(-(-(k << k) // 512) * 64 + 8, np.uint8)
+        self.y, self.y_new = np.empty(c, np.int32), np.empty(c, np.int32)
+        self.meta_hi, self.meta_lo = np.empty(c, np.uint64), np.empty(c, np.uint64)
+        self.hi_new, self.lo_new = np.empty(c, np.uint64), np.empty(c, np.uint64)
+        self.order = np.empty(c, np.int32)
+        # Matching splits the buckets into chunks, one region each (twice the chunk's share: ~1 match
+        # per entry); on one core, one region of a whole table.
+        chunks = MATCH_CHUNKS if parallel else 1
+        self.region = 2 * c // MATCH_CHUNKS + 8192 if parallel else c
+        self.left, self.right = np.empty(chunks * self.region, np.int32), np.empty(chunks * self.region, np.int32)
+        self.ends = np.empty(chunks, np.int64)
+        self.x_sorted = np.empty(1 << k, np.int32)
+        self.lefts = np.empty((pos.NUM_TABLES - 1) * c, np.int32)
+        self.rights = np.empty((pos.NUM_TABLES - 1) * c, np.int32)
+        self.offsets = np.zeros(pos.NUM_TABLES + 1, np.int64)
+        self.sizes: list[int] = []
+
+    def tables(self, seed: bytes, parallel: bool) -> Iterator[Matches]:
+        """Build every table of `seed` (pos.md §3–§6), yielding each table's fn inputs before fn runs."""
+        k, n = self.k, 1 << self.k
+        y_bits = k + pos.PARAM_EXT
+        keystream_launch(parallel, np.array(pos.chacha8_key_words(seed), np.uint32), self.keystream)
+        f1_launch(parallel, self.keystream, k, self.y_new[:n])
+        sort_into(self.y_new[:n], y_bits, self.meta_hi[:n], self.x_sorted, self.y[:n])  # x in (y, x) order
+        self.meta_lo[:n] = self.x_sorted
+        bucket_bounds = np.arange(pos.num_buckets(k) + 1, dtype=np.int64) * pos.PARAM_BC
+        self.sizes = [n]
+        end = 0
+        for table in range(2, pos.NUM_TABLES + 1):
+            size = self.sizes[-1]
+            y, meta_hi, meta_lo = self.y[:size], self.meta_hi[:size], self.meta_lo[:size]
+            left, right = self._matches(y, np.searchsorted(y, bucket_bounds), parallel)
+            m = len(left)
+            yield Matches(table, y, meta_hi, meta_lo, left, right)
+            y_new, hi_new, lo_new = self.y_new[:m], self.hi_new[:m], self.lo_new[:m]
+            fn_table(parallel, table, k, y, meta_hi, meta_lo, left, right, y_new, hi_new, lo_new)
+            # Sorted by y, stably: emission order breaks ties, which is (y, left, right) order.
+            order = self.order[:m]
+            sort_into(y_new, y_bits, self.meta_hi[:m], order, self.y[:m])
+            self.offsets[table] = end
+            gather_launch(parallel, order, left, self.lefts[end : end + m])
+            gather_launch(parallel, order, right, self.rights[end : end + m])
+            if table < pos.NUM_TABLES:
+                gather_launch(parallel, order, lo_new, self.meta_lo[:m])
+                if pos.metadata_bits(table, k) > 64:  # fn reads the high word only of metadata that wide
+                    gather_launch(parallel, order, hi_new, self.meta_hi[:m])
+            end += m
+            self.sizes.append(m)
+
+    def _matches(self, y: np.ndarray, bucket_starts: np.ndarray, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+        """All (left, right) position pairs between adjacent buckets, in (left, right) order, as the
+        first entries of self.left/right (each chunk's region moved down behind the previous one)."""
+        match_launch(parallel, y, bucket_starts, SQUARES, self.left, self.right, self.ends)
+        if (self.ends == BUCKET_TOO_LARGE).any():
+            raise RuntimeError(f"a PoS bucket holds {NO_ENTRY} or more entries")
+        if (self.ends < 0).any():
+            raise RuntimeError("PoS matches overflowed their buffer")
+        end = 0
+        for c, chunk_end in enumerate(self.ends.tolist()):
+            start = c * self.region
+            if start != end:
+                self.left[end : end + chunk_end - start] = self.left[start:chunk_end]
+                self.right[end : end + chunk_end - start] = self.right[start:chunk_end]
+            end += chunk_end - start
+        if end > self.capacity:
+            raise RuntimeError(f"a PoS table of {end} entries overflows its {self.capacity}")
+        return self.left[:end], self.right[:end]
 
 
 def find_matches(y: np.ndarray, bucket_starts: np.ndarray, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """All (left, right) position pairs between adjacent buckets, in (left, right) order."""
-    entries = y.shape[0]
-    region = 2 * entries // MATCH_CHUNKS + 8192  # ~1 match per entry: twice that never overflowed
-    left = np.empty(region * MATCH_CHUNKS, np.int32)
-    right = np.empty(region * MATCH_CHUNKS, np.int32)
-    ends = np.empty(MATCH_CHUNKS, np.int64)
-    match_launch(parallel, y, bucket_starts, LEFT_TARGETS, left, right, ends)
-    if (ends == BUCKET_TOO_LARGE).any():
-        raise RuntimeError(f"a PoS bucket holds {NO_ENTRY} or more entries")
-    if (ends < 0).any():
-        raise RuntimeError("PoS matches overflowed their buffer")
-    pieces = [slice(c * region, int(ends[c])) for c in range(MATCH_CHUNKS)]
-    return np.concatenate([left[p] for p in pieces]), np.concatenate([right[p] for p in pieces])
+    """All (left, right) position pairs between adjacent buckets of sorted y, in (left, right) order."""
+    k = max(1, (len(y) - 1).bit_length())
+    return TableBuffers(k, parallel)._matches(y, bucket_starts, parallel)
 
 
 class PosTable:
     """The tables of one seed, enough to find proofs: x by table-1 position, (left, right) for
-    tables 2..7 and the sorted y of table 7. `parallel=False` builds it on one core."""
+    tables 2..7 and the sorted y of table 7. `parallel=False` builds it on one core; `buffers` (of
+    the same k) are reused, and the table lives in them until they build the next one."""
 
-    def __init__(self, seed: bytes, k: int = pos.K, parallel: bool = True) -> None:
+    def __init__(self, seed: bytes, k: int = pos.K, parallel: bool = True, buffers: TableBuffers | None = None) -> None:
         self.seed = seed
         self.k = k
         self.parallel = parallel
-        key = np.array(pos.chacha8_key_words(seed), np.uint32)
-        keystream = np.zeros(-(-(k << k) // 512) * 64 + 8, np.uint8)
-        keystream_launch(parallel, key, keystream)
-        y = np.empty(1 << k, np.int64)
-        f1_launch(parallel, keystream, k, y)
-        y_bits = k + pos.PARAM_EXT
-        self.x_sorted = stable_order(y, y_bits)  # x in (y, x) order
-        y = y[self.x_sorted]
-        meta_hi = np.zeros(1 << k, np.uint64)
-        meta_lo = self.x_sorted.astype(np.uint64)
-        bucket_bounds = np.arange(pos.num_buckets(k) + 1, dtype=np.int64) * pos.PARAM_BC
-        self.sizes = [len(y)]
-        lefts: list[np.ndarray] = []
-        rights: list[np.ndarray] = []
-        for table in range(2, pos.NUM_TABLES + 1):
-            left, right = find_matches(y, np.searchsorted(y, bucket_bounds), parallel)
-            n = len(left)
-            y_new = np.empty(n, np.int64)
-            hi_new = np.empty(n, np.uint64)
-            lo_new = np.empty(n, np.uint64)
-            fn_table(parallel, table, k, y, meta_hi, meta_lo, left, right, y_new, hi_new, lo_new)
-            # Sorted by y, stably: emission order breaks ties, which is (y, left, right) order.
-            order = stable_order(y_new, y_bits)
-            y, left, right, meta_hi, meta_lo = gather_table(
-                order, y_new, left, right, hi_new, lo_new, table < pos.NUM_TABLES
-            )
-            lefts.append(left)
-            rights.append(right)
-            self.sizes.append(n)
-        self.y7 = y
-        # Tables 2..7 flattened: positions of table t start at offsets[t].
-        self.offsets = np.zeros(pos.NUM_TABLES + 1, np.int64)
-        self.offsets[2:] = np.cumsum([0] + [len(a) for a in lefts[:-1]])
-        self.lefts = np.concatenate(lefts)
-        self.rights = np.concatenate(rights)
+        built = buffers if buffers is not None else TableBuffers(k, parallel)
+        for _ in built.tables(seed, parallel):
+            pass
+        self.sizes = list(built.sizes)
+        self.x_sorted = built.x_sorted
+        total = sum(self.sizes[1:])
+        self.lefts, self.rights = built.lefts[:total], built.rights[:total]
+        self.offsets = built.offsets.copy()
+        self.y7 = built.y[: self.sizes[-1]]
 
     @classmethod
     def from_arrays(

@@ -54,9 +54,10 @@ BLOCK_THREADS = 256
 SCAN_THREADS = 1024
 
 
-def table_capacity(k: int) -> int:
-    """Entries one table may hold on the device: 2^k plus a quarter (tables are 2^k ± 2%)."""
-    return (1 << k) + (1 << k) // 4
+def table_capacity(k: int, slack: int = 4) -> int:
+    """Entries one table may hold: 2^k plus 1/slack of it (tables are 2^k ± 2%; the device keeps a
+    quarter, the CPU, which holds a table's buffers per core, a sixteenth)."""
+    return (1 << k) + (1 << k) // slack
 
 
 # --- extension (protocol.md §3 on a record: source even, parity odd) ------------------------------------

@@ -31,6 +31,13 @@ def mul_wide(a, b):
 
 
 @kernel
+def trailing_zeros(x):
+    """Index of the lowest set bit of a nonzero uint64."""
+    x = int(x)
+    return (x & -x).bit_length() - 1
+
+
+@kernel
 def add_carry(a, b, carry):
     """(a + b + carry) mod 2^64 and the carry out, for a carry in of 0 or 1."""
     total = int(a) + int(b) + int(carry)

@@ -8,12 +8,15 @@ left/right being positions in the previous table. Tables 2..7 of one seed are st
 from __future__ import annotations
 
 from autonomys_farmer.backends.kernels.blake3 import compress, hash_chunk, iv_words, store_digest
+from autonomys_farmer.backends.kernels.intrinsics import trailing_zeros
 from autonomys_farmer.backends.kernels.ints import I64, U8, U16, U32, U64, bswap32, mask64
 from autonomys_farmer.backends.kernels.source import kernel
 
 PARAM_EXT = 6
 PARAM_M = 64
-PARAM_BC = 15113
+PARAM_B = 119
+PARAM_C = 127
+PARAM_BC = PARAM_B * PARAM_C
 FN_FLAGS = 1 | 2 | 8  # CHUNK_START | CHUNK_END | ROOT: every fn input is one block
 NO_ENTRY = 0xFFFF  # rmap value of an r that does not occur in the right bucket
 
@@ -184,30 +187,110 @@ def unmark_right_entry(j, y, right_base, rmap):
 
 
 @kernel
+def emit_match_run(i, j, target, y, right_end, right_base, left_out, right_out, at, found):
+    """Pair left entry i with the right entries from j on whose r is `target`; when left_out has room,
+    each pair is inserted among i's matches written from `at` keeping j ascending (there are one or
+    two). Returns the new count of i's matches."""
+    while j < right_end and I64(y[j]) == right_base + target:
+        if at + found < left_out.shape[0]:
+            p = at + found
+            while p > at and right_out[p - 1] > j:
+                left_out[p] = left_out[p - 1]
+                right_out[p] = right_out[p - 1]
+                p -= 1
+            left_out[p] = i
+            right_out[p] = j
+        found += 1
+        j += 1
+    return found
+
+
+@kernel
 def probe_left_entry(i, y, left_base, right_start, right_end, right_base, rmap, targets, left_out, right_out, at):
-    """Matches of left entry i with the right bucket: their count, and when left_out has room from `at`,
-    the pairs (i, j) written there with j ascending."""
+    """Matches of left entry i with the right bucket, one probe of rmap per m: their count, and when
+    left_out has room from `at`, the pairs (i, j) written there with j ascending."""
     parity = (left_base // PARAM_BC) & 1
     r_left = I64(y[i]) - left_base
     found = 0
     for m in range(PARAM_M):
         target = I64(targets[parity, r_left, m])
         first = I64(rmap[target])
-        if first == NO_ENTRY:
-            continue
-        j = right_start + first
-        while j < right_end and I64(y[j]) == right_base + target:
-            if at + found < left_out.shape[0]:
-                # Insert keeping j ascending among this entry's matches (there are one or two).
-                p = at + found
-                while p > at and right_out[p - 1] > j:
-                    left_out[p] = left_out[p - 1]
-                    right_out[p] = right_out[p - 1]
-                    p -= 1
-                left_out[p] = i
-                right_out[p] = j
-            found += 1
-            j += 1
+        if first != NO_ENTRY:
+            found = emit_match_run(i, right_start + first, target, y, right_end, right_base, left_out, right_out, at,
+                                   found)  # fmt: skip
+    return found
+
+
+# The CPU's matching: the right bucket also as bitmaps of its rows (row r // PARAM_C, column r % PARAM_C;
+# a row's 127 columns in two words, and rows 0..63 again after the last, so the 64 rows a left entry
+# reaches are contiguous). The 64 tests of a left entry are then shifts of contiguous words, which LLVM
+# vectorises, where 64 table lookups and probes run one by one; only the hits are probed in rmap.
+
+
+@kernel
+def mark_right_row(j, y, right_base, rows_lo, rows_hi):
+    """Set right entry j's bit in the row bitmaps and in its row's copy (a row without one is set twice).
+    Branch-free: numba keeps its array reference counting out of straight-line code only (a branch
+    per word took 20 ns a mark)."""
+    r = I64(y[j]) - right_base
+    row = r // PARAM_C
+    col = r - row * PARAM_C
+    bit = U64(U64(1) << U64(col & 63))
+    lo_bit = bit if col < 64 else U64(0)
+    hi_bit = U64(bit ^ lo_bit)
+    copy = row + PARAM_B if row < PARAM_M else row
+    rows_lo[row] = U64(rows_lo[row] | lo_bit)
+    rows_hi[row] = U64(rows_hi[row] | hi_bit)
+    rows_lo[copy] = U64(rows_lo[copy] | lo_bit)
+    rows_hi[copy] = U64(rows_hi[copy] | hi_bit)
+
+
+@kernel
+def unmark_right_row(j, y, right_base, rows_lo, rows_hi):
+    r = I64(y[j]) - right_base
+    row = r // PARAM_C
+    copy = row + PARAM_B if row < PARAM_M else row
+    rows_lo[row] = U64(0)
+    rows_hi[row] = U64(0)
+    rows_lo[copy] = U64(0)
+    rows_hi[copy] = U64(0)
+
+
+@kernel
+def left_entry_hits(r_left, parity, rows_lo, rows_hi, squares):
+    """Bit m set where the right bucket holds the r a left entry (bucket parity, r_left) matches with m
+    (pos.md §4): row r_left // PARAM_C + m, column (r_left + (2m + parity)^2) mod PARAM_C, whose square
+    term is squares[64 * parity + m]. Unsigned indices: contiguous loads, not gathers."""
+    row = U64(r_left // PARAM_C)
+    col = I64(r_left - I64(row) * PARAM_C)
+    hits = U64(0)
+    for m in range(PARAM_M):
+        c = col + I64(squares[U64(parity * PARAM_M + m)])
+        c = c - PARAM_C if c >= PARAM_C else c
+        lo = rows_lo[U64(row + U64(m))]
+        hi = rows_hi[U64(row + U64(m))]
+        word = U64(lo ^ U64(U64(lo ^ hi) & U64(U64(0) - U64(c >= 64))))
+        hits = U64(hits | U64(U64(U64(word >> U64(c & 63)) & U64(1)) << U64(m)))
+    return hits
+
+
+@kernel
+def emit_left_hits(i, r_left, parity, hits, y, right_start, right_end, right_base, rmap, squares, left_out,
+                   right_out, at):  # fmt: skip
+    """The matches of left entry i behind its `hits` (left_entry_hits), written as probe_left_entry does."""
+    row = r_left // PARAM_C
+    col = r_left - row * PARAM_C
+    found = 0
+    while hits != 0:
+        m = I64(trailing_zeros(hits))
+        hits = U64(hits & U64(hits - U64(1)))
+        c = col + I64(squares[parity * PARAM_M + m])
+        c = c - PARAM_C if c >= PARAM_C else c
+        b = row + m
+        b = b - PARAM_B if b >= PARAM_B else b
+        target = b * PARAM_C + c
+        found = emit_match_run(i, right_start + I64(rmap[target]), target, y, right_end, right_base, left_out,
+                               right_out, at, found)  # fmt: skip
     return found
 
 
