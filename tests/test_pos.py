@@ -58,7 +58,7 @@ def fn_batch(table: int, k: int, y_left, meta_left: list[int], meta_right: list[
     hi = np.array([m >> 64 for m in metas], np.uint64)
     lo = np.array([m & (2**64 - 1) for m in metas], np.uint64)
     left, right = np.arange(0, 2 * n, 2, dtype=np.int32), np.arange(1, 2 * n, 2, dtype=np.int32)
-    y_out, hi_out, lo_out = np.empty(n, np.int32), np.empty(n, np.uint64), np.empty(n, np.uint64)
+    y_out, hi_out, lo_out = np.empty(n, np.int32), np.zeros(n, np.uint64), np.empty(n, np.uint64)
     pos_table.fn_table(False, table, k, ys, hi, lo, left, right, y_out, hi_out, lo_out)
     return [int(y) for y in y_out], [(int(h) << 64) | int(lo) for h, lo in zip(hi_out, lo_out, strict=True)]
 
@@ -97,10 +97,10 @@ def test_fn_kernel_matches_reference_on_random_inputs():
 
 
 def test_fn_lanes_equal_the_reference_in_full_and_partial_blocks():
-    """The CPU's lane-major fn launcher (blocks of FN_LANES matches, the last one partial) on random
+    """The CPU's lane-major fn launcher (blocks of FN_BLOCK matches, the last one partial) on random
     entries of every table, against the reference fn."""
     rng = np.random.default_rng(6)
-    n = 3 * pos_table.FN_LANES + 5
+    n = pos_table.FN_BLOCK + 5
     for table in range(2, 8):
         pb = pos.metadata_bits(table - 1)
         ys = rng.integers(0, 1 << 26, n).astype(np.int32)
@@ -110,7 +110,7 @@ def test_fn_lanes_equal_the_reference_in_full_and_partial_blocks():
         lo = np.array([m & (2**64 - 1) for m in metas], np.uint64)
         left = rng.integers(0, n, n).astype(np.int32)
         right = rng.integers(0, n, n).astype(np.int32)
-        y_out, hi_out, lo_out = np.empty(n, np.int32), np.empty(n, np.uint64), np.empty(n, np.uint64)
+        y_out, hi_out, lo_out = np.empty(n, np.int32), np.zeros(n, np.uint64), np.empty(n, np.uint64)
         pos_table.fn_table(False, table, pos.K, ys, hi, lo, left, right, y_out, hi_out, lo_out)
         for i in range(n):
             want = pos.fn(table, int(ys[left[i]]), metas[left[i]], metas[right[i]])

@@ -25,6 +25,7 @@ fn_message = CPU.fn_message
 fn_hash = CPU.fn_hash
 fn_output = CPU.fn_output
 fn_input_bytes = CPU.fn_input_bytes
+metadata_multiplier = CPU.metadata_multiplier
 mark_right_entry = CPU.mark_right_entry
 unmark_right_entry = CPU.unmark_right_entry
 mark_right_row = CPU.mark_right_row
@@ -39,7 +40,7 @@ PARAM_B = pos.PARAM_B
 PARAM_BC = pos.PARAM_BC
 PARAM_M = pos.PARAM_M
 MATCH_CHUNKS = 32
-FN_LANES = 16  # matches hashed side by side: one AVX-512 vector of 32-bit words
+FN_BLOCK = 1024  # matches fn takes a pass at a time (hashed side by side, as many lanes as a vector holds)
 FN_TASK = 1 << 16  # matches per task on one core
 BUCKET_TOO_LARGE = -2
 CPU_TABLE_SLACK = 16  # a table's buffers hold 2^k + 2^k/16 entries (tables are 2^k ± 2%)
@@ -111,43 +112,61 @@ def match_launch(y, bucket_starts, squares, left, right, ends):
 
 @njit(nogil=True, cache=True)
 def fn_lanes(table, k, y, meta_hi, meta_lo, left, right, y_out, hi_out, lo_out, start, end):
-    """fn of every match in [start, end) of table `table`, on one core without the GIL: per block
-    of FN_LANES matches, their message words are built one by one into lane-major arrays (one per
-    word), hashed side by side (one SIMD lane per match) and turned into entries one by one."""
-    words = np.zeros((8, FN_LANES), np.uint32)
-    digest = np.empty((8, FN_LANES), np.uint32)
+    """fn of every match in [start, end) of table `table`, on one core without the GIL, in passes over
+    blocks of FN_BLOCK matches (their data stays in L2): the parents' entries are read, the message
+    words built, hashed side by side (one SIMD lane per match) and turned into entries. Only metadata
+    wider than 64 bits has its high word read or written (hi_out is left alone otherwise)."""
+    y_left = np.zeros(FN_BLOCK, np.int64)
+    left_hi, left_lo = np.zeros(FN_BLOCK, np.uint64), np.zeros(FN_BLOCK, np.uint64)
+    right_hi, right_lo = np.zeros(FN_BLOCK, np.uint64), np.zeros(FN_BLOCK, np.uint64)
+    out_hi = np.zeros(FN_BLOCK, np.uint64)
+    words = np.zeros((8, FN_BLOCK), np.uint32)
+    digest = np.empty((8, FN_BLOCK), np.uint32)
     nbytes = fn_input_bytes(table, k)
-    for base in range(start, end, FN_LANES):
-        used = min(FN_LANES, end - base)
-        for lane in range(used):
-            l = left[base + lane]
-            r = right[base + lane]
-            m = fn_message(table, k, y[l], meta_hi[l], meta_lo[l], meta_hi[r], meta_lo[r])
+    wide_in = k * metadata_multiplier(table - 1) > 64
+    wide_out = k * metadata_multiplier(table) > 64
+    for base in range(start, end, FN_BLOCK):
+        used = min(FN_BLOCK, end - base)
+        for i in range(used):
+            l = left[base + i]
+            r = right[base + i]
+            y_left[i] = y[l]
+            left_lo[i] = meta_lo[l]
+            right_lo[i] = meta_lo[r]
+        if wide_in:
+            for i in range(used):
+                left_hi[i] = meta_hi[left[base + i]]
+                right_hi[i] = meta_hi[right[base + i]]
+        for i in range(FN_BLOCK):  # all of the block, so the loops have no scalar remainder
+            m = fn_message(table, k, y_left[i], left_hi[i], left_lo[i], right_hi[i], right_lo[i])
             for w in range(8):
-                words[w, lane] = m[w]
-        for lane in range(FN_LANES):  # all lanes, so the loop has no scalar remainder
+                words[w, i] = m[w]
+        for i in range(FN_BLOCK):
             h = fn_hash(
-                words[0, lane], words[1, lane], words[2, lane], words[3, lane],
-                words[4, lane], words[5, lane], words[6, lane], words[7, lane], nbytes,
+                words[0, i], words[1, i], words[2, i], words[3, i],
+                words[4, i], words[5, i], words[6, i], words[7, i], nbytes,
             )  # fmt: skip
             for w in range(8):
-                digest[w, lane] = h[w]
-        for lane in range(used):
-            i = base + lane
-            l = left[i]
-            r = right[i]
+                digest[w, i] = h[w]
+        for i in range(used):
             h = (
-                digest[0, lane], digest[1, lane], digest[2, lane], digest[3, lane],
-                digest[4, lane], digest[5, lane], digest[6, lane], digest[7, lane],
+                digest[0, i], digest[1, i], digest[2, i], digest[3, i],
+                digest[4, i], digest[5, i], digest[6, i], digest[7, i],
             )  # fmt: skip
-            y_out[i], hi_out[i], lo_out[i] = fn_output(table, k, h, meta_hi[l], meta_lo[l], meta_hi[r], meta_lo[r])
+            y_out[base + i], out_hi[i], lo_out[base + i] = fn_output(
+                table, k, h, left_hi[i], left_lo[i], right_hi[i], right_lo[i]
+            )
+        if wide_out:
+            for i in range(used):
+                hi_out[base + i] = out_hi[i]
 
 
 def fn_table(
     parallel: bool, table: int, k: int, y: np.ndarray, meta_hi: np.ndarray, meta_lo: np.ndarray,
     left: np.ndarray, right: np.ndarray, y_out: np.ndarray, hi_out: np.ndarray, lo_out: np.ndarray,
 ) -> None:  # fmt: skip
-    """(y, metadata) of every match of table `table`, from the previous table's entries."""
+    """(y, metadata) of every match of table `table`, from the previous table's entries (hi_out only
+    where the table's metadata is wider than 64 bits)."""
     split_launch(parallel, fn_lanes, len(y_out), FN_TASK, table, k, y, meta_hi, meta_lo, left, right,
                  y_out, hi_out, lo_out)  # fmt: skip
 
