@@ -265,3 +265,18 @@ def _all_proofs(table: PosTable, challenge_index: int) -> set[bytes]:
     lo = np.searchsorted(table.y7, fk << 6)
     hi = np.searchsorted(table.y7, (fk + 1) << 6)
     return {p.tobytes() for p in table.proofs_at(np.arange(lo, hi))} if hi > lo else set()
+
+
+def test_a_table_grown_past_a_sixteenth_over_2k_still_fits() -> None:
+    """Later tables grow: this mainnet-size seed's table 7 holds more than 2^k + 1/16 entries (CPU buffers
+    sized by that once overflowed a 1000-piece sector), and reused buffers build it like fresh ones."""
+    from autonomys_farmer.protocol.sector import derive_evaluation_seed, derive_sector_id
+
+    seed = derive_evaluation_seed(derive_sector_id(bytes(range(32)), 0, 1), 42)
+    buffers = pos_table.TableBuffers(pos.K, parallel=False)
+    PosTable(bytes(32), parallel=False, buffers=buffers)  # the buffers hold another seed's tables first
+    table = PosTable(seed, parallel=False, buffers=buffers)
+    assert table.sizes[-1] > (1 << pos.K) + (1 << pos.K) // 16
+    fresh = PosTable(seed)
+    assert table.sizes == fresh.sizes and (table.y7 == fresh.y7).all()
+    assert (table.lefts == fresh.lefts).all() and (table.rights == fresh.rights).all()

@@ -43,7 +43,6 @@ MATCH_CHUNKS = 32
 FN_BLOCK = 1024  # matches fn takes a pass at a time (hashed side by side, as many lanes as a vector holds)
 FN_TASK = 1 << 16  # matches per task on one core
 BUCKET_TOO_LARGE = -2
-CPU_TABLE_SLACK = 16  # a table's buffers hold 2^k + 2^k/16 entries (tables are 2^k ± 2%)
 
 
 def left_targets() -> np.ndarray:
@@ -251,7 +250,7 @@ class TableBuffers:
 
     def __init__(self, k: int, parallel: bool) -> None:
         self.k = k
-        self.capacity = c = table_capacity(k, CPU_TABLE_SLACK)
+        self.capacity = c = table_capacity(k)
         self.keystream = np.zeros(-(-(k << k) // 512) * 64 + 8, np.uint8)
         self.y, self.y_new = np.empty(c, np.int32), np.empty(c, np.int32)
         self.meta_hi, self.meta_lo = np.empty(c, np.uint64), np.empty(c, np.uint64)
