@@ -12,6 +12,7 @@ import argparse
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,13 +63,46 @@ def main() -> None:
 
     sector = synthetic_sector(args.pieces, rng)
     rss_before = peak_rss_mib()
+    sampler = RssSampler()
     started = time.perf_counter()
-    with open(os.devnull, "wb") as out:
-        plot_sector(compute, bytes(range(32)), 0, 1, sector, out)
+    with open(os.devnull, "wb") as out, sampler:
+        plot_sector(compute, bytes(range(32)), 0, 1, sector, out,
+                    progress=lambda done, total: sampler.phase("layout" if done == total else "encoding"))  # fmt: skip
     seconds = time.perf_counter() - started
     print(f"sector of {args.pieces} pieces, measured whole: {seconds:8.2f} s")
     print(f"records/s:                                {args.pieces / seconds:8.1f}")
     print(f"peak host memory: {peak_rss_mib():.0f} MiB ({rss_before:.0f} MiB before plotting, the records included)")
+    for phase, peak in sampler.peaks.items():
+        print(f"  resident while {phase}: up to {peak:.0f} MiB")
+
+
+class RssSampler:
+    """Resident memory sampled every 10 ms, its peak kept per phase of plotting (the encoding of the
+    records, then the layout written out), to tell which of them sets the process's peak."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+        self.current = "encoding"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def phase(self, name: str) -> None:
+        self.current = name
+
+    def _run(self) -> None:
+        page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
+        while not self._stop.wait(0.01):
+            with open("/proc/self/statm") as statm:
+                rss = int(statm.read().split()[1]) * page_mib
+            self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def cpu_stages(compute: object, seed: bytes, record: np.ndarray) -> dict[str, float]:

@@ -34,7 +34,7 @@ from autonomys_farmer.protocol.sector import (
 from autonomys_farmer.protocol.types import HistorySize, SectorIndex
 
 Progress = Callable[[int, int], None]
-LAYOUT_SLAB_S_BUCKETS = 2048  # s-buckets laid out per write: ~32 MiB of a 1000-piece sector at a time
+LAYOUT_SLAB_S_BUCKETS = 512  # s-buckets laid out per write: ~8 MiB of a 1000-piece sector at a time
 
 
 def extend_record(compute: Compute, record: np.ndarray) -> np.ndarray:
