@@ -269,7 +269,7 @@ def left_entry_hits(r_left, parity, rows_lo, rows_hi, squares):
         c = c - PARAM_C if c >= PARAM_C else c
         lo = rows_lo[U64(row + U64(m))]
         hi = rows_hi[U64(row + U64(m))]
-        word = U64(lo ^ U64(U64(lo ^ hi) & U64(U64(0) - U64(c >= 64))))
+        word = hi if c >= 64 else lo  # both loaded: a select, not a gather
         hits = U64(hits | U64(U64(U64(word >> U64(c & 63)) & U64(1)) << U64(m)))
     return hits
 
