@@ -56,8 +56,8 @@ SCAN_THREADS = 1024
 
 def table_capacity(k: int) -> int:
     """Entries one table may hold: 2^k plus a quarter. Later tables grow: table 7 of K=20 seeds held
-    2^k + 3% to over 6% (a sixteenth was too little for 2 seeds of a 1000-piece sector). Host buffers cost memory only
-    where a table reaches (pages never touched are never resident)."""
+    2^k + 3% to over 6% (a sixteenth was too little for 2 seeds of a 1000-piece sector). Host buffers
+    cost memory only where a table reaches (pages never touched are never resident)."""
     return (1 << k) + (1 << k) // 4
 
 
