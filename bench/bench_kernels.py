@@ -31,8 +31,7 @@ def table_inputs(seed: bytes) -> list[tuple[int, tuple[np.ndarray, ...]]]:
     """Each table's fn inputs (previous entries, matches), as a one-core table build produces them."""
     buffers = pos_table.TableBuffers(pos.K, parallel=False)
     return [
-        (m.table, tuple(a.copy() for a in (m.y, m.meta_hi, m.meta_lo, m.left, m.right)))
-        for m in buffers.tables(seed, parallel=False)
+        (m.table, tuple(a.copy() for a in (m.y, m.meta_hi, m.meta_lo, m.left, m.right))) for m in buffers.tables(seed)
     ]
 
 

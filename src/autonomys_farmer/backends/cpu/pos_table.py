@@ -45,16 +45,6 @@ FN_BLOCK = 1024  # matches fn takes a pass at a time (hashed side by side, as ma
 FN_TASK = 1 << 16  # matches per task on one core
 BUCKET_TOO_LARGE = -2
 
-
-def left_targets() -> np.ndarray:
-    """targets[parity, r, m]: the 64 right-entry r values a left entry matches (uint16, 3.9 MB; the GPU's
-    matching probe looks them up)."""
-    r = np.arange(pos.PARAM_BC, dtype=np.int64)[:, None]
-    m = np.arange(pos.PARAM_M, dtype=np.int64)[None, :]
-    return np.stack([pos.target(parity, r, m) for parity in (0, 1)]).astype(np.uint16)  # type: ignore[arg-type]
-
-
-LEFT_TARGETS = left_targets()
 # SQUARES[64 * parity + m] = (2m + parity)^2 mod PARAM_C: the column term of pos.target (the CPU's matching).
 SQUARES = np.array([(2 * m + parity) ** 2 % pos.PARAM_C for parity in (0, 1) for m in range(pos.PARAM_M)], np.int64)
 
@@ -263,7 +253,7 @@ class TableBuffers:
     bring them back into (y, meta) in table order."""
 
     def __init__(self, k: int, parallel: bool) -> None:
-        self.k = k
+        self.k, self.parallel = k, parallel
         self.capacity = c = table_capacity(k)
         self.keystream = mapped(-(-(k << k) // 512) * 64 + 8, np.uint8)
         self.y, self.y_new = mapped(c, np.int32), mapped(c, np.int32)
@@ -282,9 +272,9 @@ class TableBuffers:
         self.offsets = np.zeros(pos.NUM_TABLES + 1, np.int64)
         self.sizes: list[int] = []
 
-    def tables(self, seed: bytes, parallel: bool) -> Iterator[Matches]:
+    def tables(self, seed: bytes) -> Iterator[Matches]:
         """Build every table of `seed` (pos.md §3–§6), yielding each table's fn inputs before fn runs."""
-        k, n = self.k, 1 << self.k
+        k, n, parallel = self.k, 1 << self.k, self.parallel
         y_bits = k + pos.PARAM_EXT
         keystream_launch(parallel, np.array(pos.chacha8_key_words(seed), np.uint32), self.keystream)
         f1_launch(parallel, self.keystream, k, self.y_new[:n])
@@ -296,7 +286,7 @@ class TableBuffers:
         for table in range(2, pos.NUM_TABLES + 1):
             size = self.sizes[-1]
             y, meta_hi, meta_lo = self.y[:size], self.meta_hi[:size], self.meta_lo[:size]
-            left, right = self._matches(y, np.searchsorted(y, bucket_bounds), parallel)
+            left, right = self._matches(y, np.searchsorted(y, bucket_bounds))
             m = len(left)
             yield Matches(table, y, meta_hi, meta_lo, left, right)
             y_new, hi_new, lo_new = self.y_new[:m], self.hi_new[:m], self.lo_new[:m]
@@ -314,10 +304,10 @@ class TableBuffers:
             end += m
             self.sizes.append(m)
 
-    def _matches(self, y: np.ndarray, bucket_starts: np.ndarray, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _matches(self, y: np.ndarray, bucket_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All (left, right) position pairs between adjacent buckets, in (left, right) order, as the
         first entries of self.left/right (each chunk's region moved down behind the previous one)."""
-        match_launch(parallel, y, bucket_starts, SQUARES, self.left, self.right, self.ends)
+        match_launch(self.parallel, y, bucket_starts, SQUARES, self.left, self.right, self.ends)
         if (self.ends == BUCKET_TOO_LARGE).any():
             raise RuntimeError(f"a PoS bucket holds {NO_ENTRY} or more entries")
         if (self.ends < 0).any():
@@ -337,20 +327,23 @@ class TableBuffers:
 def find_matches(y: np.ndarray, bucket_starts: np.ndarray, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
     """All (left, right) position pairs between adjacent buckets of sorted y, in (left, right) order."""
     k = max(1, (len(y) - 1).bit_length())
-    return TableBuffers(k, parallel)._matches(y, bucket_starts, parallel)
+    return TableBuffers(k, parallel)._matches(y, bucket_starts)
 
 
 class PosTable:
     """The tables of one seed, enough to find proofs: x by table-1 position, (left, right) for
     tables 2..7 and the sorted y of table 7. `parallel=False` builds it on one core; `buffers` (of
-    the same k) are reused, and the table lives in them until they build the next one."""
+    the same k, made for the same `parallel`) are reused, and the table lives in them until they build
+    the next one."""
 
     def __init__(self, seed: bytes, k: int = pos.K, parallel: bool = True, buffers: TableBuffers | None = None) -> None:
         self.seed = seed
         self.k = k
         self.parallel = parallel
         built = buffers if buffers is not None else TableBuffers(k, parallel)
-        for _ in built.tables(seed, parallel):
+        if (built.k, built.parallel) != (k, parallel):
+            raise ValueError(f"table buffers for k={built.k}, parallel={built.parallel} given to a k={k} build")
+        for _ in built.tables(seed):
             pass
         self.sizes = list(built.sizes)
         self.x_sorted = built.x_sorted

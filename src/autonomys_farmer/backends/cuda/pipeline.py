@@ -13,7 +13,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from autonomys_farmer.backends.cpu.pos_table import LEFT_TARGETS, PosTable
+from autonomys_farmer.backends.cpu.pos_table import PosTable
 from autonomys_farmer.backends.kernels import encode as kx
 from autonomys_farmer.protocol import field as fr
 from autonomys_farmer.protocol import pos
@@ -46,6 +46,14 @@ class Device(Protocol):
     def blocks(self, spec: kx.BlockKernel, nblocks: int, *args: Any, stream: Any = ...) -> None: ...
 
 
+def left_targets() -> np.ndarray:
+    """targets[parity, r, m]: the 64 right-entry r values a left entry matches (uint16, 3.9 MB), which
+    the device's matching probe looks up (the CPU tests a left entry's candidates in row bitmaps)."""
+    r = np.arange(pos.PARAM_BC, dtype=np.int64)[:, None]
+    m = np.arange(pos.PARAM_M, dtype=np.int64)[None, :]
+    return np.stack([pos.target(parity, r, m) for parity in (0, 1)]).astype(np.uint16)  # type: ignore[arg-type]
+
+
 @dataclass
 class Constants:
     """Read-only device data every batch uses."""
@@ -65,7 +73,7 @@ class Constants:
         offsets = np.zeros(pos.NUM_TABLES + 1, np.int64)
         offsets[2:] = np.arange(pos.NUM_TABLES - 1, dtype=np.int64) * capacity
         return cls(
-            targets=device.to_device(LEFT_TARGETS),
+            targets=device.to_device(left_targets()),
             r2=device.to_device(fr.R2_LIMBS),
             one=device.to_device(fr.ONE_LIMBS),
             scale=device.to_device(scale),
