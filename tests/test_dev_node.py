@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import shutil
+import time
 
 import pytest
 from processes import DevNodeProcess
@@ -31,7 +32,7 @@ from autonomys_farmer.services.devnet.chain import (
     pre_seal_hash,
     slot_proof_of_time,
 )
-from autonomys_farmer.services.devnet.dev_node import DevNode
+from autonomys_farmer.services.devnet.dev_node import AUTHOR_ALONE_AFTER_SLOTS, SLOT_HISTORY, DevNode
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcClient, RpcError
 from autonomys_farmer.services.transport.node_client import NodeClient
 
@@ -146,8 +147,7 @@ def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg, archived_
         def follower(params):
             node = DevNode(tmp_path / "follower", params, compute, kzg)
             node.load_or_init()
-            node.slot = slot
-            node.book.open(slot)
+            node.slot = slot + 3  # (re)started after the block's slot opened: it verifies that slot all the same
             return node
 
         def authored(solution, number=1, secret=SECRET_KEY):
@@ -169,6 +169,9 @@ def test_solutions_are_verified_as_a_node_does(dev_node, compute, kzg, archived_
         too_far = authored(solution, number=slot + 2)  # more blocks than slots since the last one
         assert await node.import_block(too_far) is None and node.best_block == 0
         block = authored(solution)
+        node.slot = slot + SLOT_HISTORY + 1
+        assert "not among the 16 recent slots" in await node.import_block(block) and node.best_block == 0
+        node.slot = slot + 3
         assert await node.import_block(block) is None and node.best_block == 1
         assert BlockAnnouncement.from_json(await asyncio.wait_for(announced, 5)) == block  # passed on to peers
         await asyncio.sleep(0.1)  # the archiving check the new block started
@@ -195,6 +198,24 @@ def test_peer_block_rules_and_chain_info(tmp_path, compute, kzg):
     assert "not ours" in ours.differs_from(dataclasses.replace(ours, genesis_hash=bytes(32)))
     with pytest.raises(AnnouncementError):
         ChainInfo.from_json({**ours.to_json(), "chainStart": "soon"})
+
+
+def test_a_node_with_peers_makes_blocks_once_it_follows_one(tmp_path, compute, kzg):
+    """Restarted, a node would otherwise make blocks at heights its peers made while it was down (a fork);
+    if no peer answers for a while it is the survivor and goes on alone."""
+    assert DevNode(tmp_path, DEV, compute, kzg).may_author()  # a lone node
+    for followed in (False, True):
+        node = DevNode(tmp_path, DEV, compute, kzg, peers=("ws://127.0.0.1:9",))
+        node.chain_start = time.time() - 99.5
+        asyncio.run(node.new_slot())  # its first slot since it started
+        assert node.slot == 100 and not node.may_author()
+        if followed:
+            node.adopt_height(node.chain_info())  # a peer at our height: nothing to take, but followed
+            assert node.may_author() and node.best_block == 0
+        node.slot = SlotNumber(100 + AUTHOR_ALONE_AFTER_SLOTS - 1)
+        assert node.may_author() == followed
+        node.slot = SlotNumber(100 + AUTHOR_ALONE_AFTER_SLOTS)
+        assert node.may_author()
 
 
 def test_restart_keeps_history_and_client_reconnects(dev_node):

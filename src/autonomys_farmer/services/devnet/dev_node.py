@@ -58,6 +58,7 @@ from autonomys_farmer.services.devnet.chain import (
     must_force_block,
     pre_seal_hash,
     slot_at,
+    slot_proof_of_time,
 )
 from autonomys_farmer.services.files import write_atomically
 from autonomys_farmer.services.transport.jsonrpc import JsonRpcServer, RpcError
@@ -67,6 +68,7 @@ GENESIS_STATE_ROOT = blake3_hash(b"autonomys-farmer dev chain genesis state")
 SLOT_HISTORY = 16
 REWARD_SIGNATURE_TIMEOUT = 0.5
 MAX_SOLUTIONS_PER_SLOT = 10
+AUTHOR_ALONE_AFTER_SLOTS = SLOT_HISTORY  # a node whose peers all stay silent this long since it started authors alone
 
 
 def block_header(number: int) -> bytes:
@@ -131,6 +133,9 @@ class DevNode:
         self.archived_headers = Broadcast()
         self.blocks = Broadcast()  # BlockAnnouncement JSON of every block made here or adopted from a peer
         self.peers = tuple(peers)
+        self.peer_followed = False  # since this process started (PeerLink sets it through adopt_height)
+        self._first_slot: SlotNumber | None = None
+        self._authoring_logged: set[str] = set()
         self._signatures: dict[bytes, asyncio.Future[bytes]] = {}
         self._archiver: Archiver | None = None
         self._archive_lock = asyncio.Lock()
@@ -257,6 +262,7 @@ class DevNode:
         if slot <= self.slot:
             return
         self.slot = slot
+        self._first_slot = slot if self._first_slot is None else self._first_slot
         state = self.book.open(slot)
         if self.headers:
             info = SlotInfo(slot, state.challenge, self.params.solution_range(), self.params.voting_solution_range())
@@ -264,9 +270,29 @@ class DevNode:
         for closing in self.book.close_due(slot, self.params.block_authoring_delay):
             await self._claim_slot(closing)
 
+    def may_author(self) -> bool:
+        """Whether this node makes blocks now. A node with peers waits until it has followed one since it
+        started: restarted, it would otherwise make blocks at heights its peers already made (a fork). If
+        none answers for AUTHOR_ALONE_AFTER_SLOTS, it goes on alone (the survivor of a lost cluster)."""
+        if not self.peers or self.peer_followed:
+            return True
+        waited = self.slot - (self.slot if self._first_slot is None else self._first_slot)
+        if waited < AUTHOR_ALONE_AFTER_SLOTS:
+            self._log_authoring_once("wait", "no peer followed yet: making no blocks until one is")
+            return False
+        self._log_authoring_once("alone", f"no peer followed in {waited} slots: making blocks alone")
+        return True
+
+    def _log_authoring_once(self, kind: str, line: str) -> None:
+        if kind not in self._authoring_logged:
+            self._authoring_logged.add(kind)
+            log.info(line)
+
     async def _claim_slot(self, slot: SlotNumber) -> None:
         if self._last_block_slot >= slot:
             return  # a peer's block already holds this slot
+        if not self.may_author():
+            return
         state = self.book.slots[slot]
         block: BlockAnnouncement | None = None
         for solution in block_candidates(state.solutions, self.params.solution_range()):
@@ -341,15 +367,16 @@ class DevNode:
         if block.slot > self.slot + 1:
             return f"slot {block.slot} is ahead of our clock (slot {self.slot})"
         if block.solution is not None and block.signature is not None:
-            state = self.book.slots.get(block.slot)
-            if state is None:
+            # The slot's proof of time is a pure function of the slot, so a node that (re)started after the
+            # slot opened verifies it all the same: refusing it would fork the chain at that height.
+            if block.slot + SLOT_HISTORY < self.slot:
                 return f"slot {block.slot} is not among the {SLOT_HISTORY} recent slots this node can verify"
             try:
                 distance = await asyncio.to_thread(
                     verify_solution,
                     block.solution,
                     block.slot,
-                    state.proof_of_time,
+                    slot_proof_of_time(block.slot),
                     self.params.voting_solution_range(),
                     self.kzg,
                     self._piece_check(block.solution),
@@ -381,6 +408,7 @@ class DevNode:
     def adopt_height(self, info: ChainInfo) -> None:
         """A peer's height on (re)connecting, taken when higher: blocks are a pure function of their number,
         so only the height is news, and at most one block per slot since ours bounds it."""
+        self.peer_followed = True
         if self._within_slots(info.best_block, self.slot) and info.last_block_slot <= self.slot + 1:
             log.info("caught up from block #%d to #%d (a peer's height)", self.best_block, info.best_block)
             self._set_head(info.best_block, info.last_block_slot)
