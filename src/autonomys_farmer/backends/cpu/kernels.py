@@ -64,8 +64,9 @@ from autonomys_farmer.backends.kernels import KERNEL_MODULES, compile_kernels  #
 # replacement. Only for the CPU: on the GPU numba-level inlining makes compile times explode.
 CPU_INLINE = frozenset(
     {"rotr32", "rotl32", "bswap32", "mask64", "g", "blake3_round", "compress", "quarter_round", "double_round",
-     "chacha8_words", "or_word", "word_at", "put_bits", "get_bits", "put_metadata", "be_words", "metadata_multiplier",
-     "audit_chunk_head", "audit_distance", "fn_message", "fn_hash", "fn_output", "fn_input_bytes",
+     "chacha8_words", "shifted", "field_in_word", "bits_ending_at", "message_word", "be_words", "from_be_words",
+     "metadata_multiplier", "audit_chunk_head", "audit_distance", "fn_message", "fn_hash", "fn_output",
+     "fn_input_bytes",
      "mark_right_row", "unmark_right_row", "left_entry_hits", "emit_left_hits", "emit_match_run"}
 )  # fmt: skip
 

@@ -143,9 +143,11 @@ def fn_lanes(table, k, y, meta_hi, meta_lo, left, right, y_out, hi_out, lo_out, 
                 digest[0, i], digest[1, i], digest[2, i], digest[3, i],
                 digest[4, i], digest[5, i], digest[6, i], digest[7, i],
             )  # fmt: skip
-            y_out[base + i], out_hi[i], lo_out[base + i] = fn_output(
-                table, k, h, left_hi[i], left_lo[i], right_hi[i], right_lo[i]
-            )
+            m = (
+                words[0, i], words[1, i], words[2, i], words[3, i],
+                words[4, i], words[5, i], words[6, i], words[7, i],
+            )  # fmt: skip
+            y_out[base + i], out_hi[i], lo_out[base + i] = fn_output(table, k, h, m)
         if wide_out:
             for i in range(used):
                 hi_out[base + i] = out_hi[i]

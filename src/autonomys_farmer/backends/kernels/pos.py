@@ -37,69 +37,32 @@ def metadata_multiplier(table):
     return 0
 
 
-# --- a 256-bit big-endian bit buffer as four uint64 words (w0 holds bits 0..63) -------------------------
+# --- fn's 256-bit big-endian bit buffer as four uint64 words (w0 holds bits 0..63), built branch-free ------
+# Every position and width depends on the table only: the CPU hoists them out of its loop over matches,
+# which then vectorises with no branch inside (a branch per field kept it scalar); the GPU computes them
+# per thread.
 
 
 @kernel
-def or_word(w0, w1, w2, w3, index, value):
-    if index == 0:
-        return U64(w0 | value), w1, w2, w3
-    if index == 1:
-        return w0, U64(w1 | value), w2, w3
-    if index == 2:
-        return w0, w1, U64(w2 | value), w3
-    return w0, w1, w2, U64(w3 | value)
+def shifted(v, s):
+    """v moved s bits towards the MSB (s < 0: towards the LSB); bits moved past either end are dropped."""
+    up = U64(v << U64(s & 63))
+    down = U64(v >> U64((-s) & 63))
+    moved = up if s >= 0 else down
+    return moved if s > -64 and s < 64 else U64(0)
 
 
 @kernel
-def word_at(w0, w1, w2, w3, index):
-    if index == 0:
-        return w0
-    if index == 1:
-        return w1
-    if index == 2:
-        return w2
-    return w3
+def field_in_word(j, value, pos, nbits):
+    """The part of a field of nbits (<= 64) at bit position pos that falls in word j."""
+    return shifted(U64(U64(value) & mask64(nbits)), 64 * (j + 1) - (pos + nbits))
 
 
 @kernel
-def put_bits(w0, w1, w2, w3, pos, value, nbits):
-    """OR the low nbits (<= 64) of value into the buffer at bit position pos (MSB-first)."""
-    if nbits == 0:
-        return w0, w1, w2, w3
-    v = U64(U64(value) & mask64(nbits))
-    index = pos >> 6
-    end = (pos & 63) + nbits
-    if end <= 64:
-        return or_word(w0, w1, w2, w3, index, U64(v << U64(64 - end)))
-    spill = end - 64
-    w0, w1, w2, w3 = or_word(w0, w1, w2, w3, index, U64(v >> U64(spill)))
-    return or_word(w0, w1, w2, w3, index + 1, U64(v << U64(64 - spill)))
-
-
-@kernel
-def get_bits(w0, w1, w2, w3, pos, nbits):
-    """nbits (<= 64) read from bit position pos (MSB-first)."""
-    index = pos >> 6
-    end = (pos & 63) + nbits
-    if end <= 64:
-        v = U64(word_at(w0, w1, w2, w3, index) >> U64(64 - end))
-    else:
-        spill = end - 64
-        v = U64(
-            U64(word_at(w0, w1, w2, w3, index) << U64(spill))
-            | U64(word_at(w0, w1, w2, w3, index + 1) >> U64(64 - spill))
-        )
-    return U64(v & mask64(nbits))
-
-
-@kernel
-def put_metadata(w0, w1, w2, w3, pos, hi, lo, nbits):
-    """A metadata value of nbits (<= 128) held as (hi, lo) words, at bit position pos."""
-    if nbits > 64:
-        w0, w1, w2, w3 = put_bits(w0, w1, w2, w3, pos, hi, nbits - 64)
-        return put_bits(w0, w1, w2, w3, pos + nbits - 64, lo, 64)
-    return put_bits(w0, w1, w2, w3, pos, lo, nbits)
+def bits_ending_at(w0, w1, w2, w3, end):
+    """The 64 bits of the buffer that end at bit position end (zeros for positions before the buffer)."""
+    start = end - 64
+    return U64(shifted(w0, start) | shifted(w1, start - 64) | shifted(w2, start - 128) | shifted(w3, start - 192))
 
 
 @kernel
@@ -109,9 +72,29 @@ def be_words(w):
 
 
 @kernel
+def from_be_words(a, b):
+    """be_words undone: two uint32 words read big-endian as one uint64."""
+    return U64(U64(U64(bswap32(a)) << U64(32)) | U64(bswap32(b)))
+
+
+@kernel
 def fn_input_bytes(table, k):
     """Bytes of fn's BLAKE3 input for `table`: y and the two parents' metadata."""
     return (k + PARAM_EXT + 2 * k * metadata_multiplier(table - 1) + 7) // 8
+
+
+@kernel
+def message_word(j, yb, pb, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
+    """Word j of fn's input: y (yb bits), then both parents' metadata (pb <= 128 bits each, as hi, lo)."""
+    hb = pb - 64 if pb > 64 else 0
+    lb = pb - hb
+    return U64(
+        field_in_word(j, U64(y_left), 0, yb)
+        | field_in_word(j, meta_left_hi, yb, hb)
+        | field_in_word(j, meta_left_lo, yb + hb, lb)
+        | field_in_word(j, meta_right_hi, yb + pb, hb)
+        | field_in_word(j, meta_right_lo, yb + pb + hb, lb)
+    )
 
 
 @kernel
@@ -120,14 +103,10 @@ def fn_message(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta
     parents' metadata, MSB-first."""
     yb = k + PARAM_EXT
     pb = k * metadata_multiplier(table - 1)
-    z = U64(0)
-    w0, w1, w2, w3 = put_bits(z, z, z, z, 0, U64(y_left), yb)
-    w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, yb, meta_left_hi, meta_left_lo, pb)
-    w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, yb + pb, meta_right_hi, meta_right_lo, pb)
-    m0, m1 = be_words(w0)
-    m2, m3 = be_words(w1)
-    m4, m5 = be_words(w2)
-    m6, m7 = be_words(w3)
+    m0, m1 = be_words(message_word(0, yb, pb, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo))
+    m2, m3 = be_words(message_word(1, yb, pb, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo))
+    m4, m5 = be_words(message_word(2, yb, pb, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo))
+    m6, m7 = be_words(message_word(3, yb, pb, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo))
     return m0, m1, m2, m3, m4, m5, m6, m7
 
 
@@ -140,26 +119,23 @@ def fn_hash(m0, m1, m2, m3, m4, m5, m6, m7, nbytes):
 
 
 @kernel
-def fn_output(table, k, h, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo):
-    """(y, metadata hi, metadata lo) of a table-`table` entry from its hash `h` (8 words)."""
+def fn_output(table, k, h, m):
+    """(y, metadata hi, metadata lo) of a table-`table` entry from its hash h and fn's input m (8 words
+    each). y is the hash's first k + PARAM_EXT bits and the metadata the bits after it: in the hash, or
+    for tables 2 and 3 (whose metadata is the parents' concatenated) in the input, after y."""
     yb = k + PARAM_EXT
-    pb = k * metadata_multiplier(table - 1)
     ob = k * metadata_multiplier(table)
-    z = U64(0)
-    o0 = U64(U64(U64(bswap32(h[0])) << U64(32)) | U64(bswap32(h[1])))
-    o1 = U64(U64(U64(bswap32(h[2])) << U64(32)) | U64(bswap32(h[3])))
-    o2 = U64(U64(U64(bswap32(h[4])) << U64(32)) | U64(bswap32(h[5])))
-    o3 = U64(U64(U64(bswap32(h[6])) << U64(32)) | U64(bswap32(h[7])))
-    y = I64(o0 >> U64(64 - yb))
-    if table == 2 or table == 3:  # metadata is the parents' metadata concatenated
-        w0, w1, w2, w3 = put_metadata(z, z, z, z, 256 - 2 * pb, meta_left_hi, meta_left_lo, pb)
-        w0, w1, w2, w3 = put_metadata(w0, w1, w2, w3, 256 - pb, meta_right_hi, meta_right_lo, pb)
-        return y, w2, w3
-    if ob == 0:
-        return y, z, z
-    if ob > 64:
-        return y, get_bits(o0, o1, o2, o3, yb, ob - 64), get_bits(o0, o1, o2, o3, yb + ob - 64, 64)
-    return y, z, get_bits(o0, o1, o2, o3, yb, ob)
+    o0, o1 = from_be_words(h[0], h[1]), from_be_words(h[2], h[3])
+    o2, o3 = from_be_words(h[4], h[5]), from_be_words(h[6], h[7])
+    concatenated = table == 2 or table == 3
+    s0 = from_be_words(m[0], m[1]) if concatenated else o0
+    s1 = from_be_words(m[2], m[3]) if concatenated else o1
+    s2 = from_be_words(m[4], m[5]) if concatenated else o2
+    s3 = from_be_words(m[6], m[7]) if concatenated else o3
+    hb = ob - 64 if ob > 64 else 0
+    lo = U64(bits_ending_at(s0, s1, s2, s3, yb + ob) & mask64(ob - hb))
+    hi = U64(bits_ending_at(s0, s1, s2, s3, yb + ob - 64) & mask64(hb))
+    return I64(o0 >> U64(64 - yb)), hi, lo
 
 
 @kernel
@@ -168,7 +144,7 @@ def fn(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_l
     CPU runs its three parts lane by lane (the hash vectorised across matches), the GPU as one body."""
     m = fn_message(table, k, y_left, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo)
     h = fn_hash(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], fn_input_bytes(table, k))
-    return fn_output(table, k, h, meta_left_hi, meta_left_lo, meta_right_hi, meta_right_lo)
+    return fn_output(table, k, h, m)
 
 
 # --- matching (pos.md §4): the right bucket as an r -> first position map, probed per left entry ---------
