@@ -623,6 +623,8 @@ def test_a_controller_takes_solutions_only_while_its_node_is_reachable(tmp_path:
                     if any(beat.instance_id == controller.instance_id for beat in beats):
                         break
                     await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the controller never heartbeat: not started")
                 assert await answer(1) == "no responder"  # its node was never up
                 server = await node.serve("127.0.0.1", port)
                 await until("forwarded", 2)
